@@ -1,0 +1,31 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from interlock.api.http import Ctx
+from interlock.gateway import Gateway
+
+
+async def healthz(ctx: Ctx, gw: Gateway) -> None:
+    await ctx.respond_json(200, {"status": "ok"})
+
+
+async def readyz(ctx: Ctx, gw: Gateway) -> None:
+    ready = await gw.ready()
+    await ctx.respond_json(
+        200 if ready.ok else 503,
+        {"status": "ready" if ready.ok else "not_ready", "checks": ready.checks},
+    )
+
+
+async def metrics(ctx: Ctx, gw: Gateway) -> None:
+    body, ctype = gw.metrics.render()
+    ctx.status = 200
+    await ctx.send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", ctype.encode()), *ctx.response_headers],
+        }
+    )
+    await ctx.send({"type": "http.response.body", "body": body})

@@ -1,0 +1,83 @@
+"""``POST /v1/messages``: the Anthropic Messages API in front of any provider.
+
+The request is translated to the canonical OpenAI shape, runs through the one request
+path, and the answer (or stream) is translated back; errors use Anthropic's error shape.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from interlock.api import validate
+from interlock.api.http import Ctx, parse_json_object
+from interlock.api.messages_format import (
+    AnthropicStreamEncoder,
+    anthropic_error_body,
+    messages_to_openai,
+    openai_to_message,
+)
+from interlock.api.openai_routes import route_headers
+from interlock.api.stream import run_until_disconnect
+from interlock.errors import InterlockError
+from interlock.gateway import Gateway
+from interlock.providers.tokens import estimate_request_tokens
+from interlock.types import GatewayRequest, GatewayResponse, GatewayStream
+
+
+async def create_message(ctx: Ctx, gw: Gateway) -> None:
+    try:
+        await _create(ctx, gw)
+    except InterlockError as err:
+        if ctx.status == 0:
+            await ctx.respond(
+                err.status, anthropic_error_body(err.status, err.code, err.message), err.headers()
+            )
+
+
+async def _create(ctx: Ctx, gw: Gateway) -> None:
+    principal = await gw.authenticate(ctx.bearer())
+    cfg = gw.settings.server
+    raw = await ctx.read_body(cfg.max_body_bytes)
+    body = parse_json_object(ctx, raw, cfg.max_json_depth)
+    oa = messages_to_openai(body)
+    if oa.get("stream"):
+        oa["stream_options"] = {"include_usage": True}
+    req = validate.chat_request(oa, b"", cfg)
+    req.request_id = ctx.request_id
+    if gw.catalog.get(req.model) is not None:
+        ctx.model = req.model
+    result = await gw.handle(req, principal)
+    if isinstance(result, GatewayResponse):
+        message = openai_to_message(orjson.loads(result.body), req.model)
+        await ctx.respond(200, orjson.dumps(message), route_headers(result))
+        return
+    await _stream(ctx, gw, req, result)
+
+
+async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStream) -> None:
+    ctx.response_headers.extend(route_headers(result))
+    encoder = AnthropicStreamEncoder(req.model, estimate_request_tokens(req.body))
+
+    async def produce() -> None:
+        await ctx.start_stream()
+        try:
+            async for chunk in result.chunks:
+                data = encoder.feed(chunk.obj)
+                if data:
+                    await ctx.stream_write(data)
+        except InterlockError as err:
+            await ctx.stream_end(encoder.error(_error_type(err.status), err.message))
+            return
+        await ctx.stream_end(encoder.finish(result.usage))
+
+    try:
+        await run_until_disconnect(ctx, produce)
+    finally:
+        await result.chunks.aclose()
+        gw.stream_finished(req, result)
+
+
+def _error_type(status: int) -> str:
+    return {429: "rate_limit_error", 504: "api_error", 529: "overloaded_error"}.get(
+        status, "api_error"
+    )

@@ -1,0 +1,110 @@
+"""The OpenAI-compatible routes: chat, completions, embeddings, models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from interlock.api import validate
+from interlock.api.http import Ctx, parse_json_object
+from interlock.api.stream import run_until_disconnect
+from interlock.errors import InterlockError, NotFound, error_payload
+from interlock.gateway import Gateway
+from interlock.settings import ServerSettings
+from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal
+
+Validator = Callable[[dict[str, Any], bytes, ServerSettings], GatewayRequest]
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def route_headers(result: GatewayResponse | GatewayStream) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-interlock-deployment", result.deployment.encode()),
+        (b"x-interlock-provider", result.provider.encode()),
+        (b"x-interlock-attempts", str(len(result.attempts)).encode()),
+    ]
+
+
+async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Principal, GatewayRequest]:
+    principal = await gw.authenticate(ctx.bearer())
+    cfg = gw.settings.server
+    raw = await ctx.read_body(cfg.max_body_bytes)
+    body = parse_json_object(ctx, raw, cfg.max_json_depth)
+    req = check(body, raw, cfg)
+    req.request_id = ctx.request_id
+    if gw.catalog.get(req.model) is not None:
+        ctx.model = req.model
+    return principal, req
+
+
+async def _openai_endpoint(ctx: Ctx, gw: Gateway, check: Validator) -> None:
+    principal, req = await read_request(ctx, gw, check)
+    result = await gw.handle(req, principal)
+    if isinstance(result, GatewayResponse):
+        await ctx.respond(result.status, result.body, route_headers(result))
+        return
+    await stream_openai(ctx, gw, req, result)
+
+
+async def stream_openai(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStream) -> None:
+    ctx.response_headers.extend(route_headers(result))
+
+    async def produce() -> None:
+        await ctx.start_stream()
+        first = True
+        try:
+            async for chunk in result.chunks:
+                data = chunk.raw if chunk.raw is not None else orjson.dumps(chunk.obj)
+                await ctx.stream_write(b"data: " + data + b"\n\n")
+                if first:
+                    first = False
+                    gw.metrics.observe_ttft(ctx.model, time.perf_counter() - ctx.started)
+        except InterlockError as err:
+            # Headers are already sent, so a late upstream failure becomes a final SSE
+            # error event, not a 5xx.
+            await ctx.stream_end(b"data: " + orjson.dumps(error_payload(err)) + b"\n\n")
+            return
+        await ctx.stream_end(_DONE)
+
+    try:
+        await run_until_disconnect(ctx, produce)
+    finally:
+        await result.chunks.aclose()
+        gw.stream_finished(req, result)
+
+
+async def chat_completions(ctx: Ctx, gw: Gateway) -> None:
+    await _openai_endpoint(ctx, gw, validate.chat_request)
+
+
+async def completions(ctx: Ctx, gw: Gateway) -> None:
+    await _openai_endpoint(ctx, gw, validate.completion_request)
+
+
+async def embeddings(ctx: Ctx, gw: Gateway) -> None:
+    await _openai_endpoint(ctx, gw, validate.embeddings_request)
+
+
+def _model_obj(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "interlock"}
+
+
+async def list_models(ctx: Ctx, gw: Gateway) -> None:
+    principal = await gw.authenticate(ctx.bearer())
+    created = int(gw.started_at)
+    data = [_model_obj(r.alias, created) for r in gw.visible_models(principal)]
+    await ctx.respond_json(200, {"object": "list", "data": data})
+
+
+async def get_model(ctx: Ctx, gw: Gateway) -> None:
+    principal = await gw.authenticate(ctx.bearer())
+    name = ctx.path_params["model"]
+    if not any(r.alias == name for r in gw.visible_models(principal)):
+        raise NotFound(
+            f"The model '{name[:200]}' does not exist", code="model_not_found", param="model"
+        )
+    await ctx.respond_json(200, _model_obj(name, int(gw.started_at)))

@@ -1,0 +1,193 @@
+"""The OpenAPI document for the routes in :mod:`interlock.api.router`.
+
+A test checks that every route here exists in the router and vice versa, and the
+request schemas list the same required fields that :mod:`interlock.api.validate` enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from interlock import __version__
+from interlock.api.http import Ctx
+from interlock.gateway import Gateway
+
+_ERR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = schema or {"type": "object"}
+    return {"description": desc, "content": {"application/json": {"schema": body}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Invalid request (the error's param names the field)",
+        401: "Missing or invalid API key",
+        403: "The key may not do this",
+        404: "Unknown model or object",
+        413: "Body too large",
+        415: "Content-Type is not application/json",
+        429: "Rate limited (Retry-After says when to retry)",
+        502: "The upstream provider failed",
+        504: "The upstream provider timed out",
+    }
+    return {str(c): _resp(text[c], _ERR) for c in codes}
+
+
+_SEC: list[dict[str, list[str]]] = [{"bearer": []}]
+_CHAT_ERRORS = _errors(400, 401, 403, 404, 413, 415, 429, 502, 504)
+
+
+def _op(summary: str, *, body: dict[str, Any] | None = None, ok: dict[str, Any], errors: dict[str, Any],
+        secure: bool = True, ok_status: str = "200") -> dict[str, Any]:  # fmt: skip
+    op: dict[str, Any] = {"summary": summary, "responses": {ok_status: ok, **errors}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if secure:
+        op["security"] = _SEC
+    return op
+
+
+_CHAT_REQ = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string"},
+        "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role"]}},
+        "stream": {"type": "boolean"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "n": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+        "seed": {"type": "integer"},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "tool_choice": {},
+        "response_format": {"type": "object", "required": ["type"]},
+        "logprobs": {"type": "boolean"},
+        "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    },
+}
+_COMPLETION_REQ = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "properties": {
+        "model": {"type": "string"},
+        "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
+        "stream": {"type": "boolean"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+    },
+}
+_EMBED_REQ = {
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": {"type": "string"},
+        "input": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "maxItems": 2048}]},
+        "encoding_format": {"enum": ["float", "base64"]},
+        "dimensions": {"type": "integer", "minimum": 1},
+    },
+}
+_MESSAGES_REQ = {
+    "type": "object",
+    "required": ["model", "max_tokens", "messages"],
+    "properties": {
+        "model": {"type": "string"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        "system": {},
+        "stream": {"type": "boolean"},
+    },
+}
+_KEY_REQ = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "user": {"type": "string"},
+        "team": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "models": {"type": "array", "items": {"type": "string"}},
+        "admin": {"type": "boolean"},
+        "metadata": {"type": "object"},
+    },
+}
+_KEY = {"$ref": "#/components/schemas/Key"}
+_STREAMING = {
+    "description": "The answer (JSON), or Server-Sent Events when stream is true",
+    "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}},
+}
+_ADMIN_ERR = _errors(401, 403, 404)
+
+
+def _param(name: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def build() -> dict[str, Any]:
+    param = _param
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": {"post": _op("Chat completion", body=_CHAT_REQ, ok=_STREAMING, errors=_CHAT_ERRORS)},
+        "/v1/completions": {"post": _op("Text completion (OpenAI-compatible upstreams)", body=_COMPLETION_REQ, ok=_STREAMING, errors=_CHAT_ERRORS)},
+        "/v1/embeddings": {"post": _op("Embeddings", body=_EMBED_REQ, ok=_resp("Embeddings list"), errors=_CHAT_ERRORS)},
+        "/v1/models": {"get": _op("Models this key may use", ok=_resp("Model list"), errors=_errors(401))},
+        "/v1/models/{model}": {"get": {**_op("One model", ok=_resp("Model"), errors=_errors(401, 404)), "parameters": param("model")}},
+        "/v1/messages": {"post": _op("Anthropic Messages API (any provider behind it)", body=_MESSAGES_REQ, ok=_STREAMING, errors=_CHAT_ERRORS)},
+        "/admin/keys": {
+            "get": _op("List virtual keys", ok=_resp("Keys"), errors=_ADMIN_ERR),
+            "post": _op("Create a virtual key (the secret is in 'key', shown once)", body=_KEY_REQ, ok=_resp("The new key", _KEY), errors=_errors(400, 401, 403), ok_status="201"),
+        },
+        "/admin/keys/{key_id}": {
+            "parameters": param("key_id"),
+            "get": _op("One key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR),
+            "patch": _op("Update a key", body=_KEY_REQ, ok=_resp("Key", _KEY), errors=_errors(400, 401, 403, 404)),
+            "delete": _op("Revoke a key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR),
+        },
+        "/admin/keys/{key_id}/revoke": {"parameters": param("key_id"), "post": _op("Revoke a key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR)},
+        "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
+        "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},
+        "/metrics": {"get": _op("Prometheus metrics", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors={}, secure=False)},
+        "/openapi.json": {"get": _op("This document", ok=_resp("OpenAPI 3.1"), errors={}, secure=False)},
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Interlock", "version": __version__},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["message", "type", "code"],
+                            "properties": {
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                                "param": {"type": ["string", "null"]},
+                                "code": {"type": ["string", "null"]},
+                            },
+                        }
+                    },
+                },
+                "Key": {"type": "object", "required": ["id", "revoked"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}, "revoked": {"type": "boolean"}}},
+            },
+        },
+    }  # fmt: skip
+
+
+_DOC: bytes | None = None
+
+
+async def serve(ctx: Ctx, gw: Gateway) -> None:
+    global _DOC
+    if _DOC is None:
+        _DOC = orjson.dumps(build())
+    await ctx.respond(200, _DOC)

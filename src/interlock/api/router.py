@@ -1,0 +1,87 @@
+"""The route table: (method, path) to handler, plus the few routes with a path parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from interlock.api import admin, health, messages, openai_routes, openapi
+from interlock.api.http import Ctx
+from interlock.errors import MethodNotAllowed, NotFound
+from interlock.gateway import Gateway
+
+Handler = Callable[[Ctx, Gateway], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    handler: Handler
+    route: str  # the metrics label: the route template, never the raw path
+
+
+_EXACT: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": openai_routes.chat_completions},
+    "/v1/completions": {"POST": openai_routes.completions},
+    "/v1/embeddings": {"POST": openai_routes.embeddings},
+    "/v1/models": {"GET": openai_routes.list_models},
+    "/v1/messages": {"POST": messages.create_message},
+    "/admin/keys": {"GET": admin.list_keys, "POST": admin.create_key},
+    "/healthz": {"GET": health.healthz},
+    "/readyz": {"GET": health.readyz},
+    "/metrics": {"GET": health.metrics},
+    "/openapi.json": {"GET": openapi.serve},
+}
+
+# (prefix, parameter name, suffix, methods, template)
+_PARAM: list[tuple[str, str, str, dict[str, Handler], str]] = [
+    (
+        "/admin/keys/",
+        "key_id",
+        "/revoke",
+        {"POST": admin.revoke_key},
+        "/admin/keys/{key_id}/revoke",
+    ),
+    (
+        "/admin/keys/",
+        "key_id",
+        "",
+        {"GET": admin.get_key, "PATCH": admin.update_key, "DELETE": admin.revoke_key},
+        "/admin/keys/{key_id}",
+    ),
+    ("/v1/models/", "model", "", {"GET": openai_routes.get_model}, "/v1/models/{model}"),
+]
+
+# Aliases some OpenAI-compatible clients use (no /v1 prefix).
+for _path in ("/chat/completions", "/completions", "/embeddings", "/models"):
+    _EXACT[_path] = _EXACT["/v1" + _path]
+
+
+def _pick(methods: dict[str, Handler], method: str, template: str) -> Match:
+    handler = methods.get(method)
+    if handler is None:
+        raise MethodNotAllowed(
+            f"method {method} is not allowed here; use {', '.join(sorted(methods))}"
+        )
+    return Match(handler, template)
+
+
+def resolve(method: str, path: str, params: dict[str, str]) -> Match:
+    methods = _EXACT.get(path)
+    if methods is not None:
+        return _pick(methods, method, path)
+    for prefix, name, suffix, methods, template in _PARAM:
+        if path.startswith(prefix) and path.endswith(suffix):
+            value = path[len(prefix) : len(path) - len(suffix)] if suffix else path[len(prefix) :]
+            if value and "/" not in value:
+                params[name] = value
+                return _pick(methods, method, template)
+    raise NotFound(f"no route for {method} {path[:200]}", code="route_not_found")
+
+
+def routes() -> dict[str, list[str]]:
+    """Every path template and its methods (the OpenAPI test compares with this)."""
+    out = {path: sorted(m) for path, m in _EXACT.items()}
+    for _prefix, _name, _suffix, methods, template in _PARAM:
+        out.setdefault(template, [])
+        out[template] = sorted(set(out[template]) | set(methods))
+    return out

@@ -1,0 +1,73 @@
+"""``create_app(settings)``: the ASGI application; its lifespan opens and closes the Gateway."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from interlock.api.http import ClientGone, Ctx, Receive, Scope, Send
+from interlock.api.router import resolve
+from interlock.errors import InterlockError
+from interlock.gateway import Gateway
+from interlock.settings import Settings
+
+log = logging.getLogger("interlock.app")
+
+
+class InterlockApp:
+    def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
+        self.settings = settings
+        self.gateway = gateway or Gateway(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.gateway.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = Ctx(scope, receive, send)
+        gw = self.gateway
+        route = "unmatched"
+        gauge = gw.metrics.in_flight.labels("all")
+        gauge.inc()
+        try:
+            match = resolve(scope["method"], scope["path"], ctx.path_params)
+            route = match.route
+            await match.handler(ctx, gw)
+        except InterlockError as err:
+            if ctx.status == 0:
+                await ctx.respond_error(err)
+        except ClientGone:
+            ctx.status = 499
+        except Exception:
+            # Never a stack trace or an upstream detail to the client.
+            log.exception("unhandled error (request %s)", ctx.request_id)
+            if ctx.status == 0:
+                await ctx.respond_error(InterlockError("internal error"))
+        finally:
+            gauge.dec()
+            gw.metrics.observe_request(
+                route, ctx.model, ctx.status, time.perf_counter() - ctx.started
+            )
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> InterlockApp:
+    return InterlockApp(settings, gateway)

@@ -1,0 +1,201 @@
+"""``interlock …`` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from interlock import __version__
+from interlock.settings import ConfigError, Settings
+
+T = TypeVar("T")
+
+_config_option = click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default).",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="interlock")
+def cli() -> None:
+    """Interlock: one OpenAI-compatible front door for all model traffic."""
+
+
+@cli.command()
+@_config_option
+@click.option("--host", default=None, help="Listen address (default from config: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default from config: 8080).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes.")
+def serve(config: str | None, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the gateway."""
+    from interlock.cli.serve import serve as run
+
+    run(config, host, port, workers)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def sim(ctx: click.Context) -> None:
+    """Run the simulated provider (options: see `interlock sim --help-sim`)."""
+    from interlock.sim import __main__ as sim_main
+
+    args = list(ctx.args)
+    if "--help-sim" in args:
+        args = ["--help"]
+    sim_main.main(args)
+
+
+def _settings(config: str | None) -> Settings:
+    from interlock.cli.serve import config_path, resolve, sim_enabled, with_simulator
+    from interlock.settings import parse_settings
+
+    env = dict(os.environ)
+    try:
+        settings, data, source = resolve(config_path(config, env), env)
+        if sim_enabled(data):
+            settings = parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
+
+
+def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from interlock.auth.service import KeyService, load_or_create_pepper
+    from interlock.storage.engine import create_engine, run_migrations
+    from interlock.storage.keys import KeyStore
+
+    async def go() -> T:
+        engine = create_engine(settings.storage)
+        try:
+            await run_migrations(engine, settings.storage.db_schema)
+            pepper_cfg = settings.auth.key_hash_secret
+            pepper = load_or_create_pepper(
+                pepper_cfg.get_secret_value() if pepper_cfg else None, settings.state_dir
+            )
+            return await fn(KeyService(KeyStore(engine), pepper))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+@cli.group()
+def keys() -> None:
+    """Manage virtual keys (works on the database directly; the server need not run)."""
+
+
+@keys.command("create")
+@_config_option
+@click.option("--name", default=None)
+@click.option("--user", default=None)
+@click.option("--team", default=None)
+@click.option("--tag", "tags", multiple=True, help="Feature tag (repeatable).")
+@click.option("--model", "models", multiple=True, help="Allowed model (repeatable; none: all).")
+@click.option("--admin", is_flag=True, default=False, help="An admin key.")
+@click.option("--json", "as_json", is_flag=True, default=False)
+def keys_create(
+    config: str | None,
+    name: str | None,
+    user: str | None,
+    team: str | None,
+    tags: tuple[str, ...],
+    models: tuple[str, ...],
+    admin: bool,
+    as_json: bool,
+) -> None:
+    """Create a key and print its secret (shown once)."""
+
+    async def go(svc: Any) -> Any:
+        return await svc.create(
+            name=name, user=user, team=team, tags=list(tags), models=list(models), admin=admin
+        )
+
+    try:
+        rec, token = _with_keys(_settings(config), go)
+    except Exception as exc:  # an InvalidRequest from validation
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps({**rec.public(), "key": token}).decode())
+    else:
+        click.echo(f"id:  {rec.key_id}")
+        click.echo(f"key: {token}")
+        click.echo("(the key is shown only now; it is stored hashed)")
+
+
+@keys.command("list")
+@_config_option
+@click.option("--all", "include_revoked", is_flag=True, default=False, help="Include revoked keys.")
+@click.option("--json", "as_json", is_flag=True, default=False)
+def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+
+    async def go(svc: Any) -> Any:
+        return await svc.list(include_revoked=include_revoked)
+
+    records = [r.public() for r in _with_keys(_settings(config), go)]
+    if as_json:
+        click.echo(orjson.dumps(records).decode())
+        return
+    click.echo(f"{'ID':<14} {'USER':<16} {'TEAM':<16} {'ADMIN':<6} {'STATE':<8} TAGS")
+    for r in records:
+        state = "revoked" if r["revoked"] else "active"
+        click.echo(
+            f"{r['id']:<14} {r['user'] or '-':<16} {r['team'] or '-':<16} "
+            f"{'yes' if r['admin'] else 'no':<6} {state:<8} {','.join(r['tags']) or '-'}"
+        )
+
+
+@keys.command("revoke")
+@_config_option
+@click.argument("key_id")
+def keys_revoke(config: str | None, key_id: str) -> None:
+    """Revoke a key; every gateway process stops accepting it within auth.cache_ttl_s."""
+
+    async def go(svc: Any) -> Any:
+        return await svc.revoke(key_id)
+
+    rec = _with_keys(_settings(config), go)
+    if rec is None:
+        raise click.ClickException(f"no key with id {key_id}")
+    click.echo(f"revoked {rec.key_id}")
+
+
+@cli.group()
+def config() -> None:
+    """Configuration tools."""
+
+
+@config.command("check")
+@_config_option
+def config_check(config: str | None) -> None:
+    """Validate the configuration and print what it serves."""
+    from interlock.providers.registry import build_deployments
+    from interlock.routing.catalog import Catalog
+
+    settings = _settings(config)
+    catalog = Catalog(settings, build_deployments(settings))
+    click.echo(f"configuration OK: {len(settings.providers)} providers, "
+               f"{len(settings.deployments)} deployments, {len(catalog.names())} models")  # fmt: skip
+    for route in catalog.routes():
+        click.echo(f"  {route.alias} -> {', '.join(d.name for d in route.deployments)}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""``interlock serve``: resolve the configuration, start the simulator if wanted, run uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import yaml
+
+from interlock.app import create_app
+from interlock.cli import defaults
+from interlock.settings import ConfigError, Settings, dump_settings, parse_settings
+
+RESOLVED_ENV = "INTERLOCK_RESOLVED_SETTINGS"
+
+
+def config_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
+    if explicit:
+        return explicit
+    if env.get("INTERLOCK_CONFIG"):
+        return env["INTERLOCK_CONFIG"]
+    return "interlock.yaml" if Path("interlock.yaml").exists() else None
+
+
+def raw_config(path: str | None, env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """The configuration as a dict before validation, and where it came from."""
+    if path is None:
+        data: dict[str, Any] = {"simulator": {"enabled": True}}
+        data = defaults.merge(data, defaults.env_providers(env))
+        source = "<embedded default>"
+    else:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data, source = loaded, path
+    if env.get("INTERLOCK_MASTER_KEY"):
+        auth = dict(data.get("auth") or {})
+        auth.setdefault("master_key", "${INTERLOCK_MASTER_KEY}")
+        data["auth"] = auth
+    return data, source
+
+
+def with_simulator(data: dict[str, Any], sim_url: str) -> dict[str, Any]:
+    return defaults.merge(data, defaults.simulator_entries(sim_url))
+
+
+def sim_enabled(data: dict[str, Any]) -> bool:
+    sim = data.get("simulator")
+    return isinstance(sim, dict) and sim.get("enabled") is True
+
+
+def start_simulator(settings: Settings) -> tuple[subprocess.Popen[str], str]:
+    """The simulated provider as its own process; returns it and its base URL."""
+    sim = settings.simulator
+    cmd = [
+        sys.executable,
+        "-m",
+        "interlock.sim",
+        "--host",
+        sim.host,
+        "--port",
+        str(sim.port),
+        "--seed",
+        str(sim.seed),
+        "--ttft-ms",
+        str(sim.ttft_ms),
+        "--tokens-per-s",
+        str(sim.tokens_per_s),
+        "--output-tokens",
+        str(sim.output_tokens),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("interlock sim listening on "):
+        proc.kill()
+        raise click.ClickException("the simulated provider failed to start")
+    atexit.register(_stop, proc)
+    return proc, line.rsplit(" ", 1)[-1]
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def resolve(path: str | None, env: Mapping[str, str]) -> tuple[Settings, dict[str, Any], str]:
+    data, source = raw_config(path, env)
+    if sim_enabled(data):
+        # Validate with a placeholder address first, so a bad file fails before anything starts.
+        parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
+    return parse_settings(data, source, env), data, source
+
+
+async def bootstrap(settings: Settings) -> str | None:
+    """Migrate the database; create and return an admin key on the very first start."""
+    from interlock.gateway import Gateway
+
+    gw = Gateway(settings)
+    try:
+        await gw.start()
+        if settings.auth.master_key is not None or await gw.keys.has_admin():
+            return None
+        _rec, token = await gw.keys.create(name="admin (generated at first start)", admin=True)
+        return token
+    finally:
+        await gw.close()
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes: the parent wrote the resolved settings."""
+    path = os.environ[RESOLVED_ENV]
+    data = orjson.loads(Path(path).read_bytes())
+    return create_app(parse_settings(data, "<resolved>", expand_env=False))
+
+
+def serve(
+    config: str | None, host: str | None, port: int | None, workers: int | None
+) -> None:
+    import uvicorn
+
+    env = dict(os.environ)
+    path = config_path(config, env)
+    try:
+        settings, data, source = resolve(path, env)
+        if settings.simulator.enabled:
+            _proc, sim_url = start_simulator(settings)
+            settings = parse_settings(with_simulator(data, sim_url), source, env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    server = settings.server.model_copy(
+        update={
+            k: v
+            for k, v in {"host": host, "port": port, "workers": workers}.items()
+            if v is not None
+        }
+    )
+    settings = settings.model_copy(update={"server": server})
+
+    admin_key = asyncio.run(bootstrap(settings))
+    # The parent migrated; workers must not race each other doing it again.
+    worker_settings = settings.model_copy(
+        update={"storage": settings.storage.model_copy(update={"run_migrations": False})}
+    )
+    _announce(settings, source, admin_key)
+
+    common: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+        "http": "httptools",
+        "access_log": server.access_log,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 30,
+    }
+    if server.workers == 1:
+        uvicorn.run(create_app(worker_settings), **common)
+        return
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    metrics_dir = tempfile.mkdtemp(prefix="prometheus-", dir=state)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    fd, resolved = tempfile.mkstemp(prefix="resolved-", suffix=".json", dir=state)
+    with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600: it holds secrets
+        fh.write(orjson.dumps(dump_settings(worker_settings)))
+    os.environ[RESOLVED_ENV] = resolved
+    atexit.register(_cleanup, resolved, metrics_dir)
+    uvicorn.run(
+        "interlock.cli.serve:app_from_env", factory=True, workers=server.workers, **common
+    )
+
+
+def _cleanup(resolved: str, metrics_dir: str) -> None:
+    import shutil
+
+    Path(resolved).unlink(missing_ok=True)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _announce(settings: Settings, source: str, admin_key: str | None) -> None:
+    from interlock.providers.registry import build_deployments
+    from interlock.routing.catalog import Catalog
+
+    s = settings.server
+    catalog = Catalog(settings, build_deployments(settings))
+    click.echo(f"Interlock listening on http://{s.host}:{s.port} ({s.workers} worker(s))")
+    click.echo(f"  configuration: {source}")
+    click.echo(f"  storage: {_safe_url(settings.storage.url)}")
+    click.echo(f"  OpenAI-compatible base URL: http://{s.host}:{s.port}/v1")
+    click.echo("  models:")
+    for route in catalog.routes():
+        deps = ", ".join(f"{d.name} ({d.provider})" for d in route.deployments)
+        click.echo(f"    {route.alias:<28} {route.kind:<11} -> {deps}")
+    if admin_key:
+        click.echo("")
+        click.echo(f"  Admin key (shown once, stored hashed): {admin_key}")
+    elif settings.auth.master_key is not None:
+        click.echo("  Admin: the master key from the configuration / INTERLOCK_MASTER_KEY")
+    else:
+        click.echo(
+            "  Admin: use the admin key printed at first start, "
+            "or `interlock keys create --admin`"
+        )
+    sys.stdout.flush()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

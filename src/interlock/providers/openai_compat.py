@@ -1,0 +1,164 @@
+"""OpenAI-compatible wire format: OpenAI, Azure OpenAI, vLLM, Ollama, TGI, llama.cpp, ...
+
+The client already speaks this format, so the fast path forwards the client's bytes
+untouched; the body is re-serialised only when the upstream model name differs or a
+stream needs ``stream_options.include_usage`` added so usage is always captured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from interlock.errors import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
+from interlock.providers.base import (
+    Completion,
+    Target,
+    UpstreamCall,
+    json_object,
+    map_status,
+    upstream_message,
+)
+from interlock.providers.sse import SSEParser
+from interlock.providers.tokens import estimate_request_tokens, estimate_tokens
+from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
+
+_PATHS = {
+    Endpoint.CHAT: "chat/completions",
+    Endpoint.COMPLETIONS: "completions",
+    Endpoint.EMBEDDINGS: "embeddings",
+}
+
+
+class OpenAIAdapter:
+    wire = "openai"
+
+    def __init__(self, *, azure: bool = False) -> None:
+        self.azure = azure
+
+    def supports(self, endpoint: Endpoint) -> bool:
+        return True
+
+    def url(self, endpoint: Endpoint, target: Target) -> str:
+        base = target.base_url.rstrip("/")
+        path = _PATHS[endpoint]
+        if self.azure:
+            version = target.api_version or "2024-10-21"
+            return f"{base}/openai/deployments/{target.model}/{path}?api-version={version}"
+        return f"{base}/{path}"
+
+    def build(self, req: GatewayRequest, target: Target) -> UpstreamCall:
+        body = req.raw
+        needs_usage = req.stream and not req.include_usage
+        if req.model != target.model or needs_usage or not body:
+            data = dict(req.body)
+            data["model"] = target.model
+            if needs_usage:
+                opts = data.get("stream_options")
+                data["stream_options"] = {
+                    **(opts if isinstance(opts, dict) else {}),
+                    "include_usage": True,
+                }
+            body = orjson.dumps(data)
+        headers = {"content-type": "application/json", **target.headers}
+        if req.stream:
+            headers["accept"] = "text/event-stream"
+        return UpstreamCall("POST", self.url(req.endpoint, target), headers, body, req.stream)
+
+    def parse(self, req: GatewayRequest, target: Target, status: int, body: bytes) -> Completion:
+        data = json_object(body)
+        if "error" in data and "choices" not in data and "data" not in data:
+            raise UpstreamUnavailable(
+                f"provider {target.provider} returned an error: {upstream_message(body)[:300]}"
+            )
+        usage = Usage.from_openai(data.get("usage"))
+        if usage is None:
+            usage = _estimate(req, data)
+        return Completion(body, usage)
+
+    def stream_decoder(self, req: GatewayRequest, target: Target) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(req, target.provider)
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        err = map_status(status, headers, body, "upstream")
+        if status == 400 and b"context_length_exceeded" in body:
+            err.code = "context_length_exceeded"
+        return err
+
+
+def _estimate(req: GatewayRequest, data: JSON) -> Usage:
+    text = 0
+    for choice in data.get("choices") or ():
+        if isinstance(choice, dict):
+            msg = choice.get("message") or {}
+            content = msg.get("content") if isinstance(msg, dict) else choice.get("text")
+            if isinstance(content, str):
+                text += estimate_tokens(content)
+    return Usage(estimate_request_tokens(req.body), text, estimated=True)
+
+
+class OpenAIStreamDecoder:
+    __slots__ = ("_chars", "_done", "_keep_usage_chunk", "_parser", "_provider", "_req", "usage")
+
+    def __init__(self, req: GatewayRequest, provider: str) -> None:
+        self._parser = SSEParser()
+        self._req = req
+        self._provider = provider
+        self._keep_usage_chunk = req.include_usage
+        self._done = False
+        self._chars = 0
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        out: list[Chunk] = []
+        for ev in self._parser.feed(data):
+            chunk = self._event(ev.data)
+            if chunk is not None:
+                out.append(chunk)
+        return out
+
+    def _event(self, data: bytes) -> Chunk | None:
+        if data == b"[DONE]":
+            self._done = True
+            return None
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                f"provider {self._provider} sent a malformed stream event"
+            ) from None
+        if not isinstance(obj, dict):
+            raise UpstreamProtocolError(f"provider {self._provider} sent a malformed stream event")
+        if "error" in obj and "choices" not in obj:
+            raise UpstreamUnavailable(
+                f"provider {self._provider} failed mid-stream: {upstream_message(data)[:300]}"
+            )
+        usage = obj.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+            if not obj.get("choices") and not self._keep_usage_chunk:
+                return None
+        for choice in obj.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                content = delta.get("content")
+                if isinstance(content, str):
+                    self._chars += len(content)
+            elif isinstance(choice, dict) and isinstance(choice.get("text"), str):
+                self._chars += len(choice["text"])
+        return Chunk(obj, data)
+
+    def close(self) -> list[Chunk]:
+        out = [c for ev in self._parser.flush() if (c := self._event(ev.data)) is not None]
+        if self.usage is None:
+            self.usage = Usage(
+                estimate_request_tokens(self._req.body), (self._chars + 3) // 4, estimated=True
+            )
+        if not self._done:
+            raise UpstreamProtocolError(f"provider {self._provider} ended the stream before [DONE]")
+        return out
+
+    @property
+    def completed(self) -> bool:
+        return self._done

@@ -1,0 +1,69 @@
+"""Async SQL engine for SQLite (embedded default) and PostgreSQL (cluster mode)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from interlock.settings import StorageSettings
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(cfg: StorageSettings) -> AsyncEngine:
+    url = make_url(cfg.url)
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_size"] = cfg.pool_size
+        kwargs["pool_pre_ping"] = True
+        if cfg.db_schema:
+            kwargs["connect_args"] = {"server_settings": {"search_path": cfg.db_schema}}
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets `serve --workers N` and the CLI read while another process writes.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return engine
+
+
+async def ping(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
+    """Whether the database answers a trivial query within ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+async def run_migrations(engine: AsyncEngine, db_schema: str | None = None) -> None:
+    """Upgrade the schema to the newest revision (safe to call from many processes)."""
+    from interlock.storage.migrate import upgrade
+
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together: one migrates, the others wait, then find it done.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(74210001)"))
+            if db_schema:
+                quoted = conn.dialect.identifier_preparer.quote_schema(db_schema)
+                await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+        await conn.run_sync(upgrade)

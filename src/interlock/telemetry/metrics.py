@@ -1,0 +1,106 @@
+"""Prometheus metrics, correct across ``serve --workers N`` processes.
+
+With several worker processes ``PROMETHEUS_MULTIPROC_DIR`` is set by ``interlock serve``
+before any worker starts, prometheus_client then keeps values in per-process files and
+``/metrics`` aggregates them. Label values come from fixed sets (routes, configured
+aliases and deployments, status codes), never from raw client input.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _mp
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # In multiprocess mode metrics live in files, not in a registry of ours.
+        reg = None if self.multiprocess else (registry or CollectorRegistry())
+        self._registry = reg
+        kw = {"registry": reg} if reg is not None else {"registry": None}
+        self.requests = Counter(
+            "interlock_requests_total",
+            "HTTP requests answered, by route, model and status.",
+            ["route", "model", "status"],
+            **kw,
+        )
+        self.latency = Histogram(
+            "interlock_request_duration_seconds",
+            "Time from request received to response complete.",
+            ["route", "model", "status"],
+            buckets=_LATENCY_BUCKETS,
+            **kw,
+        )
+        self.upstream_latency = Histogram(
+            "interlock_upstream_duration_seconds",
+            "Time per upstream attempt (to full answer, or to first chunk for streams).",
+            ["provider", "deployment", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            **kw,
+        )
+        self.ttft = Histogram(
+            "interlock_time_to_first_token_seconds",
+            "Time from request received to first streamed chunk sent.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            **kw,
+        )
+        self.tokens = Counter(
+            "interlock_tokens_total",
+            "Tokens processed, by model, deployment and direction.",
+            ["model", "deployment", "direction"],
+            **kw,
+        )
+        self.in_flight = Gauge(
+            "interlock_in_flight_requests",
+            "Requests being handled right now.",
+            ["route"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+
+    def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+        code = str(status)
+        self.requests.labels(route, model, code).inc()
+        self.latency.labels(route, model, code).observe(seconds)
+
+    def observe_attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:
+        self.upstream_latency.labels(provider, deployment, outcome).observe(seconds)
+
+    def observe_tokens(self, model: str, deployment: str, prompt: int, completion: int) -> None:
+        if prompt:
+            self.tokens.labels(model, deployment, "prompt").inc(prompt)
+        if completion:
+            self.tokens.labels(model, deployment, "completion").inc(completion)
+
+    def observe_ttft(self, model: str, seconds: float) -> None:
+        self.ttft.labels(model).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        assert self._registry is not None
+        return generate_latest(self._registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """Called by the supervisor when a worker exits (multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _mp.mark_process_dead(pid)  # type: ignore[no-untyped-call]

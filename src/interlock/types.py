@@ -1,0 +1,135 @@
+"""Provider-neutral domain types.
+
+The canonical shape of a request inside Interlock is the OpenAI wire format, held as
+parsed JSON (``body``) next to the client's original bytes (``raw``): adapters for
+OpenAI-compatible upstreams forward ``raw`` untouched when nothing needs rewriting,
+others translate ``body``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class Endpoint(StrEnum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from a virtual key."""
+
+    key_id: str
+    user: str | None = None
+    team: str | None = None
+    tags: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # empty: every model
+    is_admin: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return self.is_admin or not self.models or model in self.models
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False  # True when counted by the gateway, not reported upstream
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self) -> JSON:
+        out: JSON = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+    @classmethod
+    def from_openai(cls, data: Any) -> Usage | None:
+        if not isinstance(data, dict):
+            return None
+        prompt = data.get("prompt_tokens") or 0
+        completion = data.get("completion_tokens") or 0
+        details = data.get("prompt_tokens_details") or {}
+        cdetails = data.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            cached_tokens=int(details.get("cached_tokens") or 0)
+            if isinstance(details, dict)
+            else 0,
+            reasoning_tokens=int(cdetails.get("reasoning_tokens") or 0)
+            if isinstance(cdetails, dict)
+            else 0,
+        )
+
+
+@dataclass(slots=True)
+class GatewayRequest:
+    """One validated client request in OpenAI shape."""
+
+    endpoint: Endpoint
+    model: str
+    body: JSON
+    raw: bytes
+    stream: bool = False
+    include_usage: bool = False  # the client asked for stream_options.include_usage
+    request_id: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One streamed OpenAI ``chat.completion.chunk`` (or completion chunk)."""
+
+    obj: JSON
+    raw: bytes | None = None  # the upstream's own bytes when they need no rewrite
+
+
+@dataclass(slots=True)
+class Attempt:
+    deployment: str
+    provider: str
+    status: str  # "ok" or an error code
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True)
+class GatewayResponse:
+    """A complete (non-streamed) answer in OpenAI shape."""
+
+    status: int
+    body: bytes
+    usage: Usage | None
+    deployment: str
+    provider: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GatewayStream:
+    """A streamed answer: canonical OpenAI chunks, usage filled in when the stream ends."""
+
+    chunks: AsyncGenerator[Chunk, None]
+    deployment: str
+    provider: str
+    usage: Usage = field(default_factory=Usage)
+    attempts: list[Attempt] = field(default_factory=list)
+    completed: bool = False

@@ -1,0 +1,139 @@
+"""Start real gateway processes (`interlock serve`) for tests, over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MASTER_KEY = "test-master-key-4f9d2c7a1b"
+SIM_KEY = "sim-provider-secret-9a8b7c6d5e"
+AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A configuration that puts every wire format in front of the simulated provider."""
+    cfg: dict[str, Any] = {
+        "state_dir": str(state_dir),
+        "storage": {"url": f"sqlite+aiosqlite:///{state_dir}/interlock.db"},
+        "auth": {"master_key": MASTER_KEY, "cache_ttl_s": 0.5},
+        "providers": {
+            "sim": {"kind": "openai_compatible", "base_url": f"{sim_url}/v1", "api_key": SIM_KEY},
+            "sim-azure": {
+                "kind": "azure",
+                "base_url": sim_url,
+                "api_key": SIM_KEY,
+                "api_version": "2024-10-21",
+            },
+            "sim-anthropic": {"kind": "anthropic", "base_url": sim_url, "api_key": SIM_KEY},
+            "sim-gemini": {"kind": "gemini", "base_url": sim_url, "api_key": SIM_KEY},
+            "sim-bedrock": {
+                "kind": "bedrock",
+                "base_url": sim_url,
+                "region": "us-east-1",
+                "aws_access_key_id": AWS_KEY_ID,
+                "aws_secret_access_key": AWS_SECRET,
+            },
+            "dead": {"kind": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"},
+        },
+        "deployments": {
+            "sim-small": {"provider": "sim", "model": "sim-small"},
+            "sim-medium": {"provider": "sim", "model": "sim-medium"},
+            "sim-large": {"provider": "sim", "model": "sim-large"},
+            "sim-embed": {"provider": "sim", "model": "sim-embed", "kind": "embeddings"},
+            "azure-chat": {"provider": "sim-azure", "model": "my-gpt-deployment"},
+            "claude": {"provider": "sim-anthropic", "model": "sim-claude"},
+            "gemini": {"provider": "sim-gemini", "model": "sim-gemini"},
+            "bedrock": {"provider": "sim-bedrock", "model": "anthropic.claude-3-haiku-20240307-v1:0"},
+            "dead-chat": {
+                "provider": "dead",
+                "model": "sim-small",
+                "timeouts": {"connect_s": 1, "first_byte_s": 2},
+            },
+            "slow-chat": {
+                "provider": "sim",
+                "model": "sim-slow",
+                "timeouts": {"first_byte_s": 1, "idle_s": 1, "total_s": 3},
+            },
+        },
+        "models": {
+            "chat": {"deployments": ["sim-small"]},
+            "failover": {"deployments": ["dead-chat", "sim-medium"]},
+            "azure": {"deployments": ["azure-chat"]},
+            "claude": {"deployments": ["claude"]},
+            "gemini": {"deployments": ["gemini"]},
+            "bedrock": {"deployments": ["bedrock"]},
+            "slow": {"deployments": ["slow-chat"]},
+        },
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+class GatewayProcess:
+    def __init__(self, config: dict[str, Any], workdir: Path, *, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.config = config
+        self.workdir = workdir
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"gateway-{self.port}.log"
+
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / f"interlock-{self.port}.yaml"
+        path.write_text(yaml.safe_dump(self.config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+        env.update(self.env)
+        cmd = [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(path),
+               "--port", str(self.port), "--workers", str(self.workers)]  # fmt: skip
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env, cwd=self.workdir)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway did not become ready:\n{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
