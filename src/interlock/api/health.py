@@ -25,7 +25,11 @@ async def metrics(ctx: Ctx, gw: Gateway) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", ctype.encode()), *ctx.response_headers],
+            "headers": [
+                (b"content-type", ctype.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *ctx.response_headers,
+            ],
         }
     )
     await ctx.send({"type": "http.response.body", "body": body})

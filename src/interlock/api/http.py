@@ -126,7 +126,7 @@ class Ctx:
         self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
     ) -> None:
         self.status = status
-        out = [JSON_CT, *self.response_headers]
+        out = [JSON_CT, (b"content-length", str(len(body)).encode()), *self.response_headers]
         if headers:
             out.extend(headers)
         await self.send({"type": "http.response.start", "status": status, "headers": out})

@@ -1,0 +1,654 @@
+"""The inbound Anthropic Messages API (``POST /v1/messages``) as pure translations.
+
+Clients built on the ``anthropic`` SDK reach every provider through Interlock: their
+request is validated and translated into the canonical OpenAI chat body, and the
+canonical answer (a ``chat.completion`` or a stream of ``chat.completion.chunk`` dicts)
+is translated back into an Anthropic ``message`` or Anthropic's typed SSE events. No I/O.
+
+What does not translate (documented rather than silently faked):
+- ``thinking`` and ``redacted_thinking`` blocks in the history are dropped; a
+  ``thinking`` request option is ignored.
+- Server tools (web search, code execution, ...) and ``document`` blocks other than
+  base64 are refused; ``top_k`` is dropped (OpenAI chat has no such parameter).
+- ``tool_result.is_error`` becomes an ``Error:`` prefix on the tool message's text.
+- ``stop_reason`` is ``end_turn`` when a stop sequence ended the answer, since OpenAI's
+  ``finish_reason: stop`` does not say which; ``stop_sequence`` is always null.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from interlock.errors import InvalidRequest
+from interlock.providers.anthropic_convert import (
+    FINISH_TO_STOP,
+    error_type_for_status,
+    source_to_url,
+    usage_to_anthropic,
+)
+from interlock.providers.sse import encode
+from interlock.types import JSON, Usage
+
+__all__ = [
+    "AnthropicStreamEncoder",
+    "anthropic_error_body",
+    "messages_to_openai",
+    "openai_to_message",
+]
+
+
+# --- request: Anthropic Messages -> OpenAI chat ------------------------------------------
+
+
+def messages_to_openai(body: JSON) -> JSON:
+    """Validate an Anthropic Messages request and translate it to an OpenAI chat body."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: a non-empty string is required", param="model")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: a positive integer is required", param="max_tokens")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise InvalidRequest("messages: a non-empty list is required", param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream: must be a boolean", param="stream")
+
+    messages: list[JSON] = []
+    system = _system(body.get("system"))
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    for i, msg in enumerate(raw_messages):
+        if not isinstance(msg, dict):
+            raise InvalidRequest(f"messages.{i}: must be an object", param=f"messages.{i}")
+        role = msg.get("role")
+        if role == "user":
+            messages.extend(_user(msg.get("content"), i))
+        elif role == "assistant":
+            messages.append(_assistant(msg.get("content"), i))
+        else:
+            raise InvalidRequest(
+                f"messages.{i}.role: must be 'user' or 'assistant'", param=f"messages.{i}.role"
+            )
+
+    out: JSON = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not _is_number(value):
+            raise InvalidRequest(f"{key}: must be a number", param=key)
+        out[key] = value
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise InvalidRequest(
+                "stop_sequences: must be a list of strings", param="stop_sequences"
+            )
+        if stops:
+            out["stop"] = stops
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise InvalidRequest("tools: must be a list", param="tools")
+        if tools:
+            out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
+    choice = body.get("tool_choice")
+    if choice is not None:
+        _apply_tool_choice(out, choice)
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InvalidRequest("metadata: must be an object", param="metadata")
+        user = metadata.get("user_id")
+        if user is not None and not isinstance(user, str):
+            raise InvalidRequest("metadata.user_id: must be a string", param="metadata.user_id")
+        if user:
+            out["user"] = user
+    if stream:
+        out["stream"] = True
+        # Usage arrives as a final chunk, so message_delta can carry real output counts.
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _system(system: Any) -> str | list[JSON] | None:
+    if system is None:
+        return None
+    if isinstance(system, str):
+        return system or None
+    if not isinstance(system, list):
+        raise InvalidRequest("system: must be a string or a list of text blocks", param="system")
+    parts = [_text_part(block, f"system.{i}") for i, block in enumerate(system)]
+    if not parts:
+        return None
+    if any("cache_control" in p for p in parts):
+        return parts
+    return "\n\n".join(p["text"] for p in parts)
+
+
+def _text_part(block: Any, param: str) -> JSON:
+    if not isinstance(block, dict) or block.get("type") != "text":
+        raise InvalidRequest(f"{param}: must be a text block", param=param)
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{param}.text: must be a string", param=f"{param}.text")
+    part: JSON = {"type": "text", "text": text}
+    cache = block.get("cache_control")
+    if isinstance(cache, dict):
+        # Kept so an Anthropic upstream can still use the client's prompt-cache breakpoints.
+        part["cache_control"] = cache
+    return part
+
+
+def _blocks(content: Any, i: int) -> list[Any]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"messages.{i}.content: must be a string or a list of blocks",
+            param=f"messages.{i}.content",
+        )
+    return content
+
+
+def _user(content: Any, i: int) -> list[JSON]:
+    """One Anthropic user turn -> tool messages (first) and at most one user message."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tool_messages: list[JSON] = []
+    parts: list[JSON] = []
+    for j, block in enumerate(_blocks(content, i)):
+        param = f"messages.{i}.content.{j}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append(_text_part(block, param))
+        elif kind == "image":
+            parts.append(_image_part(block, param))
+        elif kind == "document":
+            parts.append(_document_part(block, param))
+        elif kind == "tool_result":
+            message, images = _tool_result(block, param)
+            tool_messages.append(message)
+            parts.extend(images)
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise InvalidRequest(
+                f"{param}.type: block type {kind!r} is not supported", param=f"{param}.type"
+            )
+    out = tool_messages
+    if parts:
+        out.append({"role": "user", "content": _collapse(parts)})
+    return out
+
+
+def _assistant(content: Any, i: int) -> JSON:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    parts: list[JSON] = []
+    calls: list[JSON] = []
+    for j, block in enumerate(_blocks(content, i)):
+        param = f"messages.{i}.content.{j}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append(_text_part(block, param))
+        elif kind == "tool_use":
+            calls.append(_tool_call(block, param))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise InvalidRequest(
+                f"{param}.type: block type {kind!r} is not supported in an assistant turn",
+                param=f"{param}.type",
+            )
+    message: JSON = {"role": "assistant", "content": _collapse(parts) if parts else None}
+    if calls:
+        message["tool_calls"] = calls
+    elif message["content"] is None:
+        message["content"] = ""
+    return message
+
+
+def _collapse(parts: list[JSON]) -> str | list[JSON]:
+    """A lone plain text part travels as a string, which every OpenAI-compatible server takes."""
+    if len(parts) == 1 and parts[0]["type"] == "text" and "cache_control" not in parts[0]:
+        text: str = parts[0]["text"]
+        return text
+    return parts
+
+
+def _image_part(block: JSON, param: str) -> JSON:
+    url = source_to_url(block.get("source"))
+    if url is None:
+        raise InvalidRequest(
+            f"{param}.source: must be a base64 or url image source", param=f"{param}.source"
+        )
+    part: JSON = {"type": "image_url", "image_url": {"url": url}}
+    if isinstance(block.get("cache_control"), dict):
+        part["cache_control"] = block["cache_control"]
+    return part
+
+
+def _document_part(block: JSON, param: str) -> JSON:
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "text":
+        return _text_part({"type": "text", "text": source.get("data")}, f"{param}.source")
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        raise InvalidRequest(
+            f"{param}.source: only base64 and text document sources are supported",
+            param=f"{param}.source",
+        )
+    url = source_to_url(source)
+    if url is None:
+        raise InvalidRequest(f"{param}.source: media_type and data are required", param=param)
+    file: JSON = {"file_data": url}
+    title = block.get("title")
+    if isinstance(title, str) and title:
+        file["filename"] = title
+    return {"type": "file", "file": file}
+
+
+def _tool_result(block: JSON, param: str) -> tuple[JSON, list[JSON]]:
+    """A tool_result -> an OpenAI tool message, plus any images it held (OpenAI tool
+    messages take text only, so images ride along in the following user message)."""
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest(
+            f"{param}.tool_use_id: a non-empty string is required", param=f"{param}.tool_use_id"
+        )
+    content = block.get("content")
+    texts: list[str] = []
+    images: list[JSON] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for k, inner in enumerate(content):
+            inner_param = f"{param}.content.{k}"
+            kind = inner.get("type") if isinstance(inner, dict) else None
+            if kind == "text":
+                texts.append(_text_part(inner, inner_param)["text"])
+            elif kind == "image":
+                images.append(_image_part(inner, inner_param))
+            else:
+                raise InvalidRequest(
+                    f"{inner_param}.type: tool results may hold text and images only",
+                    param=f"{inner_param}.type",
+                )
+    elif content is not None:
+        raise InvalidRequest(
+            f"{param}.content: must be a string or a list of blocks", param=f"{param}.content"
+        )
+    text = "\n".join(texts)
+    if block.get("is_error") is True:
+        text = f"Error: {text}" if text else "Error"
+    return {"role": "tool", "tool_call_id": call_id, "content": text}, images
+
+
+def _tool_call(block: JSON, param: str) -> JSON:
+    call_id, name, args = block.get("id"), block.get("name"), block.get("input")
+    if not isinstance(call_id, str) or not isinstance(name, str):
+        raise InvalidRequest(f"{param}: tool_use needs string id and name", param=param)
+    if not isinstance(args, dict):
+        raise InvalidRequest(f"{param}.input: must be an object", param=f"{param}.input")
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps(args).decode()},
+    }
+
+
+def _tool(tool: Any, i: int) -> JSON:
+    param = f"tools.{i}"
+    if not isinstance(tool, dict):
+        raise InvalidRequest(f"{param}: must be an object", param=param)
+    kind = tool.get("type")
+    if kind not in (None, "custom"):
+        raise InvalidRequest(
+            f"{param}.type: server tool {kind!r} is not supported through the gateway",
+            param=f"{param}.type",
+        )
+    name, schema = tool.get("name"), tool.get("input_schema")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"{param}.name: a non-empty string is required", param=f"{param}.name")
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            f"{param}.input_schema: an object is required", param=f"{param}.input_schema"
+        )
+    fn: JSON = {"name": name}
+    description = tool.get("description")
+    if isinstance(description, str) and description:
+        fn["description"] = description
+    fn["parameters"] = schema
+    return {"type": "function", "function": fn}
+
+
+def _apply_tool_choice(out: JSON, choice: Any) -> None:
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "auto":
+        out["tool_choice"] = "auto"
+    elif kind == "any":
+        out["tool_choice"] = "required"
+    elif kind == "none":
+        out["tool_choice"] = "none"
+    elif kind == "tool":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(
+                "tool_choice.name: a non-empty string is required", param="tool_choice.name"
+            )
+        out["tool_choice"] = {"type": "function", "function": {"name": name}}
+    else:
+        raise InvalidRequest(
+            "tool_choice.type: must be one of auto, any, tool, none", param="tool_choice.type"
+        )
+    if (
+        isinstance(choice, dict)
+        and choice.get("disable_parallel_tool_use") is True
+        and "tools" in out
+    ):
+        out["parallel_tool_calls"] = False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- response: OpenAI chat.completion -> Anthropic message --------------------------------
+
+
+def openai_to_message(completion: JSON, model: str) -> JSON:
+    """An OpenAI ``chat.completion`` -> an Anthropic ``message`` object."""
+    choices = completion.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else {}
+    message = choice.get("message") if isinstance(choice, dict) else None
+    message = message if isinstance(message, dict) else {}
+
+    content: list[JSON] = []
+    text = _message_text(message.get("content"))
+    refusal = message.get("refusal")
+    if not text and isinstance(refusal, str):
+        text = refusal
+    if text:
+        content.append({"type": "text", "text": text})
+    for call in message.get("tool_calls") or ():
+        block = _tool_use_block(call)
+        if block is not None:
+            content.append(block)
+
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    stop = FINISH_TO_STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+    if stop == "end_turn" and any(b["type"] == "tool_use" for b in content):
+        stop = "tool_use"  # some upstreams say "stop" after calling a tool
+    usage = Usage.from_openai(completion.get("usage")) or Usage()
+    return {
+        "id": _message_id(completion.get("id")),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage_to_anthropic(usage),
+    }
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _tool_use_block(call: Any) -> JSON | None:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(call, dict) or not isinstance(fn, dict):
+        return None
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+        "name": fn.get("name") or "",
+        "input": _parse_arguments(fn.get("arguments")),
+    }
+
+
+def _parse_arguments(arguments: Any) -> JSON:
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    # Anthropic's input must be an object; keep what the model produced rather than drop it.
+    return value if isinstance(value, dict) else {"_raw_arguments": arguments}
+
+
+def _message_id(completion_id: Any) -> str:
+    if isinstance(completion_id, str) and completion_id:
+        rest = completion_id.removeprefix("chatcmpl-")
+        return rest if rest.startswith("msg_") else f"msg_{rest}"
+    return f"msg_{uuid.uuid4().hex[:24]}"
+
+
+# --- stream: canonical OpenAI chunks -> Anthropic SSE events ------------------------------
+
+
+class AnthropicStreamEncoder:
+    """Canonical ``chat.completion.chunk`` dicts in, Anthropic's typed SSE events out.
+
+    Anthropic content blocks are strictly sequential, so a block is closed as soon as the
+    next one (text, or a tool call with a new index) begins.
+    """
+
+    __slots__ = (
+        "_block",
+        "_block_kind",
+        "_chars",
+        "_finished",
+        "_id",
+        "_input_tokens",
+        "_model",
+        "_next_block",
+        "_started",
+        "_stop_reason",
+        "_tool_blocks",
+        "_usage",
+    )
+
+    def __init__(self, model: str, input_tokens: int = 0, message_id: str | None = None) -> None:
+        self._model = model
+        self._input_tokens = input_tokens  # an estimate; corrected in message_delta
+        self._id = message_id
+        self._started = False
+        self._finished = False
+        self._block: int | None = None  # index of the open content block
+        self._block_kind: str | None = None
+        self._next_block = 0
+        self._tool_blocks: dict[int, int] = {}  # OpenAI tool_calls index -> block index
+        self._stop_reason: str | None = None
+        self._usage: Usage | None = None
+        self._chars = 0
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def feed(self, chunk: JSON) -> bytes:
+        if self._finished:
+            return b""
+        out: list[bytes] = []
+        if not self._started:
+            out.append(self._message_start(chunk.get("id")))
+        usage = Usage.from_openai(chunk.get("usage")) if chunk.get("usage") else None
+        if usage is not None:
+            self._usage = usage
+        choices = chunk.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if isinstance(choice, dict):
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                self._delta(delta, out)
+            finish = choice.get("finish_reason")
+            if isinstance(finish, str) and self._stop_reason is None:
+                self._stop_reason = FINISH_TO_STOP.get(finish, "end_turn")
+                self._close_block(out)
+        return b"".join(out)
+
+    def finish(self, usage: Usage | None = None) -> bytes:
+        """The closing events (message_delta, message_stop), unless already sent."""
+        if self._finished:
+            return b""
+        out: list[bytes] = []
+        if not self._started:
+            out.append(self._message_start(None))
+        self._close_block(out)
+        self._finished = True
+        final = usage or self._usage
+        delta_usage: JSON
+        if final is not None:
+            delta_usage = usage_to_anthropic(final)
+        else:
+            delta_usage = {"output_tokens": (self._chars + 3) // 4}
+        stop = self._stop_reason or ("tool_use" if self._tool_blocks else "end_turn")
+        out.append(
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": delta_usage,
+                },
+            )
+        )
+        out.append(_event("message_stop", {"type": "message_stop"}))
+        return b"".join(out)
+
+    def error(self, type: str, message: str) -> bytes:
+        """An Anthropic error event: headers are already sent, so a late failure is the
+        stream's last event rather than a status code."""
+        self._finished = True
+        payload = {"type": "error", "error": {"type": type, "message": message}}
+        return _event("error", payload)
+
+    def _message_start(self, chunk_id: Any) -> bytes:
+        self._started = True
+        if self._id is None:
+            self._id = _message_id(chunk_id)
+        message: JSON = {
+            "id": self._id,
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
+        }
+        return _event("message_start", {"type": "message_start", "message": message})
+
+    def _delta(self, delta: JSON, out: list[bytes]) -> None:
+        text = delta.get("content")
+        if not isinstance(text, str) or not text:
+            text = delta.get("refusal")
+        if isinstance(text, str) and text:
+            if self._block_kind != "text":
+                self._open_block(out, "text", {"type": "text", "text": ""})
+            self._chars += len(text)
+            out.append(self._block_delta({"type": "text_delta", "text": text}))
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                self._tool_delta(call, out)
+
+    def _tool_delta(self, call: JSON, out: list[bytes]) -> None:
+        index = call.get("index")
+        index = index if isinstance(index, int) else len(self._tool_blocks)
+        fn = call.get("function")
+        fn = fn if isinstance(fn, dict) else {}
+        block = self._tool_blocks.get(index)
+        if block is None:
+            name = fn.get("name")
+            call_id = call.get("id")
+            self._open_block(
+                out,
+                "tool_use",
+                {
+                    "type": "tool_use",
+                    "id": call_id if isinstance(call_id, str) else f"toolu_{uuid.uuid4().hex[:24]}",
+                    "name": name if isinstance(name, str) else "",
+                    "input": {},
+                },
+            )
+            block = self._block
+            assert block is not None
+            self._tool_blocks[index] = block
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            self._chars += len(args)
+            # Upstreams stream tool calls one after another; should one interleave, its
+            # fragment still names its own block index, which SDK accumulators follow.
+            payload = {"type": "input_json_delta", "partial_json": args}
+            out.append(
+                _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": block, "delta": payload},
+                )
+            )
+
+    def _open_block(self, out: list[bytes], kind: str, content_block: JSON) -> None:
+        self._close_block(out)
+        self._block = self._next_block
+        self._block_kind = kind
+        self._next_block += 1
+        out.append(
+            _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": self._block,
+                    "content_block": content_block,
+                },
+            )
+        )
+
+    def _close_block(self, out: list[bytes]) -> None:
+        if self._block is None:
+            return
+        out.append(
+            _event("content_block_stop", {"type": "content_block_stop", "index": self._block})
+        )
+        self._block = None
+        self._block_kind = None
+
+    def _block_delta(self, delta: JSON) -> bytes:
+        return _event(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": self._block, "delta": delta},
+        )
+
+
+def _event(name: str, payload: JSON) -> bytes:
+    return encode(orjson.dumps(payload), name)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def anthropic_error_body(status: int, code: str, message: str) -> bytes:
+    """An Anthropic-shaped error body. ``code`` (Interlock's stable code) is accepted for
+    symmetry with the OpenAI renderer; Anthropic's shape has only a type per status."""
+    payload = {
+        "type": "error",
+        "error": {"type": error_type_for_status(status), "message": message},
+    }
+    return orjson.dumps(payload)
