@@ -86,7 +86,7 @@ def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any
 
 
 class GatewayProcess:
-    def __init__(self, config: dict[str, Any], workdir: Path, *, workers: int = 1,
+    def __init__(self, config: dict[str, Any] | None, workdir: Path, *, workers: int = 1,
                  env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.config = config
         self.workdir = workdir
@@ -99,12 +99,14 @@ class GatewayProcess:
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        path = self.workdir / f"interlock-{self.port}.yaml"
-        path.write_text(yaml.safe_dump(self.config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
         env.update(self.env)
-        cmd = [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(path),
+        cmd = [sys.executable, "-m", "interlock.cli.main", "serve",
                "--port", str(self.port), "--workers", str(self.workers)]  # fmt: skip
+        if self.config is not None:
+            path = self.workdir / f"interlock-{self.port}.yaml"
+            path.write_text(yaml.safe_dump(self.config))
+            cmd += ["--config", str(path)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, cwd=self.workdir)  # fmt: skip
