@@ -67,3 +67,37 @@ def test_workers_share_metrics_and_revocation(sim_url: str, sim: SimControl, tmp
         assert codes == {401}
     finally:
         gw.stop()
+
+
+@pytest.mark.postgres
+def test_gateway_on_postgresql(sim_url: str, sim: SimControl, tmp_path: Path) -> None:
+    import asyncio
+    import secrets as _secrets
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.support.services import PG_URL, require
+
+    require("PostgreSQL", "127.0.0.1", 5432)
+    schema = "gw_" + _secrets.token_hex(6)
+    cfg = sim_config(sim_url, tmp_path / "state", storage={"url": PG_URL, "db_schema": schema})
+    gw = GatewayProcess(cfg, tmp_path, workers=2).start(timeout=60)
+    try:
+        admin = {"authorization": f"Bearer {MASTER_KEY}"}
+        created = httpx.post(f"{gw.url}/admin/keys", json={"team": "pg"}, headers=admin).json()
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "chat", "messages": MSG},
+                       headers={"authorization": f"Bearer {created['key']}"})  # fmt: skip
+        assert r.status_code == 200
+    finally:
+        gw.stop()
+
+    async def drop() -> list[str]:
+        engine = create_async_engine(PG_URL)
+        async with engine.begin() as conn:
+            rows = (await conn.execute(text(f'SELECT key_id FROM "{schema}".api_keys'))).fetchall()
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await engine.dispose()
+        return [r[0] for r in rows]
+
+    assert created["id"] in asyncio.run(drop())

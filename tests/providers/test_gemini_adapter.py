@@ -19,7 +19,8 @@ from interlock.errors import (
     UpstreamUnavailable,
 )
 from interlock.providers.base import Target
-from interlock.providers.gemini import GeminiAdapter, clean_schema, to_gemini
+from interlock.providers.gemini import GeminiAdapter
+from interlock.providers.gemini_request import clean_schema, to_gemini
 from interlock.types import Chunk, Endpoint, GatewayRequest
 
 GEMINI = Target(

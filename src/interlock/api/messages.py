@@ -16,7 +16,7 @@ from interlock.api.messages_format import (
     messages_to_openai,
     openai_to_message,
 )
-from interlock.api.openai_routes import route_headers
+from interlock.api.openai_routes import label_model, route_headers
 from interlock.api.stream import run_until_disconnect
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
@@ -39,13 +39,12 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     cfg = gw.settings.server
     raw = await ctx.read_body(cfg.max_body_bytes)
     body = parse_json_object(ctx, raw, cfg.max_json_depth)
+    label_model(ctx, gw, body.get("model"))
     oa = messages_to_openai(body)
     if oa.get("stream"):
         oa["stream_options"] = {"include_usage": True}
     req = validate.chat_request(oa, b"", cfg)
     req.request_id = ctx.request_id
-    if gw.catalog.get(req.model) is not None:
-        ctx.model = req.model
     result = await gw.handle(req, principal)
     if isinstance(result, GatewayResponse):
         message = openai_to_message(orjson.loads(result.body), req.model)

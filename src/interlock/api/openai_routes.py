@@ -34,11 +34,16 @@ async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Princip
     cfg = gw.settings.server
     raw = await ctx.read_body(cfg.max_body_bytes)
     body = parse_json_object(ctx, raw, cfg.max_json_depth)
+    label_model(ctx, gw, body.get("model"))
     req = check(body, raw, cfg)
     req.request_id = ctx.request_id
-    if gw.catalog.get(req.model) is not None:
-        ctx.model = req.model
     return principal, req
+
+
+def label_model(ctx: Ctx, gw: Gateway, model: object) -> None:
+    """Use the model as a metrics label only when it is a configured alias."""
+    if isinstance(model, str) and gw.catalog.get(model) is not None:
+        ctx.model = model
 
 
 async def _openai_endpoint(ctx: Ctx, gw: Gateway, check: Validator) -> None:

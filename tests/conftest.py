@@ -1,0 +1,43 @@
+"""Shared fixtures: the simulated provider (``interlock.sim``) as a real subprocess.
+
+* ``sim_url`` (session): base URL of a running ``python -m interlock.sim --port 0 --seed 7``.
+* ``sim`` (function): a :class:`~interlock.sim.SimControl` for it, reset to the startup
+  configuration (no faults, empty ledger and request log) before the test.
+* ``free_port``: a TCP port that was free a moment ago.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from interlock.sim import SimControl
+from interlock.sim.process import start_sim_process, stop_sim_process
+
+SIM_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def sim_url() -> Iterator[str]:
+    proc, url = start_sim_process("--seed", str(SIM_SEED))
+    try:
+        yield url
+    finally:
+        stop_sim_process(proc)
+
+
+@pytest.fixture
+def sim(sim_url: str) -> SimControl:
+    control = SimControl(sim_url)
+    control.reset(initial=True)
+    return control
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
