@@ -17,6 +17,7 @@ def test_health_and_config(sim: SimControl) -> None:
     assert cfg["seed"] == 7 and cfg["output_tokens"] == 16 and cfg["embedding_dims"] == 256
     assert cfg["prices"]["sim-medium"] == {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
     assert cfg["faults"] == []
+    assert sim.set_config(**cfg) == cfg  # GET output is valid PUT input
 
 
 def test_partial_update_and_unknown_keys(sim: SimControl, http: httpx.Client) -> None:

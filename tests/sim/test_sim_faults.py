@@ -27,8 +27,7 @@ def test_status_fault_count_retry_after_and_match(http: httpx.Client, sim: SimCo
     ledger = sim.ledger()
     assert [e["status"] for e in ledger["entries"]] == [200, 429, 429, 200]
     assert ledger["totals"]["ok"] == 2 and ledger["totals"]["errors"] == 2
-    state = sim.config()["fault_state"]
-    assert state[0]["remaining"] == 0
+    assert sim.faults()[0]["remaining"] == 0
 
 
 @pytest.mark.parametrize(("status", "kind"), [(500, "api_error"), (529, "overloaded_error"),

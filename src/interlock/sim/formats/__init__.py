@@ -1,0 +1,1 @@
+"""Wire formats spoken by the simulated provider (one module per provider family)."""
