@@ -45,6 +45,7 @@ class InterlockApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = Ctx(scope, receive, send)
         gw = self.gateway
+        ctx.response_headers.append((b"x-interlock-degradation", gw.ladder.label))
         route = "unmatched"
         gauge = gw.metrics.in_flight.labels("all")
         gauge.inc()
@@ -64,9 +65,12 @@ class InterlockApp:
                 await ctx.respond_error(InterlockError("internal error"))
         finally:
             gauge.dec()
-            gw.metrics.observe_request(
-                route, ctx.model, ctx.status, time.perf_counter() - ctx.started
-            )
+            elapsed = time.perf_counter() - ctx.started
+            gw.metrics.observe_request(route, ctx.model, ctx.status, elapsed)
+            if ctx.model != "-" and (
+                ctx.status < 400 or ctx.status >= 500 or ctx.error_code == "upstream_rate_limited"
+            ):
+                gw.ladder.record(ctx.status, ctx.error_code, elapsed)
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> InterlockApp:

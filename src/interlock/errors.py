@@ -10,7 +10,8 @@
     │   ├── NotFound                     404 not_found / model_not_found
     │   └── MethodNotAllowed             405 method_not_allowed
     ├── RateLimited                      429 rate_limited (Retry-After)
-    ├── ServiceUnavailable               503 service_unavailable (Retry-After)
+    ├── ServiceUnavailable               503 service_unavailable / circuit_open (Retry-After)
+    │   └── Degraded                     503 degraded (the degradation ladder refused it)
     └── UpstreamError                    502 upstream_error
         ├── UpstreamRateLimited          429 upstream_rate_limited (Retry-After kept)
         ├── UpstreamBadRequest           400 upstream_bad_request (provider said the input is wrong)
@@ -117,6 +118,10 @@ class ServiceUnavailable(InterlockError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class Degraded(ServiceUnavailable):
+    code = "degraded"
 
 
 class UpstreamError(InterlockError):

@@ -6,18 +6,26 @@ so there is exactly one request path.
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.auth.service import KeyService, load_or_create_pepper
-from interlock.errors import PermissionDenied
-from interlock.providers.registry import build_deployments, secrets_of
+from interlock.errors import Degraded, InterlockError, PermissionDenied
+from interlock.providers.registry import Deployment, build_deployments, secrets_of
 from interlock.providers.transport import Transport
+from interlock.resilience.degradation import Level
+from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
 from interlock.routing.catalog import Catalog, Route
-from interlock.routing.executor import Executor
+from interlock.routing.executor import Executor, Plan, error_class
+from interlock.routing.health import DeploymentHealth
+from interlock.routing.ladder import DegradationController
+from interlock.routing.strategies import Candidate, rank
 from interlock.settings import Settings
+from interlock.state.base import SharedState
+from interlock.state.local import LocalState
 from interlock.storage.engine import create_engine, ping, run_migrations
 from interlock.storage.keys import KeyStore
 from interlock.telemetry.metrics import Metrics
@@ -31,6 +39,15 @@ class Readiness:
     checks: dict[str, bool]
 
 
+def _shared_state(settings: Settings) -> SharedState:
+    if settings.state.backend == "redis":
+        from interlock.state.redis import RedisState
+
+        s = settings.state
+        return RedisState(s.redis_url, timeout_s=s.redis_timeout_s, prefix=s.key_prefix)
+    return LocalState()
+
+
 class Gateway:
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -42,7 +59,21 @@ class Gateway:
         self.deployments = build_deployments(settings)
         self.catalog = Catalog(settings, self.deployments)
         self.transport = Transport()
-        self.executor = Executor(self.transport, self.metrics, self.redact)
+        self.shared = _shared_state(settings)
+        self.health = DeploymentHealth(settings, self.deployments, self.shared, self.metrics)
+        res = settings.resilience
+        self.budget = RetryBudget(
+            BudgetConfig(res.retry_budget.ratio, res.retry_budget.min_per_s), time.monotonic
+        )
+        self.rng = random.Random()
+        self.executor = Executor(
+            self.transport, self.health, self.metrics, self.redact, self.budget, rng=self.rng
+        )
+        self.ladder = DegradationController(res.degradation, self.health, self.shared, self.metrics)
+        self._retry = {
+            r.alias: RetryConfig(**(r.spec.retry or res.retry).model_dump())
+            for r in self.catalog.routes()
+        }
         self.engine: AsyncEngine = create_engine(settings.storage)
         pepper_cfg = settings.auth.key_hash_secret
         self.keys = KeyService(
@@ -60,10 +91,16 @@ class Gateway:
         if self.settings.storage.run_migrations:
             await run_migrations(self.engine, self.settings.storage.db_schema)
         await self.transport.start()
+        await self.shared.start()
+        self.health.start()
+        self.ladder.start()
         self._started = True
 
     async def close(self) -> None:
         self._started = False
+        await self.ladder.stop()
+        await self.health.stop()
+        await self.shared.close()
         await self.transport.close()
         await self.engine.dispose()
 
@@ -84,19 +121,120 @@ class Gateway:
             )
         return route
 
+    # -- planning -----------------------------------------------------------------------
+
+    def _deployments_at(self, route: Route, level: Level) -> list[Deployment]:
+        deps = list(route.deployments)
+        if level >= Level.LIMITED:
+            wanted = route.spec.limited_deployments
+            cheap = [d for d in deps if (d.name in wanted if wanted else not d.settings.expensive)]
+            deps = cheap or deps  # never let 'limited' empty a route
+        return deps
+
+    def plan(self, req: GatewayRequest, route: Route, level: Level) -> Plan:
+        deps = self._deployments_at(route, level)
+        prompt = self.executor.prompt_tokens(req)
+        deps = self.executor.check_context(req, route, deps, prompt)
+        strategy = route.spec.strategy
+        if strategy != "priority" and len(deps) > 1:
+            now = time.time()
+            states = {d.name: self.health.state(d.name) for d in deps}
+            cands = [
+                Candidate(
+                    d.name,
+                    weight=d.settings.weight,
+                    latency_s=states[d.name].latency(now),
+                    in_flight=states[d.name].in_flight,
+                    max_concurrency=d.settings.max_concurrency,
+                    cost=_expected_cost(d, req, prompt),
+                )
+                for d in deps
+            ]
+            by_name = {d.name: d for d in deps}
+            deps = [by_name[c.name] for c in rank(strategy, cands, self.rng)]
+        res = self.settings.resilience
+        timeout = self.settings.server.request_timeout_s
+        if req.timeout_s is not None:
+            timeout = min(
+                timeout, max(res.client_timeout_min_s, min(res.client_timeout_max_s, req.timeout_s))
+            )
+        hedge = (
+            route.spec.hedge
+            if route.spec.hedge.enabled and not req.stream and level is Level.FULL
+            else None
+        )
+        return Plan(
+            route, deps, self._retry[route.alias], time.monotonic() + timeout, hedge, prompt
+        )
+
+    # -- the request path -------------------------------------------------------------
+
+    def _admit(self, route: Route, level: Level) -> None:
+        if level is Level.FULL or level is Level.LIMITED:
+            return
+        retry_after = self.settings.resilience.degradation.up_after_s
+        if level is Level.MINIMAL and not route.spec.essential:
+            raise Degraded(
+                f"the gateway is degraded to 'minimal': only essential models are served, "
+                f"and '{route.alias}' is not one",
+                retry_after=retry_after,
+            )
+        if level is Level.CACHED and not route.spec.essential:
+            # No cache tier is configured in this build, so every request is a miss.
+            raise Degraded(
+                "the gateway is degraded to 'cached': only cached answers are served, "
+                "and this request has none",
+                retry_after=retry_after,
+            )
+
     async def handle(
         self, req: GatewayRequest, principal: Principal
     ) -> GatewayResponse | GatewayStream:
-        """The request path: plan the route, execute the attempts, account for usage."""
+        """The request path: plan the route, execute the attempts, fall back, account."""
         route = self.route_for(req, principal)
-        if req.stream:
-            return await self.executor.stream(req, route)
-        resp = await self.executor.complete(req, route)
-        if resp.usage is not None:
+        level = self.ladder.effective
+        self._admit(route, level)
+        try:
+            result = await self._run(req, route, level)
+        except InterlockError as err:
+            result = await self._fallback(req, route, level, err)
+        if isinstance(result, GatewayResponse) and result.usage is not None:
             self.metrics.observe_tokens(
-                route.alias, resp.deployment, resp.usage.prompt_tokens, resp.usage.completion_tokens
+                route.alias,
+                result.deployment,
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
             )
-        return resp
+        return result
+
+    async def _run(
+        self, req: GatewayRequest, route: Route, level: Level
+    ) -> GatewayResponse | GatewayStream:
+        plan = self.plan(req, route, level)
+        if req.stream:
+            return await self.executor.stream(req, plan)
+        return await self.executor.complete(req, plan)
+
+    async def _fallback(
+        self, req: GatewayRequest, route: Route, level: Level, err: InterlockError
+    ) -> GatewayResponse | GatewayStream:
+        cls = error_class(err)
+        for fb in route.spec.fallbacks:
+            if cls not in fb.on:
+                continue
+            for alias in fb.models:
+                other = self.catalog.get(alias)
+                if other is None or other.kind != route.kind:
+                    continue
+                try:
+                    result = await self._run(req, other, level)
+                except InterlockError as again:
+                    err = again
+                    continue
+                self.metrics.fallback(route.alias, alias, cls)
+                result.fallback = alias
+                return result
+        raise err
 
     def stream_finished(self, req: GatewayRequest, stream: GatewayStream) -> None:
         """Accounting for a stream, called once it ended (completed, failed or aborted)."""
@@ -106,3 +244,12 @@ class Gateway:
 
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
+
+
+def _expected_cost(dep: Deployment, req: GatewayRequest, prompt: int) -> float | None:
+    price = dep.settings.price
+    if price is None:
+        return None
+    out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 256
+    out = out if isinstance(out, int) else 256
+    return (prompt * price.input_per_mtok + out * price.output_per_mtok) / 1e6

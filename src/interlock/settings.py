@@ -113,11 +113,115 @@ class DeploymentSettings(_Model):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     price: PriceSettings | None = None
     weight: float = Field(default=1.0, ge=0)
+    breaker: BreakerSettings | None = None  # default: resilience.breaker
+    # Switched off at the 'limited' degradation level and below.
+    expensive: bool = False
+
+
+class BreakerSettings(_Model):
+    window_s: float = Field(default=30.0, gt=0)
+    min_calls: int = Field(default=10, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    consecutive_failures: int = Field(default=5, ge=1)
+    slow_call_s: float = Field(default=30.0, gt=0)
+    slow_rate: float = Field(default=1.01, gt=0)  # above 1: slow calls alone never trip
+    open_s: float = Field(default=5.0, gt=0)
+    open_max_s: float = Field(default=120.0, gt=0)
+    backoff: float = Field(default=2.0, ge=1)
+    half_open_probes: int = Field(default=1, ge=1)
+    probe_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class RetrySettings(_Model):
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    base_delay_s: float = Field(default=0.05, ge=0)
+    max_delay_s: float = Field(default=2.0, ge=0)
+    max_retry_after_s: float = Field(default=10.0, ge=0)
+
+
+ErrorClass = Literal["rate_limit", "server_error", "timeout", "context_window", "content_policy"]
+
+
+class FallbackSettings(_Model):
+    on: tuple[ErrorClass, ...] = ("rate_limit", "server_error", "timeout")
+    models: tuple[str, ...] = Field(min_length=1)  # other aliases, tried in order
+
+
+class HedgeSettings(_Model):
+    enabled: bool = False
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+    min_delay_s: float = Field(default=0.05, ge=0)
+    max_delay_s: float = Field(default=10.0, gt=0)
+
+
+Strategy = Literal["priority", "weighted", "least_latency", "least_busy", "lowest_cost"]
 
 
 class AliasSettings(_Model):
     deployments: tuple[str, ...] = Field(min_length=1)
     description: str = ""
+    strategy: Strategy = "priority"
+    retry: RetrySettings | None = None  # default: resilience.retry
+    fallbacks: tuple[FallbackSettings, ...] = ()
+    hedge: HedgeSettings = Field(default_factory=HedgeSettings)
+    # Served at the 'minimal' degradation level.
+    essential: bool = False
+    # At 'limited' and below, only these deployments (default: those not marked expensive).
+    limited_deployments: tuple[str, ...] | None = None
+
+
+class BudgetSettings(_Model):
+    ratio: float = Field(default=0.2, ge=0)
+    min_per_s: float = Field(default=5.0, ge=0)
+
+
+class ThresholdSettings(_Model):
+    limited: float | None = None
+    cached: float | None = None
+    minimal: float | None = None
+
+
+def _default_signals() -> dict[str, ThresholdSettings]:
+    return {
+        "error_rate": ThresholdSettings(limited=0.10, cached=0.30, minimal=0.60),
+        "open_circuit_ratio": ThresholdSettings(limited=0.34, cached=0.67, minimal=1.0),
+        "queue_depth": ThresholdSettings(limited=1000, cached=10000),
+        "latency_ratio": ThresholdSettings(limited=2.0, cached=5.0),
+        "budget_burn": ThresholdSettings(limited=1.2, cached=1.5),
+    }
+
+
+class DegradationSettings(_Model):
+    mode: Literal["auto", "full", "limited", "cached", "minimal"] = "auto"
+    evaluate_every_s: float = Field(default=1.0, gt=0)
+    window_s: float = Field(default=30.0, gt=0)  # error rate and latency are measured over it
+    min_requests: int = Field(default=20, ge=1)  # fewer in the window: error rate not judged
+    latency_slo_s: float | None = Field(default=None, gt=0)
+    down_after_s: float = Field(default=5.0, ge=0)
+    up_after_s: float = Field(default=30.0, ge=0)
+    recover_ratio: float = Field(default=0.5, gt=0, le=1)
+    max_stale_s: float = Field(default=3600.0, ge=0)
+    signals: dict[str, ThresholdSettings] = Field(default_factory=_default_signals)
+
+
+class ResilienceSettings(_Model):
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    retry_budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    degradation: DegradationSettings = Field(default_factory=DegradationSettings)
+    # Bounds for a client's x-interlock-timeout header (seconds).
+    client_timeout_min_s: float = Field(default=1.0, gt=0)
+    client_timeout_max_s: float = Field(default=600.0, gt=0)
+
+
+class StateSettings(_Model):
+    # local: state in this process (one replica); redis: shared by every replica.
+    backend: Literal["local", "redis"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis call is bounded by this; past it the replica uses its local state.
+    redis_timeout_s: float = Field(default=0.05, gt=0, le=5)
+    sync_interval_s: float = Field(default=0.25, gt=0, le=5)
+    key_prefix: str = "interlock:"
 
 
 class SimulatorSettings(_Model):
@@ -139,6 +243,8 @@ class Settings(_Model):
     deployments: dict[str, DeploymentSettings] = Field(default_factory=dict)
     models: dict[str, AliasSettings] = Field(default_factory=dict)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:
@@ -162,6 +268,19 @@ class Settings(_Model):
                     f"models.{alias}.deployments: mixes kinds {sorted(kinds)}; "
                     "an alias serves one kind"
                 )
+            for dep_name in spec.limited_deployments or ():
+                if dep_name not in spec.deployments:
+                    raise ValueError(
+                        f"models.{alias}.limited_deployments: {dep_name!r} is not one of "
+                        "the alias's deployments"
+                    )
+            for i, fb in enumerate(spec.fallbacks):
+                for other in fb.models:
+                    if other not in self.models or other == alias:
+                        raise ValueError(
+                            f"models.{alias}.fallbacks[{i}].models: {other!r} is not another "
+                            f"configured alias (known: {sorted(self.models)})"
+                        )
         return self
 
 

@@ -93,6 +93,7 @@ class GatewayRequest:
     include_usage: bool = False  # the client asked for stream_options.include_usage
     request_id: str = ""
     tags: tuple[str, ...] = ()
+    timeout_s: float | None = None  # the client's x-interlock-timeout, already bounded
 
 
 @dataclass(slots=True)
@@ -121,6 +122,7 @@ class GatewayResponse:
     deployment: str
     provider: str
     attempts: list[Attempt] = field(default_factory=list)
+    fallback: str | None = None  # the alias that answered, when not the one asked for
 
 
 @dataclass(slots=True)
@@ -133,3 +135,4 @@ class GatewayStream:
     usage: Usage = field(default_factory=Usage)
     attempts: list[Attempt] = field(default_factory=list)
     completed: bool = False
+    fallback: str | None = None

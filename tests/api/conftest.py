@@ -22,9 +22,19 @@ def gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         gw.stop()
 
 
+def reset_gateway(gateway: GatewayProcess) -> None:
+    """Close every breaker and clear cooldowns, so faults of one test do not leak."""
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    with httpx.Client(base_url=gateway.url, headers=admin, timeout=10) as c:
+        for dep in c.get("/admin/deployments").json()["data"]:
+            c.post(f"/admin/deployments/{dep['deployment']}/reset").raise_for_status()
+        c.put("/admin/degradation", json={"level": "auto"}).raise_for_status()
+
+
 @pytest.fixture
 def http(gateway: GatewayProcess, sim: SimControl) -> Iterator[httpx.Client]:
-    """Raw HTTP to the gateway with the master key; the simulator is reset per test."""
+    """Raw HTTP to the gateway with the master key; simulator and gateway health reset."""
+    reset_gateway(gateway)
     with httpx.Client(
         base_url=gateway.url, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=30
     ) as client:
@@ -34,6 +44,7 @@ def http(gateway: GatewayProcess, sim: SimControl) -> Iterator[httpx.Client]:
 @pytest.fixture
 def oai(gateway: GatewayProcess, sim: SimControl) -> Iterator[openai.OpenAI]:
     """The official openai SDK pointed at the gateway, unchanged but for base_url and key."""
+    reset_gateway(gateway)
     with openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0) as c:
         yield c
 

@@ -71,6 +71,9 @@ def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any
                 "timeouts": {"first_byte_s": 1, "idle_s": 1, "total_s": 3},
             },
         },
+        # The shared test gateway sees injected faults all the time: keep the automatic
+        # degradation ladder out of it (tests of the ladder start their own gateway).
+        "resilience": {"degradation": {"signals": {}}},
         "models": {
             "chat": {"deployments": ["sim-small"]},
             "failover": {"deployments": ["dead-chat", "sim-medium"]},

@@ -42,6 +42,7 @@ class Ctx:
 
     __slots__ = (
         "_headers",
+        "error_code",
         "model",
         "path_params",
         "receive",
@@ -62,6 +63,7 @@ class Ctx:
         self.path_params: dict[str, str] = {}
         self.status = 0
         self.model = "-"  # metrics label: a configured alias, never raw client input
+        self.error_code: str | None = None
         rid = self.header(b"x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
             rid = "req_" + secrets.token_hex(12)
@@ -136,6 +138,7 @@ class Ctx:
         await self.respond(status, orjson.dumps(data))
 
     async def respond_error(self, err: InterlockError) -> None:
+        self.error_code = err.code
         await self.respond(err.status, error_body(err), err.headers())
 
     async def start_stream(self, status: int = 200) -> None:

@@ -16,7 +16,7 @@ from interlock.api.messages_format import (
     messages_to_openai,
     openai_to_message,
 )
-from interlock.api.openai_routes import label_model, route_headers
+from interlock.api.openai_routes import client_timeout, label_model, route_headers
 from interlock.api.stream import run_until_disconnect
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
@@ -29,6 +29,7 @@ async def create_message(ctx: Ctx, gw: Gateway) -> None:
         await _create(ctx, gw)
     except InterlockError as err:
         if ctx.status == 0:
+            ctx.error_code = err.code
             await ctx.respond(
                 err.status, anthropic_error_body(err.status, err.code, err.message), err.headers()
             )
@@ -45,6 +46,7 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
         oa["stream_options"] = {"include_usage": True}
     req = validate.chat_request(oa, b"", cfg)
     req.request_id = ctx.request_id
+    req.timeout_s = client_timeout(ctx)
     result = await gw.handle(req, principal)
     if isinstance(result, GatewayResponse):
         message = openai_to_message(orjson.loads(result.body), req.model)

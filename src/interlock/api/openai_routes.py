@@ -11,7 +11,7 @@ import orjson
 from interlock.api import validate
 from interlock.api.http import Ctx, parse_json_object
 from interlock.api.stream import run_until_disconnect
-from interlock.errors import InterlockError, NotFound, error_payload
+from interlock.errors import InterlockError, InvalidRequest, NotFound, error_payload
 from interlock.gateway import Gateway
 from interlock.settings import ServerSettings
 from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal
@@ -22,11 +22,14 @@ _DONE = b"data: [DONE]\n\n"
 
 
 def route_headers(result: GatewayResponse | GatewayStream) -> list[tuple[bytes, bytes]]:
-    return [
+    headers = [
         (b"x-interlock-deployment", result.deployment.encode()),
         (b"x-interlock-provider", result.provider.encode()),
         (b"x-interlock-attempts", str(len(result.attempts)).encode()),
     ]
+    if result.fallback is not None:
+        headers.append((b"x-interlock-fallback", result.fallback.encode()))
+    return headers
 
 
 async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Principal, GatewayRequest]:
@@ -37,7 +40,24 @@ async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Princip
     label_model(ctx, gw, body.get("model"))
     req = check(body, raw, cfg)
     req.request_id = ctx.request_id
+    req.timeout_s = client_timeout(ctx)
     return principal, req
+
+
+def client_timeout(ctx: Ctx) -> float | None:
+    """``x-interlock-timeout: <seconds>``; the gateway clamps it to the operator's bounds."""
+    value = ctx.header(b"x-interlock-timeout")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise InvalidRequest(
+            "x-interlock-timeout must be a positive number of seconds", param="x-interlock-timeout"
+        )
+    return seconds
 
 
 def label_model(ctx: Ctx, gw: Gateway, model: object) -> None:

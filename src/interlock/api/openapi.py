@@ -56,14 +56,23 @@ _CHAT_REQ = {
     "required": ["model", "messages"],
     "properties": {
         "model": {"type": "string"},
-        "messages": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role"]}},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "object", "required": ["role"]},
+        },
         "stream": {"type": "boolean"},
         "max_tokens": {"type": "integer", "minimum": 1},
         "max_completion_tokens": {"type": "integer", "minimum": 1},
         "n": {"type": "integer", "minimum": 1},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+        "stop": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+            ]
+        },
         "seed": {"type": "integer"},
         "tools": {"type": "array", "items": {"type": "object"}},
         "tool_choice": {},
@@ -88,7 +97,12 @@ _EMBED_REQ = {
     "required": ["model", "input"],
     "properties": {
         "model": {"type": "string"},
-        "input": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "maxItems": 2048}]},
+        "input": {
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "minItems": 1, "maxItems": 2048},
+            ]
+        },
         "encoding_format": {"enum": ["float", "base64"]},
         "dimensions": {"type": "integer", "minimum": 1},
     },
@@ -120,7 +134,10 @@ _KEY_REQ = {
 _KEY = {"$ref": "#/components/schemas/Key"}
 _STREAMING = {
     "description": "The answer (JSON), or Server-Sent Events when stream is true",
-    "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}},
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "text/event-stream": {"schema": {"type": "string"}},
+    },
 }
 _ADMIN_ERR = _errors(401, 403, 404)
 
@@ -149,6 +166,12 @@ def build() -> dict[str, Any]:
             "delete": _op("Revoke a key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR),
         },
         "/admin/keys/{key_id}/revoke": {"parameters": param("key_id"), "post": _op("Revoke a key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR)},
+        "/admin/deployments": {"get": _op("Deployment health: circuit, cooldown, in-flight, latency", ok=_resp("Deployments"), errors=_ADMIN_ERR)},
+        "/admin/deployments/{deployment}/reset": {"parameters": param("deployment"), "post": _op("Close the breaker and clear the cooldown of a deployment", ok=_resp("Deployment"), errors=_ADMIN_ERR)},
+        "/admin/degradation": {
+            "get": _op("Degradation level, mode and signals", ok=_resp("Degradation"), errors=_errors(401, 403)),
+            "put": _op("Force a level ({\"level\": \"cached\"}) or hand back control ({\"level\": \"auto\"})", body={"type": "object", "required": ["level"], "properties": {"level": {"enum": ["auto", "full", "limited", "cached", "minimal"]}}}, ok=_resp("Degradation"), errors=_errors(400, 401, 403)),
+        },
         "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
         "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},
         "/metrics": {"get": _op("Prometheus metrics", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors={}, secure=False)},

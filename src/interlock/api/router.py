@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from interlock.api import admin, health, messages, openai_routes, openapi
+from interlock.api import admin, admin_ops, health, messages, openai_routes, openapi
 from interlock.api.http import Ctx
 from interlock.errors import MethodNotAllowed, NotFound
 from interlock.gateway import Gateway
@@ -26,6 +26,8 @@ _EXACT: dict[str, dict[str, Handler]] = {
     "/v1/models": {"GET": openai_routes.list_models},
     "/v1/messages": {"POST": messages.create_message},
     "/admin/keys": {"GET": admin.list_keys, "POST": admin.create_key},
+    "/admin/deployments": {"GET": admin_ops.list_deployments},
+    "/admin/degradation": {"GET": admin_ops.get_degradation, "PUT": admin_ops.put_degradation},
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
     "/metrics": {"GET": health.metrics},
@@ -49,6 +51,13 @@ _PARAM: list[tuple[str, str, str, dict[str, Handler], str]] = [
         "/admin/keys/{key_id}",
     ),
     ("/v1/models/", "model", "", {"GET": openai_routes.get_model}, "/v1/models/{model}"),
+    (
+        "/admin/deployments/",
+        "deployment",
+        "/reset",
+        {"POST": admin_ops.reset_deployment},
+        "/admin/deployments/{deployment}/reset",
+    ),
 ]
 
 # Aliases some OpenAI-compatible clients use (no /v1 prefix).

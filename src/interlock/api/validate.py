@@ -92,7 +92,9 @@ def _sampling(body: dict[str, Any], cfg: ServerSettings) -> None:
     if (
         stop is not None
         and not isinstance(stop, str)
-        and (not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop))
+        and (
+            not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
+        )
     ):
         raise _bad("'stop' must be a string or a list of at most 4 strings", "stop")
     seed = body.get("seed")

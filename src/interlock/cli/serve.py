@@ -134,9 +134,7 @@ def app_from_env() -> Any:
     return create_app(parse_settings(data, "<resolved>", expand_env=False))
 
 
-def serve(
-    config: str | None, host: str | None, port: int | None, workers: int | None
-) -> None:
+def serve(config: str | None, host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     env = dict(os.environ)
@@ -185,9 +183,7 @@ def serve(
         fh.write(orjson.dumps(dump_settings(worker_settings)))
     os.environ[RESOLVED_ENV] = resolved
     atexit.register(_cleanup, resolved, metrics_dir)
-    uvicorn.run(
-        "interlock.cli.serve:app_from_env", factory=True, workers=server.workers, **common
-    )
+    uvicorn.run("interlock.cli.serve:app_from_env", factory=True, workers=server.workers, **common)
 
 
 def _cleanup(resolved: str, metrics_dir: str) -> None:
@@ -218,8 +214,7 @@ def _announce(settings: Settings, source: str, admin_key: str | None) -> None:
         click.echo("  Admin: the master key from the configuration / INTERLOCK_MASTER_KEY")
     else:
         click.echo(
-            "  Admin: use the admin key printed at first start, "
-            "or `interlock keys create --admin`"
+            "  Admin: use the admin key printed at first start, or `interlock keys create --admin`"
         )
     sys.stdout.flush()
 

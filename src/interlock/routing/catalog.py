@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from interlock.errors import InvalidRequest, NotFound
 from interlock.providers.registry import Deployment
-from interlock.settings import Settings
+from interlock.settings import AliasSettings, Settings
 from interlock.types import Endpoint
 
 _SERVES = {
@@ -21,7 +21,11 @@ class Route:
     alias: str
     kind: str
     deployments: tuple[Deployment, ...]
-    description: str = ""
+    spec: AliasSettings
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
 
 
 class Catalog:
@@ -29,7 +33,7 @@ class Catalog:
         routes: dict[str, Route] = {}
         for alias, spec in settings.models.items():
             chain = tuple(deployments[d] for d in spec.deployments)
-            routes[alias] = Route(alias, chain[0].kind, chain, spec.description)
+            routes[alias] = Route(alias, chain[0].kind, chain, spec)
         # A deployment nobody aliased is still reachable under its upstream model name.
         implicit: dict[str, list[Deployment]] = {}
         aliased = {d for spec in settings.models.values() for d in spec.deployments}
@@ -38,7 +42,8 @@ class Catalog:
                 implicit.setdefault(dep.target.model, []).append(dep)
         for model, deps in implicit.items():
             same_kind = tuple(d for d in deps if d.kind == deps[0].kind)
-            routes[model] = Route(model, deps[0].kind, same_kind)
+            spec = AliasSettings(deployments=tuple(d.name for d in same_kind))
+            routes[model] = Route(model, deps[0].kind, same_kind, spec)
         self._routes = routes
 
     def names(self) -> list[str]:

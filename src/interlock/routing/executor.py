@@ -1,38 +1,168 @@
-"""Runs a request against a route: one attempt per deployment, in order, until one answers.
+"""Runs a request against a planned route: attempts, retries, failover and hedging.
 
-A failed attempt moves on to the next deployment only when the error is retryable
-(connect error, timeout, 429, 5xx, malformed answer) and, for streams, only before the
-first chunk reaches the client. Retries with backoff, circuit breakers and hedging are
-layered on this loop by the resilience work.
+Rules (docs/decisions.md has the why):
+* Deployments are tried in the plan's order; a deployment whose circuit is open, whose
+  Retry-After cooldown has not elapsed or whose RPM/TPM/concurrency is used up is
+  skipped before the call.
+* A retryable failure (connect error, timeout, 429, 5xx, malformed answer) moves on to
+  the next deployment at once; coming back to a deployment already tried waits a
+  backoff with full jitter (at least its Retry-After). Every retry spends from the
+  retry budget and must fit the request's deadline.
+* Streams fail over only until the first chunk exists; after that a failure reaches
+  the client as a final error event.
+* A hedge (non-streaming, when enabled for the alias) starts a second attempt on another
+  deployment when the first has not answered by the alias's observed p95.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, replace
 
-from interlock.errors import UpstreamError
+from interlock.errors import (
+    InterlockError,
+    InvalidRequest,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamRateLimited,
+)
 from interlock.providers.base import StreamDecoder
 from interlock.providers.registry import Deployment
-from interlock.providers.transport import Transport, UpstreamStream
+from interlock.providers.tokens import estimate_request_tokens
+from interlock.providers.transport import Timeouts, Transport, UpstreamStream
+from interlock.resilience.retry import RetryBudget, RetryConfig, backoff_s
 from interlock.routing.catalog import Route
+from interlock.routing.health import DeploymentHealth
+from interlock.settings import HedgeSettings
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
 from interlock.types import Attempt, Chunk, GatewayRequest, GatewayResponse, GatewayStream, Usage
+
+# A 429 without Retry-After still keeps the deployment cool for this long.
+DEFAULT_COOLDOWN_S = 1.0
+
+
+def error_class(err: InterlockError) -> str:
+    """The fallback/error class of a failure (see settings.FallbackSettings.on)."""
+    if err.code == "context_length_exceeded":
+        return "context_window"
+    if err.code in ("content_filter", "content_policy", "content_policy_violation"):
+        return "content_policy"
+    if isinstance(err, UpstreamRateLimited) or err.code in ("rate_limited", "deployment_busy"):
+        return "rate_limit"
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if isinstance(err, UpstreamError) and err.retryable:
+        return "server_error"
+    if err.code == "circuit_open":
+        return "server_error"
+    return "client_error"
+
+
+@dataclass(slots=True)
+class Plan:
+    route: Route
+    deployments: list[Deployment]
+    retry: RetryConfig
+    deadline: float  # on the executor's clock
+    hedge: HedgeSettings | None = None
+    prompt_tokens: int = 0
+
+
+class _NotAdmitted(Exception):
+    """The breaker gave the slot away between planning and the call (half-open)."""
+
+
+class _Quantile:
+    """The p95 of an alias's recent latencies, recomputed every few samples."""
+
+    __slots__ = ("_every", "_n", "_q", "_samples", "value")
+
+    def __init__(self, q: float, size: int = 256, every: int = 16) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self._q = q
+        self._every = every
+        self._n = 0
+        self.value: float | None = None
+
+    def add(self, x: float) -> None:
+        self._samples.append(x)
+        self._n += 1
+        if self._n % self._every == 0 and len(self._samples) >= 16:
+            ordered = sorted(self._samples)
+            self.value = ordered[min(len(ordered) - 1, int(self._q * len(ordered)))]
 
 
 class Executor:
     def __init__(
         self,
         transport: Transport,
+        health: DeploymentHealth,
         metrics: Metrics,
         redactor: Redactor,
-        clock: Callable[[], float] = time.perf_counter,
+        budget: RetryBudget,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
+        self._health = health
         self._metrics = metrics
         self._redact = redactor
+        self._budget = budget
+        self._rng = rng or random.Random()
         self._clock = clock
+        self._latency: dict[str, _Quantile] = {}
+
+    # -- planning helpers ---------------------------------------------------------
+
+    def prompt_tokens(self, req: GatewayRequest) -> int:
+        return estimate_request_tokens(req.body)
+
+    @staticmethod
+    def check_context(
+        req: GatewayRequest, route: Route, deps: list[Deployment], prompt: int
+    ) -> list[Deployment]:
+        """Drop deployments whose context window cannot hold this request."""
+        body = req.body
+        out_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+        needed = prompt + (out_tokens if isinstance(out_tokens, int) else 0)
+        fits = [
+            d
+            for d in deps
+            if d.settings.context_window is None or needed <= d.settings.context_window
+        ]
+        if deps and not fits:
+            raise InvalidRequest(
+                f"the request needs about {needed} tokens, more than the context window of "
+                f"every deployment of '{route.alias}'",
+                code="context_length_exceeded",
+                param="messages",
+            )
+        return fits
+
+    def _pick(self, plan: Plan, tried: dict[str, int]) -> tuple[Deployment | None, float | None]:
+        """The next deployment to call, or (None, seconds until one may be available)."""
+        now = time.time()
+        soonest: float | None = None
+        fresh: Deployment | None = None
+        again: Deployment | None = None
+        for dep in plan.deployments:
+            wait = self._health.unavailable_for(dep.name, now, plan.prompt_tokens)
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+                continue
+            if not tried.get(dep.name):
+                fresh = dep
+                break
+            if again is None or tried[dep.name] < tried[again.name]:
+                again = dep
+        chosen = fresh or again
+        return (chosen, None) if chosen is not None else (None, soonest)
 
     def _failed(
         self, dep: Deployment, err: UpstreamError, started: float, attempts: list[Attempt]
@@ -44,48 +174,204 @@ class Executor:
         attempts.append(Attempt(dep.name, dep.provider, err.code, elapsed))
         self._metrics.observe_attempt(dep.provider, dep.name, err.code, elapsed)
 
-    async def complete(self, req: GatewayRequest, route: Route) -> GatewayResponse:
+    def _release_error(self, dep: Deployment, err: UpstreamError, started: float) -> None:
+        cls = error_class(err)
+        retry_after = None
+        if cls == "rate_limit":
+            retry_after = err.retry_after if err.retry_after is not None else DEFAULT_COOLDOWN_S
+        self._health.release(
+            dep.name,
+            ok=False,
+            duration_s=self._clock() - started,
+            counts_as_failure=cls in ("server_error", "timeout"),
+            retry_after_s=retry_after,
+        )
+
+    def _no_deployment(
+        self, plan: Plan, wait: float | None, last: UpstreamError | None
+    ) -> InterlockError:
+        if last is not None:
+            return last
+        states = [self._health.state(d.name) for d in plan.deployments]
+        if any(s.cooldown_until > time.time() for s in states):
+            return UpstreamRateLimited(
+                f"every deployment of '{plan.route.alias}' asked to slow down",
+                code="rate_limited",
+                retry_after=wait,
+            )
+        if any(s.breaker.state.value != "closed" for s in states):
+            return ServiceUnavailable(
+                f"every deployment of '{plan.route.alias}' is unavailable (circuit open)",
+                code="circuit_open",
+                retry_after=wait,
+            )
+        return UpstreamRateLimited(
+            f"every deployment of '{plan.route.alias}' is at capacity",
+            code="deployment_busy",
+            retry_after=wait,
+        )
+
+    async def _next(
+        self, plan: Plan, tried: dict[str, int], n: int, last: UpstreamError | None
+    ) -> Deployment | None:
+        """Choose the deployment for attempt ``n``, waiting for backoff or cooldown."""
+        dep, wait = self._pick(plan, tried)
+        if dep is None:
+            remaining = plan.deadline - self._clock()
+            if wait is None or wait > plan.retry.max_retry_after_s or wait > remaining:
+                return None
+            await asyncio.sleep(wait)
+            dep, _ = self._pick(plan, tried)
+            if dep is None:
+                return None
+        if n > 0:
+            if not self._budget.try_spend():
+                self._metrics.retry(dep.name, "budget_exhausted")
+                return None
+            self._metrics.retry(dep.name, error_class(last) if last else "unavailable")
+            if tried.get(dep.name):
+                delay = backoff_s(plan.retry, tried[dep.name] - 1, self._rng)
+                if self._clock() + delay >= plan.deadline:
+                    return None
+                await asyncio.sleep(delay)
+        return dep
+
+    def _timeouts_for(self, dep: Deployment, plan: Plan) -> Timeouts:
+        remaining = max(0.001, plan.deadline - self._clock())
+        t = dep.timeouts
+        if remaining < t.total_s:
+            return replace(t, total_s=remaining, first_byte_s=min(t.first_byte_s, remaining))
+        return t
+
+    # -- non-streaming --------------------------------------------------------------
+
+    async def _attempt(
+        self, req: GatewayRequest, dep: Deployment, plan: Plan, attempts: list[Attempt]
+    ) -> GatewayResponse:
+        if not self._health.acquire(dep.name, plan.prompt_tokens):
+            raise _NotAdmitted
+        started = self._clock()
+        try:
+            call = dep.adapter.build(req, dep.target)
+            await dep.auth.apply(call)
+            reply = await self._transport.request(call, self._timeouts_for(dep, plan), dep.provider)
+            if reply.status >= 300:
+                raise dep.adapter.error(reply.status, reply.headers, reply.body)
+            done = dep.adapter.parse(req, dep.target, reply.status, reply.body)
+        except UpstreamError as err:
+            self._release_error(dep, err, started)
+            self._failed(dep, err, started, attempts)
+            raise
+        except BaseException:
+            # Cancelled (a hedge lost, the client left) or a bug: not the deployment's fault.
+            self._health.release(
+                dep.name, ok=False, duration_s=self._clock() - started, counts_as_failure=False
+            )
+            raise
+        elapsed = self._clock() - started
+        self._health.release(dep.name, ok=True, duration_s=elapsed, counts_as_failure=False)
+        attempts.append(Attempt(dep.name, dep.provider, "ok", elapsed))
+        self._metrics.observe_attempt(dep.provider, dep.name, "ok", elapsed)
+        self._latency.setdefault(
+            plan.route.alias, _Quantile(plan.hedge.quantile if plan.hedge else 0.95)
+        ).add(elapsed)
+        return GatewayResponse(200, done.body, done.usage, dep.name, dep.provider, attempts)
+
+    async def complete(self, req: GatewayRequest, plan: Plan) -> GatewayResponse:
         attempts: list[Attempt] = []
+        tried: dict[str, int] = {}
         last: UpstreamError | None = None
-        for dep in route.deployments:
-            started = self._clock()
+        self._budget.on_request()
+        n = 0
+        while n < plan.retry.max_attempts:
+            dep = await self._next(plan, tried, n, last)
+            if dep is None:
+                break
+            tried[dep.name] = tried.get(dep.name, 0) + 1
+            n += 1
             try:
-                call = dep.adapter.build(req, dep.target)
-                await dep.auth.apply(call)
-                reply = await self._transport.request(call, dep.timeouts, dep.provider)
-                if reply.status >= 300:
-                    raise dep.adapter.error(reply.status, reply.headers, reply.body)
-                done = dep.adapter.parse(req, dep.target, reply.status, reply.body)
+                if plan.hedge is not None and n == 1 and len(plan.deployments) > 1:
+                    return await self._hedged(req, dep, plan, attempts, tried)
+                return await self._attempt(req, dep, plan, attempts)
+            except _NotAdmitted:
+                n -= 1
+                continue
             except UpstreamError as err:
-                self._failed(dep, err, started, attempts)
                 last = err
                 if not err.retryable:
                     raise
-                continue
-            elapsed = self._clock() - started
-            attempts.append(Attempt(dep.name, dep.provider, "ok", elapsed))
-            self._metrics.observe_attempt(dep.provider, dep.name, "ok", elapsed)
-            return GatewayResponse(200, done.body, done.usage, dep.name, dep.provider, attempts)
-        assert last is not None
-        raise last
+        raise self._no_deployment(plan, self._pick(plan, tried)[1], last)
 
-    async def stream(self, req: GatewayRequest, route: Route) -> GatewayStream:
+    async def _hedged(
+        self,
+        req: GatewayRequest,
+        dep: Deployment,
+        plan: Plan,
+        attempts: list[Attempt],
+        tried: dict[str, int],
+    ) -> GatewayResponse:
+        assert plan.hedge is not None
+        alias = plan.route.alias
+        p = self._latency.get(alias)
+        delay = plan.hedge.max_delay_s if p is None or p.value is None else p.value
+        delay = min(plan.hedge.max_delay_s, max(plan.hedge.min_delay_s, delay))
+        first = asyncio.ensure_future(self._attempt(req, dep, plan, attempts))
+        done, _ = await asyncio.wait({first}, timeout=delay)
+        if done:
+            return first.result()
+        other, _ = self._pick(plan, tried)
+        if other is None or other.name == dep.name or not self._budget.try_spend():
+            self._metrics.hedge(alias, "skipped")
+            return await first
+        tried[other.name] = tried.get(other.name, 0) + 1
+        second = asyncio.ensure_future(self._attempt(req, other, plan, attempts))
+        pending = {first, second}
+        error: BaseException | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is None:
+                        self._metrics.hedge(alias, "won" if task is second else "lost")
+                        return task.result()
+                    error = task.exception()
+        finally:
+            for task in pending:
+                task.cancel()
+        assert error is not None
+        raise error
+
+    # -- streaming --------------------------------------------------------------------
+
+    async def stream(self, req: GatewayRequest, plan: Plan) -> GatewayStream:
         attempts: list[Attempt] = []
+        tried: dict[str, int] = {}
         last: UpstreamError | None = None
-        for dep in route.deployments:
+        self._budget.on_request()
+        n = 0
+        while n < plan.retry.max_attempts:
+            dep = await self._next(plan, tried, n, last)
+            if dep is None:
+                break
+            tried[dep.name] = tried.get(dep.name, 0) + 1
+            n += 1
+            if not self._health.acquire(dep.name, plan.prompt_tokens):
+                n -= 1
+                continue
             started = self._clock()
             upstream: UpstreamStream | None = None
             try:
                 call = dep.adapter.build(req, dep.target)
                 await dep.auth.apply(call)
-                upstream = await self._transport.open(call, dep.timeouts, dep.provider)
+                upstream = await self._transport.open(
+                    call, self._timeouts_for(dep, plan), dep.provider
+                )
                 if upstream.status >= 300:
                     body = await upstream.read_all()
                     raise dep.adapter.error(upstream.status, upstream.headers, body)
                 decoder = dep.adapter.stream_decoder(req, dep.target)
                 source = upstream.chunks()
-                # Read until the first chunk exists: until then, failing over is invisible
-                # to the client.
+                # Until the first chunk exists, failing over is invisible to the client.
                 first: list[Chunk] = []
                 ended = False
                 while not first:
@@ -98,6 +384,7 @@ class Executor:
             except UpstreamError as err:
                 if upstream is not None:
                     upstream.close()
+                self._release_error(dep, err, started)
                 self._failed(dep, err, started, attempts)
                 last = err
                 if not err.retryable:
@@ -106,6 +393,9 @@ class Executor:
             except BaseException:
                 if upstream is not None:
                     upstream.close()
+                self._health.release(
+                    dep.name, ok=False, duration_s=self._clock() - started, counts_as_failure=False
+                )
                 raise
             ttft = self._clock() - started
             attempts.append(Attempt(dep.name, dep.provider, "ok", ttft))
@@ -113,20 +403,24 @@ class Executor:
             result = GatewayStream(
                 chunks=_empty(), deployment=dep.name, provider=dep.provider, attempts=attempts
             )
-            result.chunks = self._pump(result, upstream, source, decoder, first, ended)
+            result.chunks = self._pump(
+                result, dep, started, upstream, source, decoder, first, ended
+            )
             return result
-        assert last is not None
-        raise last
+        raise self._no_deployment(plan, self._pick(plan, tried)[1], last)
 
     async def _pump(
         self,
         result: GatewayStream,
+        dep: Deployment,
+        started: float,
         upstream: UpstreamStream,
         source: AsyncIterator[bytes],
         decoder: StreamDecoder,
         first: list[Chunk],
         ended: bool,
     ) -> AsyncGenerator[Chunk, None]:
+        failure: UpstreamError | None = None
         try:
             for chunk in first:
                 yield chunk
@@ -139,10 +433,19 @@ class Executor:
             result.completed = True
         except UpstreamError as err:
             err.message = self._redact(err.message)
+            failure = err
             raise
         finally:
             upstream.close()
             result.usage = decoder.usage or Usage(estimated=True)
+            duration = self._clock() - started
+            if failure is not None:
+                self._release_error(dep, failure, started)
+            else:
+                # A client that left mid-stream says nothing about the deployment.
+                self._health.release(
+                    dep.name, ok=result.completed, duration_s=duration, counts_as_failure=False
+                )
 
 
 async def _empty() -> AsyncGenerator[Chunk, None]:

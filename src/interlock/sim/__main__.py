@@ -59,8 +59,9 @@ async def run_sim(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m interlock.sim",
-                                     description="Interlock's simulated LLM provider.")
+    parser = argparse.ArgumentParser(
+        prog="python -m interlock.sim", description="Interlock's simulated LLM provider."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,15 +69,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     parser.add_argument("--output-tokens", type=int, default=16)
     parser.add_argument("--embedding-dims", type=int, default=256)
-    parser.add_argument("--config-json", default=None,
-                        help="a JSON object of config keys (overrides the flags)")
+    parser.add_argument(
+        "--config-json", default=None, help="a JSON object of config keys (overrides the flags)"
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
     return parser.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:
-    cfg = SimConfig(seed=args.seed, ttft_ms=args.ttft_ms, tokens_per_s=args.tokens_per_s,
-                    output_tokens=args.output_tokens, embedding_dims=args.embedding_dims)
+    cfg = SimConfig(
+        seed=args.seed,
+        ttft_ms=args.ttft_ms,
+        tokens_per_s=args.tokens_per_s,
+        output_tokens=args.output_tokens,
+        embedding_dims=args.embedding_dims,
+    )
     if args.config_json:
         extra = orjson.loads(args.config_json)
         if not isinstance(extra, dict):
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             pass
     with contextlib.suppress(KeyboardInterrupt):
         run(_serve_until_signalled(cfg, args.host, args.port))
+
 
 if __name__ == "__main__":
     main()

@@ -23,8 +23,17 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
 
 FAULT_TYPES = frozenset({"status", "timeout", "reset", "malformed", "cut_stream", "latency"})
 _FAULT_KEYS = frozenset(
-    {"type", "status", "retry_after", "count", "probability", "match", "after_chunks", "ms",
-     "message"}
+    {
+        "type",
+        "status",
+        "retry_after",
+        "count",
+        "probability",
+        "match",
+        "after_chunks",
+        "ms",
+        "message",
+    }
 )
 _MATCH_KEYS = frozenset({"model", "path", "format", "stream"})
 
@@ -75,9 +84,7 @@ def validate_fault(fault: Any) -> dict[str, Any]:
     if out["probability"] > 1:
         raise ConfigError("probability must be <= 1")
     if ftype == "cut_stream":
-        out["after_chunks"] = _number(
-            "after_chunks", fault.get("after_chunks", 0), integer=True
-        )
+        out["after_chunks"] = _number("after_chunks", fault.get("after_chunks", 0), integer=True)
     if ftype == "latency":
         out["ms"] = _number("ms", fault.get("ms"))
     match = fault.get("match") or {}

@@ -33,7 +33,9 @@ class SimControl:
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else orjson.dumps(body)
         req = urllib.request.Request(  # noqa: S310 - the URL is the caller's simulator
-            self.url + path, data=data, method=method,
+            self.url + path,
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"} if data is not None else {},
         )
         try:

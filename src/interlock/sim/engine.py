@@ -120,11 +120,15 @@ def generate(cfg: SimConfig, spec: GenSpec) -> list[Choice]:
             choices.append(Choice(index, "", [], "tool", len(call.pieces), tool_call=call))
             continue
         if spec.json_mode or spec.json_schema is not None:
-            schema = spec.json_schema if spec.json_schema is not None else {
-                "type": "object",
-                "properties": {"answer": {"type": "string"}},
-                "required": ["answer"],
-            }
+            schema = (
+                spec.json_schema
+                if spec.json_schema is not None
+                else {
+                    "type": "object",
+                    "properties": {"answer": {"type": "string"}},
+                    "required": ["answer"],
+                }
+            )
             value = value_for_schema(schema, rng)
             pieces = split_pieces(orjson.dumps(value).decode())
         else:

@@ -38,9 +38,7 @@ class FaultEngine:
         return bool(self._faults)
 
     def state(self) -> list[dict[str, Any]]:
-        return [
-            {**f, "remaining": r} for f, r in zip(self._faults, self._remaining, strict=True)
-        ]
+        return [{**f, "remaining": r} for f, r in zip(self._faults, self._remaining, strict=True)]
 
     @staticmethod
     def _matches(

@@ -75,8 +75,16 @@ class Ledger:
                 + completion_tokens * price["output_per_mtok"]
             ) / 1_000_000
         entry = LedgerEntry(
-            id, format, model, stream, prompt_tokens, completion_tokens, status, cost,
-            completed, fault,
+            id,
+            format,
+            model,
+            stream,
+            prompt_tokens,
+            completion_tokens,
+            status,
+            cost,
+            completed,
+            fault,
         )
         self._entries.append(entry)
         ok = status == 200 and completed and fault is None

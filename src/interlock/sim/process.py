@@ -36,7 +36,7 @@ def start_sim_process(
             if sel.select(remaining):
                 line = proc.stdout.readline()
                 if line.startswith(READY_PREFIX):
-                    return proc, line[len(READY_PREFIX):].strip()
+                    return proc, line[len(READY_PREFIX) :].strip()
                 if not line:
                     stop_sim_process(proc)
                     raise RuntimeError("the simulated provider exited before it was ready")

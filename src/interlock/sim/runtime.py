@@ -42,8 +42,9 @@ ErrorFn = Callable[[int, str, float | None], web.Response]
 class BadRequest(Exception):
     """Raised by request parsers; becomes a 400 (or ``status``) in the format's shape."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self, message: str, status: int = 400, param: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -83,8 +84,13 @@ class SimState:
         """Read the body and append the request to the log (cheap: raw values only)."""
         body = await request.read()
         self.log.append(
-            (request.method, request.path, request.query_string, request.raw_headers,
-             body[:LOG_BODY_LIMIT])
+            (
+                request.method,
+                request.path,
+                request.query_string,
+                request.raw_headers,
+                body[:LOG_BODY_LIMIT],
+            )
         )
         return body
 
@@ -113,10 +119,13 @@ def state_of(request: web.Request) -> SimState:
     return request.app[STATE_KEY]
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json",
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
         headers=headers,
     )
 
@@ -139,8 +148,7 @@ class Renderer(Protocol):
     def stream(self, choices: list[Choice]) -> StreamParts: ...
 
 
-async def _wait_for_disconnect(request: web.Request, st: SimState, limit_s: float = 3600.0
-                               ) -> None:
+async def _wait_for_disconnect(request: web.Request, st: SimState, limit_s: float = 3600.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     while loop.time() < deadline and not st.closing:
@@ -179,22 +187,49 @@ async def run_faults(
     ftype = fault["type"]
     if ftype == "status":
         status = int(fault["status"])
-        st.ledger.record(st.cfg, id=st.next_id(), format=fmt, model=model, stream=stream,
-                         prompt_tokens=0, completion_tokens=0, status=status,
-                         completed=False, fault="status")
+        st.ledger.record(
+            st.cfg,
+            id=st.next_id(),
+            format=fmt,
+            model=model,
+            stream=stream,
+            prompt_tokens=0,
+            completion_tokens=0,
+            status=status,
+            completed=False,
+            fault="status",
+        )
         message = fault.get("message") or f"simulated error {status}"
         return decision, error(status, message, fault.get("retry_after"))
     if ftype == "timeout":
-        st.ledger.record(st.cfg, id=st.next_id(), format=fmt, model=model, stream=stream,
-                         prompt_tokens=0, completion_tokens=0, status=0, completed=False,
-                         fault="timeout")
+        st.ledger.record(
+            st.cfg,
+            id=st.next_id(),
+            format=fmt,
+            model=model,
+            stream=stream,
+            prompt_tokens=0,
+            completion_tokens=0,
+            status=0,
+            completed=False,
+            fault="timeout",
+        )
         await _wait_for_disconnect(request, st)
         _abort(request)
         return decision, web.Response(status=504)
     if ftype == "reset":
-        st.ledger.record(st.cfg, id=st.next_id(), format=fmt, model=model, stream=stream,
-                         prompt_tokens=0, completion_tokens=0, status=0, completed=False,
-                         fault="reset")
+        st.ledger.record(
+            st.cfg,
+            id=st.next_id(),
+            format=fmt,
+            model=model,
+            stream=stream,
+            prompt_tokens=0,
+            completion_tokens=0,
+            status=0,
+            completed=False,
+            fault="reset",
+        )
         _abort(request)
         return decision, web.Response(status=502)
     return decision, None
@@ -223,22 +258,42 @@ async def serve(
     if not spec.stream:
         completion = sum(c.completion_tokens for c in choices)
         if ftype == "malformed":
-            st.ledger.record(cfg, id=rid, format=fmt, model=spec.model, stream=False,
-                             prompt_tokens=spec.prompt_tokens, completion_tokens=0, status=200,
-                             completed=False, fault="malformed")
-            return web.Response(body=b'{"id": "sim-broken", "choices": [{"message": <html',
-                                content_type="application/json", headers=headers)
+            st.ledger.record(
+                cfg,
+                id=rid,
+                format=fmt,
+                model=spec.model,
+                stream=False,
+                prompt_tokens=spec.prompt_tokens,
+                completion_tokens=0,
+                status=200,
+                completed=False,
+                fault="malformed",
+            )
+            return web.Response(
+                body=b'{"id": "sim-broken", "choices": [{"message": <html',
+                content_type="application/json",
+                headers=headers,
+            )
         if cfg.tokens_per_s and completion:
             await asyncio.sleep(completion / cfg.tokens_per_s)
         payload = orjson.dumps(renderer.body(choices))
-        st.ledger.record(cfg, id=rid, format=fmt, model=spec.model, stream=False,
-                         prompt_tokens=spec.prompt_tokens, completion_tokens=completion,
-                         status=200)
+        st.ledger.record(
+            cfg,
+            id=rid,
+            format=fmt,
+            model=spec.model,
+            stream=False,
+            prompt_tokens=spec.prompt_tokens,
+            completion_tokens=completion,
+            status=200,
+        )
         return web.Response(body=payload, content_type="application/json", headers=headers)
 
     parts = renderer.stream(choices)
-    resp = web.StreamResponse(headers={"Cache-Control": "no-cache", **(headers or {}),
-                                       **parts.headers})
+    resp = web.StreamResponse(
+        headers={"Cache-Control": "no-cache", **(headers or {}), **parts.headers}
+    )
     resp.content_type = parts.content_type
     sent_tokens = 0
     completed = False
@@ -284,7 +339,16 @@ async def serve(
             completed = True
     except ConnectionError:
         completed = False
-    st.ledger.record(cfg, id=rid, format=fmt, model=spec.model, stream=True,
-                     prompt_tokens=spec.prompt_tokens, completion_tokens=sent_tokens,
-                     status=200, completed=completed, fault=fault_name)
+    st.ledger.record(
+        cfg,
+        id=rid,
+        format=fmt,
+        model=spec.model,
+        stream=True,
+        prompt_tokens=spec.prompt_tokens,
+        completion_tokens=sent_tokens,
+        status=200,
+        completed=completed,
+        fault=fault_name,
+    )
     return resp

@@ -51,8 +51,11 @@ def _string(schema: dict[str, Any], rng: random.Random) -> str:
         return f"https://example.com/{generate_words(rng, 1)[0]}"
     if fmt == "uuid":
         return "%08x-%04x-4%03x-8%03x-%012x" % (  # noqa: UP031
-            rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12),
-            rng.getrandbits(12), rng.getrandbits(48),
+            rng.getrandbits(32),
+            rng.getrandbits(16),
+            rng.getrandbits(12),
+            rng.getrandbits(12),
+            rng.getrandbits(48),
         )
     text = " ".join(generate_words(rng, rng.randint(1, 3)))
     min_len = schema.get("minLength")
@@ -204,8 +207,11 @@ def conforms(value: Any, schema: Any, root: dict[str, Any] | None = None) -> boo
             return False
         return all(conforms(v, schema.get("items", {}), root) for v in value)
     if stype == "string":
-        return (isinstance(value, str) and len(value) >= schema.get("minLength", 0)
-                and len(value) <= schema.get("maxLength", len(value)))
+        return (
+            isinstance(value, str)
+            and len(value) >= schema.get("minLength", 0)
+            and len(value) <= schema.get("maxLength", len(value))
+        )
     if stype in ("integer", "number"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False

@@ -74,6 +74,44 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        self.retries = Counter(
+            "interlock_retries_total",
+            "Attempts after the first, by deployment tried and the error that caused it.",
+            ["deployment", "reason"],
+            **kw,
+        )
+        self.fallbacks = Counter(
+            "interlock_fallbacks_total",
+            "Requests answered by a fallback alias, by alias, fallback and error class.",
+            ["model", "fallback", "reason"],
+            **kw,
+        )
+        self.hedges = Counter(
+            "interlock_hedges_total",
+            "Hedged attempts, by alias and outcome (won, lost, skipped).",
+            ["model", "outcome"],
+            **kw,
+        )
+        self.circuit_state = Gauge(
+            "interlock_circuit_state",
+            "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
+            ["deployment"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.circuit_transitions = Counter(
+            "interlock_circuit_transitions_total",
+            "Circuit breaker transitions, by deployment and new state.",
+            ["deployment", "state"],
+            **kw,
+        )
+        self.degradation_level = Gauge(
+            "interlock_degradation_level",
+            "Degradation level: 0 full, 1 limited, 2 cached, 3 minimal.",
+            registry=reg,
+            multiprocess_mode="max",
+        )
+
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         code = str(status)
         self.requests.labels(route, model, code).inc()
@@ -90,6 +128,19 @@ class Metrics:
 
     def observe_ttft(self, model: str, seconds: float) -> None:
         self.ttft.labels(model).observe(seconds)
+
+    def circuit_transition(self, deployment: str, state: str, value: int) -> None:
+        self.circuit_state.labels(deployment).set(value)
+        self.circuit_transitions.labels(deployment, state).inc()
+
+    def retry(self, deployment: str, reason: str) -> None:
+        self.retries.labels(deployment, reason).inc()
+
+    def fallback(self, model: str, fallback: str, reason: str) -> None:
+        self.fallbacks.labels(model, fallback, reason).inc()
+
+    def hedge(self, model: str, outcome: str) -> None:
+        self.hedges.labels(model, outcome).inc()
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:

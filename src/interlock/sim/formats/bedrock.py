@@ -24,21 +24,35 @@ from interlock.sim.textgen import chat_prompt_tokens, content_digest
 
 __all__ = ["add_routes", "bedrock_error"]
 
-_STOP = {"stop": "end_turn", "stop_sequence": "stop_sequence", "length": "max_tokens",
-         "tool": "tool_use"}
-_ERRORS = {400: "ValidationException", 403: "AccessDeniedException",
-           404: "ResourceNotFoundException", 408: "ModelTimeoutException",
-           424: "ModelErrorException", 429: "ThrottlingException",
-           500: "InternalServerException", 503: "ServiceUnavailableException"}
+_STOP = {
+    "stop": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "length": "max_tokens",
+    "tool": "tool_use",
+}
+_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
 Handler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]
 
 
-def bedrock_error(status: int, message: str, retry_after: float | None = None,
-                  error_type: str | None = None) -> web.Response:
+def bedrock_error(
+    status: int, message: str, retry_after: float | None = None, error_type: str | None = None
+) -> web.Response:
     etype = error_type or _ERRORS.get(
-        status, "InternalServerException" if status >= 500 else "ValidationException")
-    headers = {"x-amzn-ErrorType": f"{etype}:http://internal.amazon.com/coral/com.amazon.bedrock/",
-               **retry_after_header(retry_after)}
+        status, "InternalServerException" if status >= 500 else "ValidationException"
+    )
+    headers = {
+        "x-amzn-ErrorType": f"{etype}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+        **retry_after_header(retry_after),
+    }
     return json_response({"message": message}, status, headers)
 
 
@@ -107,11 +121,15 @@ def parse_converse(body: dict[str, Any], model: str, stream: bool) -> GenSpec:
     tools, mode, name = _tools(body)
     last = messages[-1].get("content") or []
     return GenSpec(
-        model=model, digest=content_digest(canonical(body)),
+        model=model,
+        digest=content_digest(canonical(body)),
         prompt_tokens=chat_prompt_tokens(texts),
-        stream=stream, max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        stream=stream,
+        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         stop=[s for s in stops if isinstance(s, str)] if isinstance(stops, list) else [],
-        tools=tools, tool_mode=mode, tool_name=name,
+        tools=tools,
+        tool_mode=mode,
+        tool_name=name,
         last_is_tool_result=any(isinstance(b, dict) and "toolResult" in b for b in last),
     )
 
@@ -122,56 +140,88 @@ class ConverseRenderer:
         self.latency_ms = latency_ms
 
     def _usage(self, c: Choice) -> dict[str, int]:
-        return {"inputTokens": self.spec.prompt_tokens, "outputTokens": c.completion_tokens,
-                "totalTokens": self.spec.prompt_tokens + c.completion_tokens}
+        return {
+            "inputTokens": self.spec.prompt_tokens,
+            "outputTokens": c.completion_tokens,
+            "totalTokens": self.spec.prompt_tokens + c.completion_tokens,
+        }
 
     def body(self, choices: list[Choice]) -> dict[str, Any]:
         c = choices[0]
         if c.tool_call is not None:
-            block: dict[str, Any] = {"toolUse": {"toolUseId": f"tooluse_{c.tool_call.id}",
-                                                 "name": c.tool_call.name,
-                                                 "input": c.tool_call.input}}
+            block: dict[str, Any] = {
+                "toolUse": {
+                    "toolUseId": f"tooluse_{c.tool_call.id}",
+                    "name": c.tool_call.name,
+                    "input": c.tool_call.input,
+                }
+            }
         else:
             block = {"text": c.text}
-        return {"output": {"message": {"role": "assistant", "content": [block]}},
-                "stopReason": _STOP[c.finish], "usage": self._usage(c),
-                "metrics": {"latencyMs": self.latency_ms}}
+        return {
+            "output": {"message": {"role": "assistant", "content": [block]}},
+            "stopReason": _STOP[c.finish],
+            "usage": self._usage(c),
+            "metrics": {"latencyMs": self.latency_ms},
+        }
 
     def stream(self, choices: list[Choice]) -> StreamParts:
         c = choices[0]
         head = [encode_event("messageStart", {"role": "assistant"})]
         if c.tool_call is not None:
-            head.append(encode_event("contentBlockStart", {
-                "start": {"toolUse": {"toolUseId": f"tooluse_{c.tool_call.id}",
-                                      "name": c.tool_call.name}},
-                "contentBlockIndex": 0}))
+            head.append(
+                encode_event(
+                    "contentBlockStart",
+                    {
+                        "start": {
+                            "toolUse": {
+                                "toolUseId": f"tooluse_{c.tool_call.id}",
+                                "name": c.tool_call.name,
+                            }
+                        },
+                        "contentBlockIndex": 0,
+                    },
+                )
+            )
             deltas: list[dict[str, Any]] = [{"toolUse": {"input": p}} for p in c.tool_call.pieces]
         else:
             deltas = [{"text": p} for p in c.pieces]
-        content = [(encode_event("contentBlockDelta", {"delta": d, "contentBlockIndex": 0}), 1)
-                   for d in deltas]
+        content = [
+            (encode_event("contentBlockDelta", {"delta": d, "contentBlockIndex": 0}), 1)
+            for d in deltas
+        ]
         tail = [
             encode_event("contentBlockStop", {"contentBlockIndex": 0}),
             encode_event("messageStop", {"stopReason": _STOP[c.finish]}),
-            encode_event("metadata", {"usage": self._usage(c),
-                                      "metrics": {"latencyMs": self.latency_ms}}),
+            encode_event(
+                "metadata", {"usage": self._usage(c), "metrics": {"latencyMs": self.latency_ms}}
+            ),
         ]
         broken = encode_message(
-            {":event-type": "contentBlockDelta", ":content-type": "application/json",
-             ":message-type": "event"}, b'{"delta": {"te')
-        return StreamParts(head, content, tail, content_type="application/vnd.amazon.eventstream",
-                           broken=broken)
+            {
+                ":event-type": "contentBlockDelta",
+                ":content-type": "application/json",
+                ":message-type": "event",
+            },
+            b'{"delta": {"te',
+        )
+        return StreamParts(
+            head, content, tail, content_type="application/vnd.amazon.eventstream", broken=broken
+        )
 
 
 def _auth_error(request: web.Request) -> web.Response | None:
     auth = request.headers.get("Authorization", "")
     if not auth:
-        return bedrock_error(403, "Missing Authentication Token",
-                             error_type="MissingAuthenticationTokenException")
-    if not auth.startswith("AWS4-HMAC-SHA256 Credential=") or not request.headers.get(
-            "x-amz-date"):
-        return bedrock_error(403, "The security token included in the request is invalid.",
-                             error_type="UnrecognizedClientException")
+        return bedrock_error(
+            403, "Missing Authentication Token", error_type="MissingAuthenticationTokenException"
+        )
+    if not auth.startswith("AWS4-HMAC-SHA256 Credential=") or not request.headers.get("x-amz-date"):
+        return bedrock_error(
+            403,
+            "The security token included in the request is invalid.",
+            error_type="UnrecognizedClientException",
+        )
     return None
 
 
@@ -189,8 +239,9 @@ def converse_handler(stream: bool) -> Handler:
             body = None
         if not isinstance(body, dict):
             return bedrock_error(400, "The provided request is not valid: malformed JSON body")
-        decision, replaced = await run_faults(request, st, fmt="bedrock", model=model,
-                                              stream=stream, error=bedrock_error)
+        decision, replaced = await run_faults(
+            request, st, fmt="bedrock", model=model, stream=stream, error=bedrock_error
+        )
         if replaced is not None:
             return replaced
         try:
@@ -198,9 +249,15 @@ def converse_handler(stream: bool) -> Handler:
         except BadRequest as exc:
             return bedrock_error(exc.status, exc.message)
         latency = int(st.cfg.ttft_ms) or 1
-        return await serve(request, st, fmt="bedrock", spec=spec, decision=decision,
-                           renderer_factory=lambda rid: ConverseRenderer(spec, latency),
-                           headers={"x-amzn-RequestId": "sim-" + "0" * 8})
+        return await serve(
+            request,
+            st,
+            fmt="bedrock",
+            spec=spec,
+            decision=decision,
+            renderer_factory=lambda rid: ConverseRenderer(spec, latency),
+            headers={"x-amzn-RequestId": "sim-" + "0" * 8},
+        )
 
     return handle
 

@@ -38,12 +38,32 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 # Request keys that shape *how* an answer is sampled or delivered, not *what* is asked.
 # They are left out of the content digest, so a capped, stopped or streamed answer is a
 # prefix of (or equal to) the plain one.
-CONTROL_KEYS = frozenset({
-    "stream", "stream_options", "stop", "stop_sequences", "max_tokens",
-    "max_completion_tokens", "n", "logprobs", "top_logprobs", "seed", "temperature", "top_p",
-    "top_k", "presence_penalty", "frequency_penalty", "user", "metadata", "store",
-    "service_tier", "parallel_tool_calls", "inferenceConfig", "logit_bias",
-})
+CONTROL_KEYS = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "stop",
+        "stop_sequences",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+        "temperature",
+        "top_p",
+        "top_k",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "parallel_tool_calls",
+        "inferenceConfig",
+        "logit_bias",
+    }
+)
 
 
 def canonical(body: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +110,13 @@ def positive_int(value: Any, name: str, *, minimum: int = 1) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"Invalid type for '{name}': expected an integer.", param=name,
-                         code="invalid_type")
+        raise BadRequest(
+            f"Invalid type for '{name}': expected an integer.", param=name, code="invalid_type"
+        )
     if value < minimum:
-        raise BadRequest(f"Invalid '{name}': integer below minimum value {minimum}.",
-                         param=name, code="integer_below_min_value")
+        raise BadRequest(
+            f"Invalid '{name}': integer below minimum value {minimum}.",
+            param=name,
+            code="integer_below_min_value",
+        )
     return value

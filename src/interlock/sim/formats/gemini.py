@@ -26,19 +26,32 @@ from interlock.sim.textgen import chat_prompt_tokens, content_digest, count_toke
 __all__ = ["add_routes", "google_error"]
 
 _FINISH = {"stop": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "tool": "STOP"}
-_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-           404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-           500: "INTERNAL", 501: "NOT_IMPLEMENTED", 503: "UNAVAILABLE",
-           504: "DEADLINE_EXCEEDED"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 Handler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]
 
 
 def google_error(status: int, message: str, retry_after: float | None = None) -> web.Response:
-    error: dict[str, Any] = {"code": status, "message": message,
-                             "status": _STATUS.get(status, "UNKNOWN")}
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": _STATUS.get(status, "UNKNOWN"),
+    }
     if retry_after is not None:
-        error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                             "retryDelay": f"{retry_after:g}s"}]
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}
+        ]
     return json_response({"error": error}, status, retry_after_header(retry_after))
 
 
@@ -56,8 +69,7 @@ def _part_texts(parts: Any) -> list[str]:
             out.append(f"{call.get('name', '')} {orjson.dumps(call.get('args', {})).decode()}")
         elif isinstance(part.get("functionResponse"), dict):
             resp = part["functionResponse"]
-            out.append(f"{resp.get('name', '')} "
-                       f"{orjson.dumps(resp.get('response', {})).decode()}")
+            out.append(f"{resp.get('name', '')} {orjson.dumps(resp.get('response', {})).decode()}")
     return out
 
 
@@ -95,8 +107,9 @@ def parse_generate(body: dict[str, Any], model: str, stream: bool) -> GenSpec:
         texts.append(system)
     for i, content in enumerate(contents):
         if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
-            raise BadRequest(f"* GenerateContentRequest.contents[{i}].parts: "
-                             "contents.parts must not be empty.")
+            raise BadRequest(
+                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+            )
         role = content.get("role", "user")
         if role not in ("user", "model", "function", "tool"):
             raise BadRequest(f"Please use a valid role: user, model. Got {role!r}.")
@@ -111,23 +124,38 @@ def parse_generate(body: dict[str, Any], model: str, stream: bool) -> GenSpec:
     tools, mode, name = _tools(body)
     last_parts = contents[-1].get("parts") or []
     return GenSpec(
-        model=model, digest=content_digest(_canonical(body)),
+        model=model,
+        digest=content_digest(_canonical(body)),
         prompt_tokens=chat_prompt_tokens(texts),
         stream=stream,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         stop=[s for s in stops if isinstance(s, str)] if isinstance(stops, list) else [],
         n=count if isinstance(count, int) and count > 0 else 1,
-        tools=tools, tool_mode=mode, tool_name=name,
-        last_is_tool_result=any(isinstance(p, dict) and "functionResponse" in p
-                                for p in last_parts),
+        tools=tools,
+        tool_mode=mode,
+        tool_name=name,
+        last_is_tool_result=any(
+            isinstance(p, dict) and "functionResponse" in p for p in last_parts
+        ),
         json_mode=gen.get("responseMimeType") == "application/json",
         json_schema=schema if isinstance(schema, dict) else None,
         request_seed=gen.get("seed"),
     )
 
 
-_GEN_CONTROL = frozenset({"maxOutputTokens", "stopSequences", "candidateCount", "temperature",
-                          "topP", "topK", "seed", "presencePenalty", "frequencyPenalty"})
+_GEN_CONTROL = frozenset(
+    {
+        "maxOutputTokens",
+        "stopSequences",
+        "candidateCount",
+        "temperature",
+        "topP",
+        "topK",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+    }
+)
 
 
 def _canonical(body: dict[str, Any]) -> dict[str, Any]:
@@ -146,9 +174,12 @@ class GenerateRenderer:
 
     def _usage(self, completion: int) -> dict[str, Any]:
         prompt = self.spec.prompt_tokens
-        return {"promptTokenCount": prompt, "candidatesTokenCount": completion,
-                "totalTokenCount": prompt + completion,
-                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
+        return {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": completion,
+            "totalTokenCount": prompt + completion,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+        }
 
     @staticmethod
     def _parts(c: Choice) -> list[dict[str, Any]]:
@@ -156,8 +187,9 @@ class GenerateRenderer:
             return [{"functionCall": {"name": c.tool_call.name, "args": c.tool_call.input}}]
         return [{"text": c.text}]
 
-    def _response(self, candidates: list[dict[str, Any]], usage: dict[str, Any] | None
-                  ) -> dict[str, Any]:
+    def _response(
+        self, candidates: list[dict[str, Any]], usage: dict[str, Any] | None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"candidates": candidates}
         if usage is not None:
             out["usageMetadata"] = usage
@@ -166,35 +198,80 @@ class GenerateRenderer:
         return out
 
     def body(self, choices: list[Choice]) -> dict[str, Any]:
-        cands = [{"content": {"role": "model", "parts": self._parts(c)},
-                  "finishReason": _FINISH[c.finish], "index": c.index} for c in choices]
+        cands = [
+            {
+                "content": {"role": "model", "parts": self._parts(c)},
+                "finishReason": _FINISH[c.finish],
+                "index": c.index,
+            }
+            for c in choices
+        ]
         return self._response(cands, self._usage(sum(c.completion_tokens for c in choices)))
 
     def stream(self, choices: list[Choice]) -> StreamParts:
         events: list[tuple[dict[str, Any], int]] = []
         for c in choices:
             if c.tool_call is not None:
-                events.append((self._response([{
-                    "content": {"role": "model", "parts": self._parts(c)}, "index": c.index}],
-                    None), c.completion_tokens))
+                events.append(
+                    (
+                        self._response(
+                            [
+                                {
+                                    "content": {"role": "model", "parts": self._parts(c)},
+                                    "index": c.index,
+                                }
+                            ],
+                            None,
+                        ),
+                        c.completion_tokens,
+                    )
+                )
                 continue
             for piece in c.pieces:
-                events.append((self._response([{
-                    "content": {"role": "model", "parts": [{"text": piece}]},
-                    "index": c.index}], None), 1))
+                events.append(
+                    (
+                        self._response(
+                            [
+                                {
+                                    "content": {"role": "model", "parts": [{"text": piece}]},
+                                    "index": c.index,
+                                }
+                            ],
+                            None,
+                        ),
+                        1,
+                    )
+                )
         final = self._response(
-            [{"content": {"role": "model", "parts": [{"text": ""}]},
-              "finishReason": _FINISH[c.finish], "index": c.index} for c in choices],
-            self._usage(sum(c.completion_tokens for c in choices)))
+            [
+                {
+                    "content": {"role": "model", "parts": [{"text": ""}]},
+                    "finishReason": _FINISH[c.finish],
+                    "index": c.index,
+                }
+                for c in choices
+            ],
+            self._usage(sum(c.completion_tokens for c in choices)),
+        )
         if self.sse_mode:
-            return StreamParts([], [(sse(e), t) for e, t in events], [sse(final)],
-                               broken=b'data: {"candidates": [{"content": {"ro\n\n')
+            return StreamParts(
+                [],
+                [(sse(e), t) for e, t in events],
+                [sse(final)],
+                broken=b'data: {"candidates": [{"content": {"ro\n\n',
+            )
         # a JSON array, written incrementally
-        content = [((b"[" if i == 0 else b",\r\n") + orjson.dumps(e), t)
-                   for i, (e, t) in enumerate(events)]
+        content = [
+            ((b"[" if i == 0 else b",\r\n") + orjson.dumps(e), t) for i, (e, t) in enumerate(events)
+        ]
         tail = [(b"[" if not events else b",\r\n") + orjson.dumps(final) + b"]"]
-        return StreamParts([], content, tail, content_type="application/json",
-                           broken=b'[{"candidates": [{"content": {"ro')
+        return StreamParts(
+            [],
+            content,
+            tail,
+            content_type="application/json",
+            broken=b'[{"candidates": [{"content": {"ro',
+        )
 
 
 def _split_model(request: web.Request) -> tuple[str, str]:
@@ -205,13 +282,19 @@ def _split_model(request: web.Request) -> tuple[str, str]:
 def _auth_error(request: web.Request, vertex: bool) -> web.Response | None:
     if vertex:
         if not request.headers.get("Authorization", "").startswith("Bearer "):
-            return google_error(401, "Request is missing required authentication credential. "
-                                     "Expected OAuth 2 access token.")
+            return google_error(
+                401,
+                "Request is missing required authentication credential. "
+                "Expected OAuth 2 access token.",
+            )
         return None
     if not request.headers.get("x-goog-api-key"):
-        return google_error(403, "Method doesn't allow unregistered callers (callers without "
-                                 "established identity). Please use API Key or other form of "
-                                 "API consumer identity to call this API.")
+        return google_error(
+            403,
+            "Method doesn't allow unregistered callers (callers without "
+            "established identity). Please use API Key or other form of "
+            "API consumer identity to call this API.",
+        )
     return None
 
 
@@ -235,8 +318,13 @@ def model_handler(vertex: bool) -> Handler:
         if denied is not None:
             return denied
         model, action = _split_model(request)
-        if action not in ("generateContent", "streamGenerateContent", "embedContent",
-                          "batchEmbedContents", "countTokens"):
+        if action not in (
+            "generateContent",
+            "streamGenerateContent",
+            "embedContent",
+            "batchEmbedContents",
+            "countTokens",
+        ):
             return google_error(404, f"Method not found: {action}")
         try:
             body = _parse_json(raw)
@@ -251,8 +339,9 @@ def model_handler(vertex: bool) -> Handler:
             except BadRequest as exc:
                 return google_error(400, exc.message)
             return json_response({"totalTokens": spec.prompt_tokens})
-        decision, replaced = await run_faults(request, st, fmt=fmt, model=model, stream=stream,
-                                              error=google_error)
+        decision, replaced = await run_faults(
+            request, st, fmt=fmt, model=model, stream=stream, error=google_error
+        )
         if replaced is not None:
             return replaced
         try:
@@ -261,8 +350,13 @@ def model_handler(vertex: bool) -> Handler:
             return google_error(400, exc.message)
         sse_mode = request.query.get("alt") == "sse"
         return await serve(
-            request, st, fmt=fmt, spec=spec, decision=decision,
-            renderer_factory=lambda rid: GenerateRenderer(spec, rid, model, sse_mode))
+            request,
+            st,
+            fmt=fmt,
+            spec=spec,
+            decision=decision,
+            renderer_factory=lambda rid: GenerateRenderer(spec, rid, model, sse_mode),
+        )
 
     return handle
 
@@ -273,10 +367,12 @@ def _embed_text(req: Any) -> str:
     return " ".join(_part_texts(req["content"].get("parts")))
 
 
-async def _embed(request: web.Request, st: Any, fmt: str, model: str, action: str,
-                 body: dict[str, Any]) -> web.StreamResponse:
-    decision, replaced = await run_faults(request, st, fmt=fmt, model=model, stream=False,
-                                          error=google_error)
+async def _embed(
+    request: web.Request, st: Any, fmt: str, model: str, action: str, body: dict[str, Any]
+) -> web.StreamResponse:
+    decision, replaced = await run_faults(
+        request, st, fmt=fmt, model=model, stream=False, error=google_error
+    )
     if replaced is not None:
         return replaced
     try:
@@ -290,16 +386,33 @@ async def _embed(request: web.Request, st: Any, fmt: str, model: str, action: st
         await asyncio.sleep(st.cfg.ttft_ms / 1000)
     tokens = sum(count_tokens(t) for t in texts)
     if decision.fault is not None and decision.fault["type"] == "malformed":
-        st.ledger.record(st.cfg, id=st.next_id(), format=fmt, model=model, stream=False,
-                         prompt_tokens=tokens, completion_tokens=0, status=200,
-                         completed=False, fault="malformed")
+        st.ledger.record(
+            st.cfg,
+            id=st.next_id(),
+            format=fmt,
+            model=model,
+            stream=False,
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            status=200,
+            completed=False,
+            fault="malformed",
+        )
         return web.Response(body=b'{"embedding": {"values": [0.1,', content_type="application/json")
     vectors = []
     for req, text in zip(reqs, texts, strict=True):
         dims = req.get("outputDimensionality") or st.cfg.embedding_dims
         vectors.append({"values": embed(text, int(dims))})
-    st.ledger.record(st.cfg, id=st.next_id(), format=fmt, model=model, stream=False,
-                     prompt_tokens=tokens, completion_tokens=0, status=200)
+    st.ledger.record(
+        st.cfg,
+        id=st.next_id(),
+        format=fmt,
+        model=model,
+        stream=False,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        status=200,
+    )
     if action == "batchEmbedContents":
         return json_response({"embeddings": vectors})
     return json_response({"embedding": vectors[0]})
@@ -310,4 +423,6 @@ def add_routes(app: web.Application) -> None:
     for version in ("v1", "v1beta1"):
         app.router.add_post(
             f"/{version}/projects/{{project}}/locations/{{location}}/publishers/google/models/"
-            "{model_action}", model_handler(True))
+            "{model_action}",
+            model_handler(True),
+        )

@@ -95,9 +95,11 @@ def _tools(body: dict[str, Any]) -> tuple[list[Tool], str, str | None]:
         for i, item in enumerate(raw):
             fn = item.get("function") if isinstance(item, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise BadRequest(f"Missing required parameter: 'tools[{i}].function.name'.",
-                                 param=f"tools[{i}].function.name",
-                                 code="missing_required_parameter")
+                raise BadRequest(
+                    f"Missing required parameter: 'tools[{i}].function.name'.",
+                    param=f"tools[{i}].function.name",
+                    code="missing_required_parameter",
+                )
             params = fn.get("parameters")
             tools.append(Tool(fn["name"], params if isinstance(params, dict) else {}))
     choice = body.get("tool_choice")
@@ -109,8 +111,11 @@ def _tools(body: dict[str, Any]) -> tuple[list[Tool], str, str | None]:
         fn = choice.get("function")
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             if not any(t.name == fn["name"] for t in tools):
-                raise BadRequest(f"Invalid value for 'tool_choice': no function named "
-                                 f"'{fn['name']}' was specified in 'tools'.", param="tool_choice")
+                raise BadRequest(
+                    f"Invalid value for 'tool_choice': no function named "
+                    f"'{fn['name']}' was specified in 'tools'.",
+                    param="tool_choice",
+                )
             return tools, "named", fn["name"]
     raise BadRequest("Invalid value for 'tool_choice'.", param="tool_choice")
 
@@ -125,9 +130,11 @@ def _response_format(body: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]
         js = fmt.get("json_schema")
         schema = js.get("schema") if isinstance(js, dict) else None
         if not isinstance(schema, dict):
-            raise BadRequest("Missing required parameter: 'response_format.json_schema.schema'.",
-                             param="response_format.json_schema",
-                             code="missing_required_parameter")
+            raise BadRequest(
+                "Missing required parameter: 'response_format.json_schema.schema'.",
+                param="response_format.json_schema",
+                code="missing_required_parameter",
+            )
         return True, schema
     return False, None
 
@@ -136,8 +143,11 @@ def _message_texts(messages: list[Any]) -> list[str]:
     texts: list[str] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise BadRequest(f"Missing required parameter: 'messages[{i}].role'.",
-                             param=f"messages[{i}].role", code="missing_required_parameter")
+            raise BadRequest(
+                f"Missing required parameter: 'messages[{i}].role'.",
+                param=f"messages[{i}].role",
+                code="missing_required_parameter",
+            )
         parts = text_of(msg.get("content"))
         for call in msg.get("tool_calls") or ():
             if isinstance(call, dict) and isinstance(call.get("function"), dict):
@@ -150,15 +160,22 @@ def _message_texts(messages: list[Any]) -> list[str]:
 def parse_chat(body: dict[str, Any], model: str) -> GenSpec:
     messages = body.get("messages")
     if messages is None:
-        raise BadRequest("Missing required parameter: 'messages'.", param="messages",
-                         code="missing_required_parameter")
+        raise BadRequest(
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
     if not isinstance(messages, list):
-        raise BadRequest("Invalid type for 'messages': expected an array.", param="messages",
-                         code="invalid_type")
+        raise BadRequest(
+            "Invalid type for 'messages': expected an array.", param="messages", code="invalid_type"
+        )
     if not messages:
-        raise BadRequest("Invalid 'messages': empty array. Expected an array with minimum "
-                         "length 1, but got an empty array instead.", param="messages",
-                         code="empty_array")
+        raise BadRequest(
+            "Invalid 'messages': empty array. Expected an array with minimum "
+            "length 1, but got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
     texts = _message_texts(messages)
     tools, mode, name = _tools(body)
     json_mode, schema = _response_format(body)
@@ -197,14 +214,21 @@ def _logprobs(rng: random.Random, pieces: list[str], top: int) -> dict[str, Any]
             floor = round(floor - 0.5 - rng.random() * 2, 6)
             alt = " " + VOCABULARY[int(rng.random() * len(VOCABULARY))]
             tops.append({"token": alt, "logprob": floor, "bytes": list(alt.encode())})
-        content.append({"token": piece, "logprob": lp, "bytes": list(piece.encode()),
-                        "top_logprobs": tops[:top]})
+        content.append(
+            {
+                "token": piece,
+                "logprob": lp,
+                "bytes": list(piece.encode()),
+                "top_logprobs": tops[:top],
+            }
+        )
     return {"content": content, "refusal": None}
 
 
 class ChatRenderer:
-    def __init__(self, st: SimState, spec: GenSpec, body: dict[str, Any], rid: str,
-                 model: str) -> None:
+    def __init__(
+        self, st: SimState, spec: GenSpec, body: dict[str, Any], rid: str, model: str
+    ) -> None:
         self.id = f"chatcmpl-sim{rid}"
         self.model = model
         self.created = unix_now()
@@ -219,8 +243,9 @@ class ChatRenderer:
     def _lp(self, choice: Choice) -> dict[str, Any] | None:
         if not self.logprobs or choice.tool_call is not None:
             return None
-        rng = request_rng(self.seed, self.spec.digest, self.spec.request_seed,
-                          f"logprobs{choice.index}")
+        rng = request_rng(
+            self.seed, self.spec.digest, self.spec.request_seed, f"logprobs{choice.index}"
+        )
         return _logprobs(rng, choice.pieces, self.top)
 
     def _usage(self, choices: list[Choice]) -> dict[str, Any]:
@@ -230,32 +255,60 @@ class ChatRenderer:
             "completion_tokens": completion,
             "total_tokens": self.spec.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def body(self, choices: list[Choice]) -> dict[str, Any]:
         out = []
         for c in choices:
-            message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None,
-                                       "annotations": []}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": c.text,
+                "refusal": None,
+                "annotations": [],
+            }
             if c.tool_call is not None:
                 message["content"] = None
-                message["tool_calls"] = [{
-                    "id": f"call_{c.tool_call.id}", "type": "function",
-                    "function": {"name": c.tool_call.name, "arguments": c.tool_call.arguments},
-                }]
-            out.append({"index": c.index, "message": message, "logprobs": self._lp(c),
-                        "finish_reason": _FINISH[c.finish]})
-        return {"id": self.id, "object": "chat.completion", "created": self.created,
-                "model": self.model, "choices": out, "usage": self._usage(choices),
-                "service_tier": "default", "system_fingerprint": "fp_interlock_sim"}
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{c.tool_call.id}",
+                        "type": "function",
+                        "function": {"name": c.tool_call.name, "arguments": c.tool_call.arguments},
+                    }
+                ]
+            out.append(
+                {
+                    "index": c.index,
+                    "message": message,
+                    "logprobs": self._lp(c),
+                    "finish_reason": _FINISH[c.finish],
+                }
+            )
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": out,
+            "usage": self._usage(choices),
+            "service_tier": "default",
+            "system_fingerprint": "fp_interlock_sim",
+        }
 
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
-        data: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
-                                "created": self.created, "model": self.model,
-                                "system_fingerprint": "fp_interlock_sim", "choices": choices}
+        data: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "fp_interlock_sim",
+            "choices": choices,
+        }
         if self.include_usage:
             data["usage"] = usage
         return sse(data)
@@ -267,28 +320,93 @@ class ChatRenderer:
         for c in choices:
             call = c.tool_call
             if call is None:
-                head.append(self._chunk([{"index": c.index,
-                                          "delta": {"role": "assistant", "content": "",
-                                                    "refusal": None},
-                                          "logprobs": None, "finish_reason": None}]))
+                head.append(
+                    self._chunk(
+                        [
+                            {
+                                "index": c.index,
+                                "delta": {"role": "assistant", "content": "", "refusal": None},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
                 lp = self._lp(c)
                 for j, piece in enumerate(c.pieces):
                     piece_lp = {"content": [lp["content"][j]], "refusal": None} if lp else None
-                    content.append((self._chunk([{"index": c.index, "delta": {"content": piece},
-                                                  "logprobs": piece_lp,
-                                                  "finish_reason": None}]), 1))
+                    content.append(
+                        (
+                            self._chunk(
+                                [
+                                    {
+                                        "index": c.index,
+                                        "delta": {"content": piece},
+                                        "logprobs": piece_lp,
+                                        "finish_reason": None,
+                                    }
+                                ]
+                            ),
+                            1,
+                        )
+                    )
             else:
-                head.append(self._chunk([{"index": c.index, "delta": {
-                    "role": "assistant", "content": None, "refusal": None,
-                    "tool_calls": [{"index": 0, "id": f"call_{call.id}", "type": "function",
-                                    "function": {"name": call.name, "arguments": ""}}]},
-                    "logprobs": None, "finish_reason": None}]))
+                head.append(
+                    self._chunk(
+                        [
+                            {
+                                "index": c.index,
+                                "delta": {
+                                    "role": "assistant",
+                                    "content": None,
+                                    "refusal": None,
+                                    "tool_calls": [
+                                        {
+                                            "index": 0,
+                                            "id": f"call_{call.id}",
+                                            "type": "function",
+                                            "function": {"name": call.name, "arguments": ""},
+                                        }
+                                    ],
+                                },
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
                 for piece in call.pieces:
-                    content.append((self._chunk([{"index": c.index, "delta": {"tool_calls": [
-                        {"index": 0, "function": {"arguments": piece}}]},
-                        "logprobs": None, "finish_reason": None}]), 1))
-            tail.append(self._chunk([{"index": c.index, "delta": {}, "logprobs": None,
-                                      "finish_reason": _FINISH[c.finish]}]))
+                    content.append(
+                        (
+                            self._chunk(
+                                [
+                                    {
+                                        "index": c.index,
+                                        "delta": {
+                                            "tool_calls": [
+                                                {"index": 0, "function": {"arguments": piece}}
+                                            ]
+                                        },
+                                        "logprobs": None,
+                                        "finish_reason": None,
+                                    }
+                                ]
+                            ),
+                            1,
+                        )
+                    )
+            tail.append(
+                self._chunk(
+                    [
+                        {
+                            "index": c.index,
+                            "delta": {},
+                            "logprobs": None,
+                            "finish_reason": _FINISH[c.finish],
+                        }
+                    ]
+                )
+            )
         if self.include_usage:
             tail.append(self._chunk([], self._usage(choices)))
         tail.append(_DONE)
@@ -304,21 +422,44 @@ class CompletionRenderer:
 
     def _usage(self, choices: list[Choice]) -> dict[str, int]:
         completion = sum(c.completion_tokens for c in choices)
-        return {"prompt_tokens": self.spec.prompt_tokens, "completion_tokens": completion,
-                "total_tokens": self.spec.prompt_tokens + completion}
+        return {
+            "prompt_tokens": self.spec.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.spec.prompt_tokens + completion,
+        }
 
     def body(self, choices: list[Choice]) -> dict[str, Any]:
-        return {"id": self.id, "object": "text_completion", "created": self.created,
-                "model": self.model, "system_fingerprint": "fp_interlock_sim",
-                "choices": [{"text": c.text, "index": c.index, "logprobs": None,
-                             "finish_reason": _FINISH[c.finish]} for c in choices],
-                "usage": self._usage(choices)}
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "fp_interlock_sim",
+            "choices": [
+                {
+                    "text": c.text,
+                    "index": c.index,
+                    "logprobs": None,
+                    "finish_reason": _FINISH[c.finish],
+                }
+                for c in choices
+            ],
+            "usage": self._usage(choices),
+        }
 
     def _chunk(self, index: int, text: str, finish: str | None) -> bytes:
-        return sse({"id": self.id, "object": "text_completion", "created": self.created,
-                    "model": self.model, "system_fingerprint": "fp_interlock_sim",
-                    "choices": [{"text": text, "index": index, "logprobs": None,
-                                 "finish_reason": finish}]})
+        return sse(
+            {
+                "id": self.id,
+                "object": "text_completion",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": "fp_interlock_sim",
+                "choices": [
+                    {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+        )
 
     def stream(self, choices: list[Choice]) -> StreamParts:
         content = [(self._chunk(c.index, p, None), 1) for c in choices for p in c.pieces]
@@ -332,14 +473,24 @@ class CompletionRenderer:
 
 def _azure_check(request: web.Request) -> web.Response | None:
     if not request.headers.get("api-key"):
-        return json_response({"error": {
-            "code": "401",
-            "message": "Access denied due to invalid subscription key or wrong API endpoint. "
-                       "Make sure to provide a valid key for an active subscription and use a "
-                       "correct regional API endpoint for your resource."}}, 401)
+        return json_response(
+            {
+                "error": {
+                    "code": "401",
+                    "message": "Access denied due to invalid subscription key or wrong API endpoint. "
+                    "Make sure to provide a valid key for an active subscription and use a "
+                    "correct regional API endpoint for your resource.",
+                }
+            },
+            401,
+        )
     if not request.query.get("api-version"):
-        return openai_error(400, "Missing required query parameter: 'api-version'.",
-                            param="api-version", code="missing_required_parameter")
+        return openai_error(
+            400,
+            "Missing required query parameter: 'api-version'.",
+            param="api-version",
+            code="missing_required_parameter",
+        )
     return None
 
 
@@ -360,9 +511,17 @@ async def _prelude(
         return st, body, request.match_info["deployment"], None
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        return st, body, "", openai_error(
-            400, "you must provide a model parameter", param=None,
-            code="missing_required_parameter")
+        return (
+            st,
+            body,
+            "",
+            openai_error(
+                400,
+                "you must provide a model parameter",
+                param=None,
+                code="missing_required_parameter",
+            ),
+        )
     return st, body, model, None
 
 
@@ -374,16 +533,23 @@ def chat_handler(azure: bool) -> Handler:
         if early is not None:
             return early
         stream = bool(body.get("stream"))
-        decision, replaced = await run_faults(request, st, fmt=fmt, model=model, stream=stream,
-                                              error=openai_error)
+        decision, replaced = await run_faults(
+            request, st, fmt=fmt, model=model, stream=stream, error=openai_error
+        )
         if replaced is not None:
             return replaced
         try:
             spec = parse_chat(body, model)
         except BadRequest as exc:
             return _bad(exc)
-        return await serve(request, st, fmt=fmt, spec=spec, decision=decision,
-                           renderer_factory=lambda rid: ChatRenderer(st, spec, body, rid, model))
+        return await serve(
+            request,
+            st,
+            fmt=fmt,
+            spec=spec,
+            decision=decision,
+            renderer_factory=lambda rid: ChatRenderer(st, spec, body, rid, model),
+        )
 
     return handle
 
@@ -416,27 +582,40 @@ def completion_handler(azure: bool) -> Handler:
         if early is not None:
             return early
         stream = bool(body.get("stream"))
-        decision, replaced = await run_faults(request, st, fmt=fmt, model=model, stream=stream,
-                                              error=openai_error)
+        decision, replaced = await run_faults(
+            request, st, fmt=fmt, model=model, stream=stream, error=openai_error
+        )
         if replaced is not None:
             return replaced
         try:
             if "prompt" not in body:
-                raise BadRequest("Missing required parameter: 'prompt'.", param="prompt",
-                                 code="missing_required_parameter")
+                raise BadRequest(
+                    "Missing required parameter: 'prompt'.",
+                    param="prompt",
+                    code="missing_required_parameter",
+                )
             prompts = _prompts(body["prompt"])
             n = positive_int(body.get("n"), "n") or 1
             spec = GenSpec(
-                model=model, digest=content_digest(canonical(body)),
-                prompt_tokens=sum(t for _, t in prompts), stream=stream,
+                model=model,
+                digest=content_digest(canonical(body)),
+                prompt_tokens=sum(t for _, t in prompts),
+                stream=stream,
                 max_tokens=positive_int(body.get("max_tokens"), "max_tokens", minimum=0),
-                stop=_stop_list(body.get("stop")), n=n * len(prompts),
+                stop=_stop_list(body.get("stop")),
+                n=n * len(prompts),
                 request_seed=body.get("seed"),
             )
         except BadRequest as exc:
             return _bad(exc)
-        return await serve(request, st, fmt=fmt, spec=spec, decision=decision,
-                           renderer_factory=lambda rid: CompletionRenderer(spec, rid, model))
+        return await serve(
+            request,
+            st,
+            fmt=fmt,
+            spec=spec,
+            decision=decision,
+            renderer_factory=lambda rid: CompletionRenderer(spec, rid, model),
+        )
 
     return handle
 
@@ -457,8 +636,11 @@ def _embedding_inputs(value: Any) -> list[tuple[str, int]]:
                 break
         else:
             return out
-    raise BadRequest("'$.input' is invalid. Please check the API reference: "
-                     "https://platform.openai.com/docs/api-reference.", param="input")
+    raise BadRequest(
+        "'$.input' is invalid. Please check the API reference: "
+        "https://platform.openai.com/docs/api-reference.",
+        param="input",
+    )
 
 
 def embeddings_handler(azure: bool) -> Handler:
@@ -468,14 +650,18 @@ def embeddings_handler(azure: bool) -> Handler:
         st, body, model, early = await _prelude(request, azure)
         if early is not None:
             return early
-        decision, replaced = await run_faults(request, st, fmt=fmt, model=model, stream=False,
-                                              error=openai_error)
+        decision, replaced = await run_faults(
+            request, st, fmt=fmt, model=model, stream=False, error=openai_error
+        )
         if replaced is not None:
             return replaced
         try:
             if "input" not in body:
-                raise BadRequest("Missing required parameter: 'input'.", param="input",
-                                 code="missing_required_parameter")
+                raise BadRequest(
+                    "Missing required parameter: 'input'.",
+                    param="input",
+                    code="missing_required_parameter",
+                )
             inputs = _embedding_inputs(body["input"])
             dims = positive_int(body.get("dimensions"), "dimensions") or st.cfg.embedding_dims
             encoding = body.get("encoding_format") or "float"
@@ -483,37 +669,76 @@ def embeddings_handler(azure: bool) -> Handler:
                 raise BadRequest("Invalid value for 'encoding_format'.", param="encoding_format")
         except BadRequest as exc:
             return _bad(exc)
-        return await _serve_embeddings(request, st, fmt, model, inputs, dims, encoding,
-                                       decision.fault)
+        return await _serve_embeddings(
+            request, st, fmt, model, inputs, dims, encoding, decision.fault
+        )
 
     return handle
 
 
-async def _serve_embeddings(request: web.Request, st: SimState, fmt: str, model: str,
-                            inputs: list[tuple[str, int]], dims: int, encoding: str,
-                            fault: dict[str, Any] | None) -> web.StreamResponse:
+async def _serve_embeddings(
+    request: web.Request,
+    st: SimState,
+    fmt: str,
+    model: str,
+    inputs: list[tuple[str, int]],
+    dims: int,
+    encoding: str,
+    fault: dict[str, Any] | None,
+) -> web.StreamResponse:
     cfg = st.cfg
     if cfg.ttft_ms:
         await asyncio.sleep(cfg.ttft_ms / 1000)
     tokens = sum(t for _, t in inputs)
     rid = st.next_id()
     if fault is not None and fault["type"] == "malformed":
-        st.ledger.record(cfg, id=rid, format=fmt, model=model, stream=False,
-                         prompt_tokens=tokens, completion_tokens=0, status=200,
-                         completed=False, fault="malformed")
-        return web.Response(body=b'{"object": "list", "data": [{"embedding": [0.1, ',
-                            content_type="application/json")
+        st.ledger.record(
+            cfg,
+            id=rid,
+            format=fmt,
+            model=model,
+            stream=False,
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            status=200,
+            completed=False,
+            fault="malformed",
+        )
+        return web.Response(
+            body=b'{"object": "list", "data": [{"embedding": [0.1, ',
+            content_type="application/json",
+        )
     data = []
     for i, (text, _) in enumerate(inputs):
         vec = embed(text, dims)
-        data.append({"object": "embedding", "index": i,
-                     "embedding": encode_base64(vec) if encoding == "base64" else vec})
-    st.ledger.record(cfg, id=rid, format=fmt, model=model, stream=False, prompt_tokens=tokens,
-                     completion_tokens=0, status=200)
+        data.append(
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_base64(vec) if encoding == "base64" else vec,
+            }
+        )
+    st.ledger.record(
+        cfg,
+        id=rid,
+        format=fmt,
+        model=model,
+        stream=False,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        status=200,
+    )
     return web.Response(
-        body=orjson.dumps({"object": "list", "data": data, "model": model,
-                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-        content_type="application/json")
+        body=orjson.dumps(
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        ),
+        content_type="application/json",
+    )
 
 
 def _model(mid: str) -> dict[str, Any]:
@@ -527,8 +752,9 @@ async def list_models(request: web.Request) -> web.StreamResponse:
 async def get_model(request: web.Request) -> web.StreamResponse:
     mid = request.match_info["model"]
     if mid not in MODELS:
-        return openai_error(404, f"The model '{mid}' does not exist", param="model",
-                            code="model_not_found")
+        return openai_error(
+            404, f"The model '{mid}' does not exist", param="model", code="model_not_found"
+        )
     return json_response(_model(mid))
 
 

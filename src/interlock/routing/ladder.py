@@ -1,0 +1,158 @@
+"""The degradation controller: measures the signals, runs the ladder, agrees with peers.
+
+Every ``evaluate_every_s`` it turns recent outcomes into signals (upstream error rate,
+share of open circuits, p95 latency against the SLO, queue depth, budget burn), steps
+the pure ladder in :mod:`interlock.resilience.degradation`, reports its level to the
+shared state and reads the cluster's: the effective level is the operator's forced
+level if one is set anywhere, else the worst level any live replica reports — so all
+replicas agree within one evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+
+from interlock.resilience.degradation import (
+    LadderConfig,
+    LadderState,
+    Level,
+    Thresholds,
+    evaluate,
+    force,
+)
+from interlock.routing.health import DeploymentHealth
+from interlock.settings import DegradationSettings
+from interlock.state.base import SharedState
+from interlock.telemetry.metrics import Metrics
+
+log = logging.getLogger("interlock.events")
+
+# Refusals that the ladder itself causes must not feed the error rate, or a degraded
+# system would keep itself degraded.
+SELF_INFLICTED = frozenset({"degraded", "circuit_open"})
+
+
+def ladder_config(s: DegradationSettings) -> LadderConfig:
+    signals = {name: Thresholds(t.limited, t.cached, t.minimal) for name, t in s.signals.items()}
+    return LadderConfig(signals, s.down_after_s, s.up_after_s, s.recover_ratio)
+
+
+class DegradationController:
+    def __init__(
+        self,
+        cfg: DegradationSettings,
+        health: DeploymentHealth,
+        shared: SharedState,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._ladder = ladder_config(cfg)
+        self._health = health
+        self._shared = shared
+        self._metrics = metrics
+        self._clock = clock
+        self._replica = uuid.uuid4().hex[:12]
+        self.state = LadderState()
+        if cfg.mode != "auto":
+            self.state = force(self.state, Level.parse(cfg.mode), clock())
+        self._cluster_forced: Level | None = None
+        self._cluster_worst = Level.FULL
+        self._outcomes: deque[tuple[float, bool, float]] = deque(maxlen=20_000)
+        self.queue_depth: Callable[[], float] = lambda: 0.0
+        self.budget_burn: Callable[[], float] = lambda: 0.0
+        self.signals: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.effective = self.state.effective
+        self.label = self.effective.label.encode()
+
+    def record(self, status: int, code: str | None, latency_s: float) -> None:
+        """One finished request (called for every request that reached routing)."""
+        if code in SELF_INFLICTED:
+            return
+        self._outcomes.append(
+            (self._clock(), status >= 500 or code == "upstream_rate_limited", latency_s)
+        )
+
+    def measure(self, now: float) -> dict[str, float]:
+        horizon = now - self._cfg.window_s
+        while self._outcomes and self._outcomes[0][0] < horizon:
+            self._outcomes.popleft()
+        n = len(self._outcomes)
+        signals = {
+            "open_circuit_ratio": self._health.open_ratio(),
+            "queue_depth": float(self.queue_depth()),
+            "budget_burn": float(self.budget_burn()),
+        }
+        if n >= self._cfg.min_requests:
+            signals["error_rate"] = sum(1 for o in self._outcomes if o[1]) / n
+            if self._cfg.latency_slo_s:
+                lat = sorted(o[2] for o in self._outcomes)
+                signals["latency_ratio"] = lat[min(n - 1, int(0.95 * n))] / self._cfg.latency_slo_s
+        return signals
+
+    def _update(self) -> None:
+        local = self.state.effective
+        if self._cluster_forced is not None:
+            eff = self._cluster_forced
+        elif self.state.forced is not None:
+            eff = local
+        else:
+            eff = max(local, self._cluster_worst)
+        if eff is not self.effective:
+            log.warning(
+                "degradation level %s -> %s (%s)",
+                self.effective.label,
+                eff.label,
+                self.state.reason,
+                extra={"event": "degradation_level", "from": self.effective.label, "to": eff.label},
+            )
+            self._metrics.degradation_level.set(int(eff))
+        self.effective = eff
+        self.label = eff.label.encode()
+
+    async def tick(self) -> None:
+        now = self._clock()
+        self.signals = self.measure(now)
+        self.state = evaluate(self._ladder, self.state, self.signals, now)
+        await self._shared.report_level(
+            self._replica, int(self.state.level), ttl_s=max(3.0, 3 * self._cfg.evaluate_every_s)
+        )
+        cluster = await self._shared.cluster_levels()
+        if cluster is not None:
+            forced, worst = cluster
+            self._cluster_forced = Level.parse(forced) if forced else None
+            self._cluster_worst = Level(worst)
+        self._update()
+
+    async def set_forced(self, level: Level | None) -> bool:
+        """Operator override for every replica (None hands control back to the signals)."""
+        self.state = force(self.state, level, self._clock())
+        shared = await self._shared.set_forced_level(level.label if level is not None else None)
+        self._cluster_forced = level
+        self._update()
+        return shared
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("degradation evaluation failed")
+            await asyncio.sleep(self._cfg.evaluate_every_s)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
