@@ -145,10 +145,11 @@ def test_exception_classes(gateway: GatewayProcess, oai: openai.OpenAI, sim: Sim
     with pytest.raises(openai.BadRequestError) as br:
         oai.chat.completions.create(model="chat", messages=MSG, temperature=7)
     assert br.value.param == "temperature"
-    sim.set_faults([{"type": "status", "status": 429, "retry_after": 3, "count": 1}])
+    # Longer than resilience.retry.max_retry_after_s: the gateway does not wait it out.
+    sim.set_faults([{"type": "status", "status": 429, "retry_after": 30, "count": 1}])
     with pytest.raises(openai.RateLimitError) as rl:
         oai.chat.completions.create(model="chat", messages=MSG)
-    assert rl.value.response.headers["retry-after"] == "3"
+    assert rl.value.response.headers["retry-after"] == "30"
 
 
 def test_legacy_completions(oai: openai.OpenAI) -> None:

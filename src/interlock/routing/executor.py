@@ -371,16 +371,17 @@ class Executor:
                     raise dep.adapter.error(upstream.status, upstream.headers, body)
                 decoder = dep.adapter.stream_decoder(req, dep.target)
                 source = upstream.chunks()
-                # Until the first chunk exists, failing over is invisible to the client.
+                # Until the first chunk with content exists, failing over is invisible to
+                # the client (a bare role chunk is held back with it).
                 first: list[Chunk] = []
                 ended = False
-                while not first:
+                while not any(_substantive(c) for c in first):
                     data = await anext(source, None)
                     if data is None:
                         ended = True
-                        first = decoder.close()
+                        first += decoder.close()
                         break
-                    first = decoder.feed(data)
+                    first += decoder.feed(data)
             except UpstreamError as err:
                 if upstream is not None:
                     upstream.close()
@@ -446,6 +447,24 @@ class Executor:
                 self._health.release(
                     dep.name, ok=result.completed, duration_s=duration, counts_as_failure=False
                 )
+
+
+def _substantive(chunk: Chunk) -> bool:
+    """Whether a chunk carries generated content (not just the assistant role)."""
+    choices = chunk.obj.get("choices")
+    if not choices:
+        return chunk.obj.get("usage") is not None
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return True
+        if choice.get("finish_reason") is not None:
+            return True
+        delta = choice.get("delta")
+        if not isinstance(delta, dict) or delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            return True
+        if "text" in choice and choice["text"]:
+            return True
+    return False
 
 
 async def _empty() -> AsyncGenerator[Chunk, None]:
