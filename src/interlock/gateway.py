@@ -93,7 +93,7 @@ class Gateway:
         await self.transport.start()
         await self.shared.start()
         self.health.start()
-        self.ladder.start()
+        await self.ladder.start()
         self._started = True
 
     async def close(self) -> None:

@@ -460,9 +460,14 @@ def _substantive(chunk: Chunk) -> bool:
         if choice.get("finish_reason") is not None:
             return True
         delta = choice.get("delta")
-        if not isinstance(delta, dict) or delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+        if (
+            not isinstance(delta, dict)
+            or delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("refusal")
+        ):
             return True
-        if "text" in choice and choice["text"]:
+        if choice.get("text"):
             return True
     return False
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from interlock.providers.registry import Deployment
 from interlock.resilience import breaker
 from interlock.resilience.breaker import BreakerConfig, BreakerState, CircuitState
+from interlock.routing.loop import Periodic
 from interlock.settings import BreakerSettings, Settings
 from interlock.state.base import BreakerSnapshot, SharedState
 from interlock.telemetry.metrics import Metrics
@@ -91,8 +92,7 @@ class DeploymentHealth:
         self._shared = shared
         self._metrics = metrics
         self._clock = clock
-        self._sync_every = settings.state.sync_interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("breaker sync", self.sync_once, settings.state.sync_interval_s)
         self._pending: set[asyncio.Task[None]] = set()
 
     def state(self, name: str) -> DeploymentState:
@@ -232,23 +232,10 @@ class DeploymentHealth:
             elif snap.state == "closed" and st.breaker.state is CircuitState.OPEN:
                 self._set(st, BreakerState(), snap.updated_at)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sync_once()
-            except Exception:
-                log.exception("breaker sync failed")
-            await asyncio.sleep(self._sync_every)
-
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._loop.stop()
         for task in list(self._pending):
             task.cancel()

@@ -10,7 +10,6 @@ replicas agree within one evaluation.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -26,6 +25,7 @@ from interlock.resilience.degradation import (
     force,
 )
 from interlock.routing.health import DeploymentHealth
+from interlock.routing.loop import Periodic
 from interlock.settings import DegradationSettings
 from interlock.state.base import SharedState
 from interlock.telemetry.metrics import Metrics
@@ -67,7 +67,7 @@ class DegradationController:
         self.queue_depth: Callable[[], float] = lambda: 0.0
         self.budget_burn: Callable[[], float] = lambda: 0.0
         self.signals: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("degradation evaluation", self.tick, cfg.evaluate_every_s)
         self.effective = self.state.effective
         self.label = self.effective.label.encode()
 
@@ -128,6 +128,10 @@ class DegradationController:
             forced, worst = cluster
             self._cluster_forced = Level.parse(forced) if forced else None
             self._cluster_worst = Level(worst)
+            # The shared override is authoritative: an operator's "auto" on any replica
+            # releases a level forced on another.
+            if self._cluster_forced != self.state.forced:
+                self.state = force(self.state, self._cluster_forced, now)
         self._update()
 
     async def set_forced(self, level: Level | None) -> bool:
@@ -138,21 +142,13 @@ class DegradationController:
         self._update()
         return shared
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("degradation evaluation failed")
-            await asyncio.sleep(self._cfg.evaluate_every_s)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    async def start(self) -> None:
+        if self.state.forced is not None:
+            # A level set in the configuration is an override like the admin API's.
+            await self._shared.set_forced_level(self.state.forced.label)
+            self._cluster_forced = self.state.forced
+            self._update()
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._loop.stop()
