@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from interlock.api.http import ClientGone, Ctx, Receive, Scope, Send
@@ -10,6 +11,7 @@ from interlock.api.router import resolve
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
 from interlock.settings import Settings
+from interlock.telemetry.metrics import mark_process_dead
 
 log = logging.getLogger("interlock.app")
 
@@ -39,6 +41,7 @@ class InterlockApp:
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self.gateway.close()
+                mark_process_dead(os.getpid())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -68,7 +68,7 @@ class ProviderSettings(_Model):
     kind: ProviderKind
     base_url: str | None = None
     api_key: SecretStr | None = None
-    api_version: str | None = None  # azure: api-version query parameter
+    api_version: str | None = None  # azure: api-version query; gemini/vertex: API version path
     region: str | None = None  # bedrock, vertex
     project: str | None = None  # vertex
     credentials_file: str | None = None  # vertex service-account JSON
@@ -93,7 +93,7 @@ class ProviderSettings(_Model):
 
 class TimeoutSettings(_Model):
     connect_s: float = Field(default=5.0, gt=0)
-    # Until the response headers (non-stream) or the first byte of a stream.
+    # Until the upstream's response headers arrive (streams: then idle_s per chunk).
     first_byte_s: float = Field(default=60.0, gt=0)
     # Longest silence between two stream chunks.
     idle_s: float = Field(default=60.0, gt=0)

@@ -81,7 +81,8 @@ def resolve(method: str, path: str, params: dict[str, str]) -> Match:
     for prefix, name, suffix, methods, template in _PARAM:
         if path.startswith(prefix) and path.endswith(suffix):
             value = path[len(prefix) : len(path) - len(suffix)] if suffix else path[len(prefix) :]
-            if value and "/" not in value:
+            # Model ids may contain '/' (e.g. meta-llama/Llama-3.1-8B-Instruct).
+            if value and ("/" not in value or name == "model"):
                 params[name] = value
                 return _pick(methods, method, template)
     raise NotFound(f"no route for {method} {path[:200]}", code="route_not_found")

@@ -159,7 +159,7 @@ class KeyService:
         unknown = set(changes) - allowed
         if unknown:
             field = sorted(unknown)[0]
-            raise InvalidRequest(f"'{field}' cannot be changed", param=field)
+            raise InvalidRequest(f"'{field}' cannot be changed", param=field, code="unknown_field")
         values: dict[str, Any] = {}
         for k, v in changes.items():
             if k in ("tags", "models"):

@@ -85,7 +85,7 @@ def start_simulator(settings: Settings) -> tuple[subprocess.Popen[str], str]:
         "--output-tokens",
         str(sim.output_tokens),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)  # noqa: S603
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("interlock sim listening on "):
@@ -93,6 +93,17 @@ def start_simulator(settings: Settings) -> tuple[subprocess.Popen[str], str]:
         raise click.ClickException("the simulated provider failed to start")
     atexit.register(_stop, proc)
     return proc, line.rsplit(" ", 1)[-1]
+
+
+def _die_with_parent() -> None:
+    """In the simulator's process: get SIGTERM when the gateway process dies, however it
+    dies (uvicorn re-raises SIGTERM after its graceful shutdown, so atexit may not run)."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -107,9 +118,20 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def resolve(path: str | None, env: Mapping[str, str]) -> tuple[Settings, dict[str, Any], str]:
     data, source = raw_config(path, env)
     if sim_enabled(data):
-        # Validate with a placeholder address first, so a bad file fails before anything starts.
-        parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
-    return parse_settings(data, source, env), data, source
+        # Validate with a placeholder address first, so a bad file fails before anything
+        # starts; the simulator's real address replaces it once it runs.
+        settings = parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
+    else:
+        settings = parse_settings(data, source, env)
+    check_deployments(settings)
+    return settings, data, source
+
+
+def check_deployments(settings: Settings) -> None:
+    """Build every deployment once, so adapter/kind mismatches fail at startup."""
+    from interlock.providers.registry import build_deployments
+
+    build_deployments(settings)
 
 
 async def bootstrap(settings: Settings) -> str | None:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from interlock.providers.base import Adapter, Authenticator, NoAuth, Target
 from interlock.providers.openai_compat import OpenAIAdapter
 from interlock.providers.transport import Timeouts
-from interlock.settings import DeploymentSettings, ProviderSettings, Settings
+from interlock.settings import ConfigError, DeploymentSettings, ProviderSettings, Settings
+from interlock.types import Endpoint
+
+_ENDPOINT = {
+    "chat": Endpoint.CHAT,
+    "embeddings": Endpoint.EMBEDDINGS,
+    "completions": Endpoint.COMPLETIONS,
+}
 
 _DEFAULT_BASE = {
     "openai": "https://api.openai.com/v1",
@@ -47,8 +54,11 @@ def _base_url(p: ProviderSettings, d: DeploymentSettings) -> str:
 
 
 def _headers(p: ProviderSettings, key: str | None) -> dict[str, str]:
-    headers = dict(p.headers)
-    if key:
+    # Lower-case names, so a configured header and a key-derived one cannot both be sent.
+    headers = {k.lower(): v for k, v in p.headers.items()}
+    if key and p.kind == "bedrock":
+        headers["authorization"] = f"Bearer {key}"  # Bedrock API keys (no SigV4 then)
+    elif key:
         if p.kind in ("openai", "openai_compatible"):
             headers["authorization"] = f"Bearer {key}"
         elif p.kind == "azure":
@@ -81,8 +91,21 @@ def _adapter(kind: str) -> Adapter:
     return BedrockAdapter()
 
 
+def _optional(extra: str, module: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"providers of this kind need the optional dependency '{module}': "
+            f"pip install 'interlock[{extra}]'"
+        )
+
+
 def _auth(p: ProviderSettings) -> Authenticator:
+    if p.kind == "bedrock" and p.api_key is not None:
+        return NoAuth()
     if p.kind == "bedrock":
+        _optional("aws", "botocore")
         from interlock.providers.aws_auth import SigV4Auth
 
         return SigV4Auth(
@@ -92,6 +115,7 @@ def _auth(p: ProviderSettings) -> Authenticator:
             session_token=_secret(p.aws_session_token),
         )
     if p.kind == "vertex":
+        _optional("google", "google.auth")
         from interlock.providers.google_auth import GoogleServiceAccountAuth
 
         return GoogleServiceAccountAuth(p.credentials_file)
@@ -104,6 +128,12 @@ def build_deployments(settings: Settings) -> dict[str, Deployment]:
     for name, d in settings.deployments.items():
         p = settings.providers[d.provider]
         key = _secret(d.api_key) or _secret(p.api_key)
+        adapter = _adapter(p.kind)
+        if not adapter.supports(_ENDPOINT[d.kind]):
+            raise ConfigError(
+                f"deployments.{name}.kind: provider '{d.provider}' ({p.kind}) cannot serve "
+                f"{d.kind} requests"
+            )
         if d.provider not in auths:
             auths[d.provider] = _auth(p)
         target = Target(
@@ -123,7 +153,7 @@ def build_deployments(settings: Settings) -> dict[str, Deployment]:
             provider=d.provider,
             provider_kind=p.kind,
             target=target,
-            adapter=_adapter(p.kind),
+            adapter=adapter,
             auth=auths[d.provider],
             timeouts=Timeouts(t.connect_s, t.first_byte_s, t.idle_s, t.total_s),
             settings=d,

@@ -29,6 +29,7 @@ from interlock.errors import (
     ServiceUnavailable,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamTimeout,
 )
 from interlock.providers.base import StreamDecoder
 from interlock.providers.registry import Deployment
@@ -283,7 +284,8 @@ class Executor:
         last: UpstreamError | None = None
         self._budget.on_request()
         n = 0
-        while n < plan.retry.max_attempts:
+        # Every deployment of the plan gets one try before max_attempts limits retries.
+        while n < max(plan.retry.max_attempts, len(plan.deployments)):
             dep = await self._next(plan, tried, n, last)
             if dep is None:
                 break
@@ -349,7 +351,8 @@ class Executor:
         last: UpstreamError | None = None
         self._budget.on_request()
         n = 0
-        while n < plan.retry.max_attempts:
+        # Every deployment of the plan gets one try before max_attempts limits retries.
+        while n < max(plan.retry.max_attempts, len(plan.deployments)):
             dep = await self._next(plan, tried, n, last)
             if dep is None:
                 break
@@ -405,7 +408,7 @@ class Executor:
                 chunks=_empty(), deployment=dep.name, provider=dep.provider, attempts=attempts
             )
             result.chunks = self._pump(
-                result, dep, started, upstream, source, decoder, first, ended
+                result, dep, started, upstream, source, decoder, first, ended, plan.deadline
             )
             return result
         raise self._no_deployment(plan, self._pick(plan, tried)[1], last)
@@ -420,6 +423,7 @@ class Executor:
         decoder: StreamDecoder,
         first: list[Chunk],
         ended: bool,
+        deadline: float,
     ) -> AsyncGenerator[Chunk, None]:
         failure: UpstreamError | None = None
         try:
@@ -429,6 +433,10 @@ class Executor:
                 async for data in source:
                     for chunk in decoder.feed(data):
                         yield chunk
+                    if self._clock() > deadline:
+                        raise UpstreamTimeout(
+                            f"provider {dep.provider} stream exceeded the request's total time"
+                        )
                 for chunk in decoder.close():
                     yield chunk
             result.completed = True
