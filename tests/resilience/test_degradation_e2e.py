@@ -103,3 +103,29 @@ def test_client_timeout_header_is_bounded(sim_url: str, sim: SimControl, tmp_pat
         r = client.post(f"{gw.url}/v1/chat/completions", json={"model": "ab", "messages": MSG},
                         headers={**ADMIN, "x-interlock-timeout": "soon"})  # fmt: skip
         assert r.status_code == 400 and r.json()["error"]["param"] == "x-interlock-timeout"
+
+
+def test_cli_shows_and_sets_the_level(sim_url: str, sim: SimControl, tmp_path: Path,
+                                      start_gateway: Callable[..., GatewayProcess]) -> None:  # fmt: skip
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.gateway import MASTER_KEY
+
+    gw = start_gateway(ab_config(sim_url, tmp_path / "s"))
+    env = {**os.environ, "INTERLOCK_URL": gw.url, "INTERLOCK_ADMIN_KEY": MASTER_KEY}
+
+    def cli(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "interlock.cli.main", *args], env=env,
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert "level: full (auto)" in cli("degradation", "show")
+    assert "level: limited (forced)" in cli("degradation", "set", "limited")
+    assert level(gw) == "limited"
+    cli("degradation", "set", "auto")
+    assert level(gw) == "full"
+    table = cli("deployments", "--reset", "A")
+    assert "A " in table and "closed" in table

@@ -12,6 +12,7 @@ import click
 import orjson
 
 from interlock import __version__
+from interlock.cli import remote
 from interlock.settings import ConfigError, Settings
 
 T = TypeVar("T")
@@ -188,6 +189,10 @@ def config_check(config: str | None) -> None:
                f"{len(settings.deployments)} deployments, {len(catalog.names())} models")  # fmt: skip
     for route in catalog.routes():
         click.echo(f"  {route.alias} -> {', '.join(d.name for d in route.deployments)}")
+
+
+cli.add_command(remote.degradation)
+cli.add_command(remote.deployments)
 
 
 def main() -> None:

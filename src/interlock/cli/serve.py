@@ -229,6 +229,11 @@ def _announce(settings: Settings, source: str, admin_key: str | None) -> None:
     for route in catalog.routes():
         deps = ", ".join(f"{d.name} ({d.provider})" for d in route.deployments)
         click.echo(f"    {route.alias:<28} {route.kind:<11} -> {deps}")
+    if s.workers > 1 and settings.state.backend == "local":
+        click.echo(
+            "  note: with state.backend 'local', breakers, deployment limits and the "
+            "degradation level are per worker; set state.backend: redis to share them"
+        )
     if admin_key:
         click.echo("")
         click.echo(f"  Admin key (shown once, stored hashed): {admin_key}")
