@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+)
 
 metadata = MetaData()
 
@@ -22,4 +35,52 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("key_id", String(32), nullable=True, index=True),
+    Column("user_id", String(200), nullable=True),
+    Column("team_id", String(200), nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("endpoint", String(32), nullable=False),
+    Column("model", String(256), nullable=True),
+    Column("deployment", String(256), nullable=True),
+    Column("provider", String(256), nullable=True),
+    Column("tier", String(64), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("usage_estimated", Boolean, nullable=False),
+    Column("cost_usd", Numeric(20, 10), nullable=False),
+    Column("saved_usd", Numeric(20, 10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("cache", String(32), nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("fallback", String(256), nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+)
+
+ledger_daily = Table(
+    "ledger_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("key_id", String(32), primary_key=True),
+    Column("user_id", String(200), primary_key=True),
+    Column("team_id", String(200), primary_key=True),
+    Column("model", String(256), primary_key=True),
+    Column("deployment", String(256), primary_key=True),
+    Column("outcome", String(64), primary_key=True),
+    Column("requests", Integer, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Numeric(20, 10), nullable=False),
+    Column("saved_usd", Numeric(20, 10), nullable=False),
 )

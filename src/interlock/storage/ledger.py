@@ -1,0 +1,117 @@
+"""The ledger tables: idempotent batch inserts, roll-up, and the sums budgets and reports read."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from interlock.storage.tables import ledger, ledger_daily
+
+GROUPS = {
+    "key": ledger.c.key_id,
+    "user": ledger.c.user_id,
+    "team": ledger.c.team_id,
+    "model": ledger.c.model,
+    "deployment": ledger.c.deployment,
+    "provider": ledger.c.provider,
+    "outcome": ledger.c.outcome,
+    "tier": ledger.c.tier,
+}
+
+
+class LedgerStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, ignoring request ids already present (replays are harmless)."""
+        if not rows:
+            return
+        ins = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(ledger)
+        stmt = ins.on_conflict_do_nothing(index_elements=["request_id"])
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt, rows)
+
+    async def count(self) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(ledger))).scalar_one())
+
+    async def rows(self, query: Select[Any]) -> list[dict[str, Any]]:
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).fetchall()]
+
+    async def spend_since(self, since: datetime, **where: str | None) -> Decimal:
+        """Cost recorded since ``since`` for the given key/user/team/... (None: all)."""
+        cond = [ledger.c.created_at >= since]
+        for name, value in where.items():
+            if value is not None:
+                cond.append(GROUPS[name] == value)
+        q = select(func.coalesce(func.sum(ledger.c.cost_usd), 0)).where(and_(*cond))
+        async with self._engine.connect() as conn:
+            return Decimal(str((await conn.execute(q)).scalar_one()))
+
+    async def roll_up(self, before: datetime) -> int:
+        """Move rows older than ``before`` into daily aggregates; returns rows rolled up."""
+        day = func.date(ledger.c.created_at)
+        agg = (
+            select(
+                day.label("day"),
+                func.coalesce(ledger.c.key_id, "").label("key_id"),
+                func.coalesce(ledger.c.user_id, "").label("user_id"),
+                func.coalesce(ledger.c.team_id, "").label("team_id"),
+                func.coalesce(ledger.c.model, "").label("model"),
+                func.coalesce(ledger.c.deployment, "").label("deployment"),
+                ledger.c.outcome,
+                func.count().label("requests"),
+                func.sum(ledger.c.prompt_tokens).label("prompt_tokens"),
+                func.sum(ledger.c.completion_tokens).label("completion_tokens"),
+                func.sum(ledger.c.cost_usd).label("cost_usd"),
+                func.sum(ledger.c.saved_usd).label("saved_usd"),
+            )
+            .where(ledger.c.created_at < before)
+            .group_by(day, ledger.c.key_id, ledger.c.user_id, ledger.c.team_id,
+                      ledger.c.model, ledger.c.deployment, ledger.c.outcome)
+        )  # fmt: skip
+        async with self._engine.begin() as conn:
+            groups = (await conn.execute(agg)).fetchall()
+            if not groups:
+                return 0
+            ins = (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(
+                ledger_daily
+            )
+            stmt = ins.on_conflict_do_update(
+                index_elements=[
+                    "day",
+                    "key_id",
+                    "user_id",
+                    "team_id",
+                    "model",
+                    "deployment",
+                    "outcome",
+                ],
+                set_={
+                    c: getattr(ledger_daily.c, c) + getattr(ins.excluded, c)
+                    for c in (
+                        "requests",
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "cost_usd",
+                        "saved_usd",
+                    )
+                },
+            )
+            rows = []
+            for g in groups:
+                m = dict(g._mapping)
+                if isinstance(m["day"], str):
+                    m["day"] = date.fromisoformat(m["day"])
+                rows.append(m)
+            await conn.execute(stmt, rows)
+            res = await conn.execute(delete(ledger).where(ledger.c.created_at < before))
+            return int(res.rowcount or 0)

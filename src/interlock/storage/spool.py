@@ -1,0 +1,134 @@
+"""Append-only local spool files: durable before the database, replayed after.
+
+Each process appends JSON lines to its own file (one ``os.write`` per record on an
+O_APPEND descriptor, so a record survives the process being killed the moment after)
+and holds an exclusive ``flock`` on it while alive. A checkpoint next to each file says
+how many bytes are already in the database. A file nobody holds a lock on belongs to a
+dead process: whoever finds it replays it from its checkpoint and deletes it. Replays
+can repeat the last batch, so the consumer must be idempotent (the ledger is, by
+request id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_SUFFIX = ".jsonl"
+
+
+class SpoolFile:
+    def __init__(self, path: Path, fd: int | None = None) -> None:
+        self.path = path
+        self.fd = fd  # held (locked) by this process when not None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path.with_suffix(".ckpt")
+
+    def committed(self) -> int:
+        try:
+            return int(self.checkpoint_path.read_text() or "0")
+        except (OSError, ValueError):
+            return 0
+
+    def commit(self, offset: int) -> None:
+        tmp = self.checkpoint_path.with_suffix(".ckpt.tmp")
+        tmp.write_text(str(offset))
+        os.replace(tmp, self.checkpoint_path)
+
+    def read(self, max_records: int) -> tuple[list[dict[str, Any]], int]:
+        """Records after the checkpoint (at most ``max_records``) and the offset after them."""
+        start = self.committed()
+        out: list[dict[str, Any]] = []
+        offset = start
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break  # a record still being written (or cut by a crash): not yet
+                offset += len(line)
+                try:
+                    out.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    continue  # a torn line from a crash: nothing to recover from it
+                if len(out) >= max_records:
+                    break
+        return out, offset
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def release(self) -> None:
+        """Give up the lock without deleting (another process may replay it later)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def remove(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for p in (self.path, self.checkpoint_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+class Spool:
+    def __init__(self, directory: str | Path, prefix: str) -> None:
+        self.dir = Path(directory)
+        self.prefix = prefix
+        self.current: SpoolFile | None = None
+
+    def open(self) -> SpoolFile:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"{self.prefix}-{os.getpid()}-{time.time_ns()}{_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.current = SpoolFile(path, fd)
+        return self.current
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self.current is None or self.current.fd is None:
+            self.open()
+        assert self.current is not None and self.current.fd is not None
+        os.write(self.current.fd, orjson.dumps(record) + b"\n")
+
+    def rotate(self) -> SpoolFile | None:
+        """Start a new file; return the old one (still locked) for its final drain."""
+        old = self.current
+        self.open()
+        return old
+
+    def orphans(self) -> list[SpoolFile]:
+        """Spool files of processes that are gone (their lock is free), oldest first."""
+        found: list[SpoolFile] = []
+        mine = self.current.path if self.current else None
+        for path in sorted(self.dir.glob(f"{self.prefix}-*{_SUFFIX}")):
+            if path == mine:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a live process owns it
+                continue
+            found.append(SpoolFile(path, fd))
+        return found
+
+    def close(self) -> None:
+        if self.current is not None and self.current.fd is not None:
+            os.close(self.current.fd)
+            self.current.fd = None
