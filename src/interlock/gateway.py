@@ -7,8 +7,11 @@ so there is exactly one request path.
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,13 +27,20 @@ from interlock.routing.health import DeploymentHealth
 from interlock.routing.ladder import DegradationController
 from interlock.routing.strategies import Candidate, rank
 from interlock.settings import Settings
+from interlock.spend.accounting import Accountant, Admission
+from interlock.spend.enforcer import BudgetEnforcer
+from interlock.spend.ledger import LedgerRecord, LedgerWriter
 from interlock.state.base import SharedState
 from interlock.state.local import LocalState
+from interlock.state.redis import RedisState
+from interlock.state.reservations import LocalReservations, RedisReservations
+from interlock.storage.budgets import BudgetStore
 from interlock.storage.engine import create_engine, ping, run_migrations
 from interlock.storage.keys import KeyStore
+from interlock.storage.ledger import LedgerStore
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
-from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal
+from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +51,6 @@ class Readiness:
 
 def _shared_state(settings: Settings) -> SharedState:
     if settings.state.backend == "redis":
-        from interlock.state.redis import RedisState
-
         s = settings.state
         return RedisState(s.redis_url, timeout_s=s.redis_timeout_s, prefix=s.key_prefix)
     return LocalState()
@@ -62,12 +70,12 @@ class Gateway:
         self.shared = _shared_state(settings)
         self.health = DeploymentHealth(settings, self.deployments, self.shared, self.metrics)
         res = settings.resilience
-        self.budget = RetryBudget(
+        self.retry_budget = RetryBudget(
             BudgetConfig(res.retry_budget.ratio, res.retry_budget.min_per_s), time.monotonic
         )
         self.rng = random.Random()
         self.executor = Executor(
-            self.transport, self.health, self.metrics, self.redact, self.budget, rng=self.rng
+            self.transport, self.health, self.metrics, self.redact, self.retry_budget, rng=self.rng
         )
         self.ladder = DegradationController(res.degradation, self.health, self.shared, self.metrics)
         self._retry = {
@@ -75,6 +83,7 @@ class Gateway:
             for r in self.catalog.routes()
         }
         self.engine: AsyncEngine = create_engine(settings.storage)
+        self.spend = self._accountant(settings)
         pepper_cfg = settings.auth.key_hash_secret
         self.keys = KeyService(
             KeyStore(self.engine),
@@ -87,11 +96,37 @@ class Gateway:
         self.started_at = time.time()
         self._started = False
 
+    def _accountant(self, settings: Settings) -> Accountant:
+        spend = settings.spend
+        reservations: LocalReservations | RedisReservations
+        if isinstance(self.shared, RedisState):
+            reservations = RedisReservations(
+                self.shared.client, settings.state.key_prefix, settings.state.redis_timeout_s * 4
+            )
+        else:
+            reservations = LocalReservations()
+        ledger_store = LedgerStore(self.engine)
+        enforcer = BudgetEnforcer(
+            spend,
+            reservations,
+            ledger_store,
+            BudgetStore(self.engine),
+            hold_s=spend.reservation_hold_s,
+        )
+        writer = LedgerWriter(
+            ledger_store,
+            str(Path(settings.state_dir) / "spool"),
+            flush_interval_s=spend.ledger_flush_interval_s,
+        )
+        return Accountant(spend, self.deployments, enforcer, writer)
+
     async def start(self) -> None:
         if self.settings.storage.run_migrations:
             await run_migrations(self.engine, self.settings.storage.db_schema)
         await self.transport.start()
         await self.shared.start()
+        await self.spend.ledger.start()
+        await self.spend.enforcer.reload()
         self.health.start()
         await self.ladder.start()
         self._started = True
@@ -100,6 +135,7 @@ class Gateway:
         self._started = False
         await self.ladder.stop()
         await self.health.stop()
+        await self.spend.ledger.stop()
         await self.shared.close()
         await self.transport.close()
         await self.engine.dispose()
@@ -124,7 +160,7 @@ class Gateway:
     # -- planning -----------------------------------------------------------------------
 
     def _deployments_at(self, route: Route, level: Level) -> list[Deployment]:
-        deps = list(route.deployments)
+        deps = self.spend.priced(list(route.deployments))
         if level >= Level.LIMITED:
             wanted = route.spec.limited_deployments
             cheap = [d for d in deps if (d.name in wanted if wanted else not d.settings.expensive)]
@@ -146,7 +182,7 @@ class Gateway:
                     latency_s=states[d.name].latency(now),
                     in_flight=states[d.name].in_flight,
                     max_concurrency=d.settings.max_concurrency,
-                    cost=_expected_cost(d, req, prompt),
+                    cost=self._expected_cost(d, req, prompt),
                 )
                 for d in deps
             ]
@@ -190,15 +226,35 @@ class Gateway:
     async def handle(
         self, req: GatewayRequest, principal: Principal
     ) -> GatewayResponse | GatewayStream:
-        """The request path: plan the route, execute the attempts, fall back, account."""
+        """The request path: admit (degradation, budgets), route, execute, fall back, account."""
+        started = time.perf_counter()
         route = self.route_for(req, principal)
         level = self.ladder.effective
-        self._admit(route, level)
+        admission: Admission | None = None
         try:
-            result = await self._run(req, route, level)
+            self._admit(route, level)
+            admission = await self.spend.admit(req, principal, self._cost_candidates(route))
+            try:
+                result = await self._run(req, route, level)
+            except InterlockError as err:
+                result = await self._fallback(req, route, level, err)
         except InterlockError as err:
-            result = await self._fallback(req, route, level, err)
-        if isinstance(result, GatewayResponse) and result.usage is not None:
+            await self.spend.finish(
+                admission, Decimal(0), self._record(req, principal, route.alias, started, err)
+            )
+            raise
+        if isinstance(result, GatewayStream):
+            result.admission, result.principal, result.alias, result.started = (
+                admission,
+                principal,
+                route.alias,
+                started,
+            )
+            return result
+        result.cost_usd = self.spend.cost(result.deployment, result.usage)
+        rec = self._record(req, principal, route.alias, started, None, result)
+        await self.spend.finish(admission, result.cost_usd, rec)
+        if result.usage is not None:
             self.metrics.observe_tokens(
                 route.alias,
                 result.deployment,
@@ -206,6 +262,62 @@ class Gateway:
                 result.usage.completion_tokens,
             )
         return result
+
+    def _expected_cost(self, dep: Deployment, req: GatewayRequest, prompt: int) -> float | None:
+        """For lowest-cost routing: this request's cost on ``dep`` (None: price unknown)."""
+        price = self.spend.prices[dep.name].price
+        if price is None or self.spend.prices[dep.name].warning:
+            return None
+        out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 256
+        usage = Usage(prompt_tokens=prompt, completion_tokens=out if isinstance(out, int) else 256)
+        return float(self.spend.cost(dep.name, usage))
+
+    def _cost_candidates(self, route: Route) -> list[Deployment]:
+        """Every deployment the request might be charged on, fallbacks included."""
+        deps = list(route.deployments)
+        for fb in route.spec.fallbacks:
+            for alias in fb.models:
+                other = self.catalog.get(alias)
+                if other is not None:
+                    deps.extend(other.deployments)
+        return deps
+
+    def _record(
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        alias: str,
+        started: float,
+        err: InterlockError | None,
+        result: GatewayResponse | GatewayStream | None = None,
+    ) -> LedgerRecord:
+        rec = LedgerRecord(
+            request_id=req.request_id or "req_" + secrets.token_hex(12),
+            endpoint=req.endpoint.value,
+            status=err.status if err is not None else 200,
+            outcome=err.code if err is not None else "ok",
+            key_id=principal.key_id,
+            user_id=principal.user,
+            team_id=principal.team,
+            model=alias,
+            stream=req.stream,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        if result is not None:
+            rec.deployment, rec.provider = result.deployment, result.provider
+            rec.attempts, rec.fallback = len(result.attempts), result.fallback
+            usage = result.usage
+            if usage is not None:
+                rec.prompt_tokens, rec.completion_tokens = (
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                )
+                rec.cached_tokens, rec.reasoning_tokens = (
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                )
+                rec.usage_estimated = usage.estimated
+        return rec
 
     async def _run(
         self, req: GatewayRequest, route: Route, level: Level
@@ -236,20 +348,26 @@ class Gateway:
                 return result
         raise err
 
-    def stream_finished(self, req: GatewayRequest, stream: GatewayStream) -> None:
-        """Accounting for a stream, called once it ended (completed, failed or aborted)."""
+    async def stream_finished(
+        self, req: GatewayRequest, stream: GatewayStream, ttft_s: float | None
+    ) -> None:
+        """Accounting for a stream once it ended: completed, failed mid-way, or aborted by the
+        client. Partial streams are charged for what was generated."""
+        usage = stream.usage
         self.metrics.observe_tokens(
-            req.model, stream.deployment, stream.usage.prompt_tokens, stream.usage.completion_tokens
+            stream.alias or req.model,
+            stream.deployment,
+            usage.prompt_tokens,
+            usage.completion_tokens,
         )
+        stream.cost_usd = self.spend.cost(stream.deployment, usage)
+        if stream.principal is None:
+            return
+        rec = self._record(req, stream.principal, stream.alias, stream.started, None, stream)
+        if not stream.completed:
+            rec.outcome = stream.error_code or "client_closed"
+        rec.ttft_ms = ttft_s * 1000 if ttft_s is not None else None
+        await self.spend.finish(stream.admission, stream.cost_usd, rec)
 
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
-
-
-def _expected_cost(dep: Deployment, req: GatewayRequest, prompt: int) -> float | None:
-    price = dep.settings.price
-    if price is None:
-        return None
-    out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 256
-    out = out if isinstance(out, int) else 256
-    return (prompt * price.input_per_mtok + out * price.output_per_mtok) / 1e6

@@ -214,6 +214,83 @@ class ResilienceSettings(_Model):
     client_timeout_max_s: float = Field(default=600.0, gt=0)
 
 
+def _check_tz(name: str | None) -> None:
+    if name is None:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')"
+        ) from None
+
+
+BudgetScope = Literal["key", "user", "team", "tag", "global"]
+BudgetWindow = Literal["daily", "weekly", "monthly", "lifetime"]
+
+
+class BudgetRule(_Model):
+    scope: BudgetScope
+    subject: str | None = None  # the key id, user, team or tag; None for global
+    window: BudgetWindow = "monthly"
+    limit_usd: float | None = Field(default=None, ge=0)  # hard: refused once reached
+    budget_usd: float | None = Field(default=None, ge=0)  # planned: alerts only
+    timezone: str | None = None  # default: spend.timezone
+
+    @model_validator(mode="after")
+    def _subject(self) -> BudgetRule:
+        _check_tz(self.timezone)
+        if (self.scope == "global") != (self.subject is None):
+            raise ValueError("subject is required, except for scope 'global' which has none")
+        if self.limit_usd is None and self.budget_usd is None:
+            raise ValueError("set limit_usd (hard limit), budget_usd (planned), or both")
+        return self
+
+
+class UnknownPriceSettings(_Model):
+    action: Literal["block", "allow"] = "block"
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+
+
+class RateLimitSettings(_Model):
+    scope: Literal["key", "user", "team", "model", "global"]
+    subject: str | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _subject(self) -> RateLimitSettings:
+        if (self.scope == "global") != (self.subject is None):
+            raise ValueError("subject is required, except for scope 'global' which has none")
+        return self
+
+
+class SpendSettings(_Model):
+    timezone: str = "UTC"  # calendar windows (daily/weekly/monthly) are aligned in it
+
+    @model_validator(mode="after")
+    def _tz(self) -> SpendSettings:
+        _check_tz(self.timezone)
+        return self
+
+    budgets: tuple[BudgetRule, ...] = ()
+    rate_limits: tuple[RateLimitSettings, ...] = ()
+    unknown_price: UnknownPriceSettings = Field(default_factory=UnknownPriceSettings)
+    # Worst case reserved for a request without max_tokens.
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    # When the shared state (Redis) cannot be reached: refuse (closed) or admit (open).
+    hard_limits_on_state_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    rate_limits_on_state_error: Literal["fail_closed", "fail_open"] = "fail_open"
+    retention_days: int = Field(default=90, ge=1)
+    ledger_flush_interval_s: float = Field(default=0.2, gt=0)
+    # A reservation not settled within this is released (a crashed replica's holds).
+    reservation_hold_s: float = Field(default=900.0, gt=0)
+
+
 class StateSettings(_Model):
     # local: state in this process (one replica); redis: shared by every replica.
     backend: Literal["local", "redis"] = "local"
@@ -245,6 +322,7 @@ class Settings(_Model):
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    spend: SpendSettings = Field(default_factory=SpendSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:

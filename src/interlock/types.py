@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -123,6 +124,7 @@ class GatewayResponse:
     provider: str
     attempts: list[Attempt] = field(default_factory=list)
     fallback: str | None = None  # the alias that answered, when not the one asked for
+    cost_usd: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -136,3 +138,10 @@ class GatewayStream:
     attempts: list[Attempt] = field(default_factory=list)
     completed: bool = False
     fallback: str | None = None
+    cost_usd: Decimal | None = None
+    error_code: str | None = None  # set when the stream ended with an error event
+    # Filled by the gateway for the accounting done when the stream ends.
+    admission: Any = None
+    principal: Principal | None = None
+    alias: str = ""
+    started: float = 0.0

@@ -32,6 +32,7 @@ def ab_config(sim_url: str, state_dir: Path, *, alias: dict[str, Any] | None = N
         },
         "models": {"ab": {"deployments": ["A", "B"], **(alias or {})}},
         "resilience": resilience or {},
+        "spend": {"unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}},
     }
     cfg.update(extra)
     return cfg

@@ -74,6 +74,8 @@ def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any
         # The shared test gateway sees injected faults all the time: keep the automatic
         # degradation ladder out of it (tests of the ladder start their own gateway).
         "resilience": {"degradation": {"signals": {}}},
+        # Test deployments such as sim-slow have no list price: charge a stated one.
+        "spend": {"unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}},
         "models": {
             "chat": {"deployments": ["sim-small"]},
             "failover": {"deployments": ["dead-chat", "sim-medium"]},

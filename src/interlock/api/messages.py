@@ -6,6 +6,8 @@ path, and the answer (or stream) is translated back; errors use Anthropic's erro
 
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from interlock.api import validate
@@ -16,7 +18,13 @@ from interlock.api.messages_format import (
     messages_to_openai,
     openai_to_message,
 )
-from interlock.api.openai_routes import client_timeout, label_model, route_headers
+from interlock.api.openai_routes import (
+    client_timeout,
+    cost_header,
+    label_model,
+    request_tags,
+    route_headers,
+)
 from interlock.api.stream import run_until_disconnect
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
@@ -47,10 +55,13 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     req = validate.chat_request(oa, b"", cfg)
     req.request_id = ctx.request_id
     req.timeout_s = client_timeout(ctx)
+    req.tags = request_tags(ctx, body)
     result = await gw.handle(req, principal)
     if isinstance(result, GatewayResponse):
         message = openai_to_message(orjson.loads(result.body), req.model)
-        await ctx.respond(200, orjson.dumps(message), route_headers(result))
+        await ctx.respond(
+            200, orjson.dumps(message), route_headers(result) + cost_header(result.cost_usd)
+        )
         return
     await _stream(ctx, gw, req, result)
 
@@ -59,6 +70,8 @@ async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStr
     ctx.response_headers.extend(route_headers(result))
     encoder = AnthropicStreamEncoder(req.model, estimate_request_tokens(req.body))
 
+    ttft: list[float] = []
+
     async def produce() -> None:
         await ctx.start_stream()
         try:
@@ -66,7 +79,10 @@ async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStr
                 data = encoder.feed(chunk.obj)
                 if data:
                     await ctx.stream_write(data)
+                    if not ttft:
+                        ttft.append(time.perf_counter() - ctx.started)
         except InterlockError as err:
+            result.error_code = err.code
             await ctx.stream_end(encoder.error(_error_type(err.status), err.message))
             return
         await ctx.stream_end(encoder.finish(result.usage))
@@ -75,7 +91,7 @@ async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStr
         await run_until_disconnect(ctx, produce)
     finally:
         await result.chunks.aclose()
-        gw.stream_finished(req, result)
+        await gw.stream_finished(req, result, ttft[0] if ttft else None)
 
 
 def _error_type(status: int) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -14,6 +16,7 @@ from interlock.api.stream import run_until_disconnect
 from interlock.errors import InterlockError, InvalidRequest, NotFound, error_payload
 from interlock.gateway import Gateway
 from interlock.settings import ServerSettings
+from interlock.spend.cost import format_usd
 from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal
 
 Validator = Callable[[dict[str, Any], bytes, ServerSettings], GatewayRequest]
@@ -41,7 +44,42 @@ async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Princip
     req = check(body, raw, cfg)
     req.request_id = ctx.request_id
     req.timeout_s = client_timeout(ctx)
+    req.tags = request_tags(ctx, body)
     return principal, req
+
+
+_TAG = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+_MAX_TAGS = 16
+
+
+def request_tags(ctx: Ctx, body: dict[str, Any]) -> tuple[str, ...]:
+    """Feature tags from ``x-interlock-tags: a,b`` and ``metadata.tags`` (bounded, validated:
+    they become ledger dimensions, never metric labels)."""
+    tags: list[str] = []
+    header = ctx.header(b"x-interlock-tags")
+    if header:
+        tags.extend(t.strip() for t in header.split(",") if t.strip())
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and "tags" in meta:
+        value = meta["tags"]
+        if isinstance(value, str):
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise InvalidRequest("'metadata.tags' must be a list of strings", param="metadata.tags")
+        tags.extend(value)
+    if not tags:
+        return ()
+    bad = next((t for t in tags if not _TAG.match(t)), None)
+    if bad is not None or len(tags) > _MAX_TAGS:
+        raise InvalidRequest(
+            f"tags must be at most {_MAX_TAGS} names of 1-64 characters [A-Za-z0-9_.:/-]",
+            param="x-interlock-tags",
+        )
+    return tuple(dict.fromkeys(tags))
+
+
+def cost_header(cost: Decimal | None) -> list[tuple[bytes, bytes]]:
+    return [] if cost is None else [(b"x-interlock-cost-usd", format_usd(cost).encode())]
 
 
 def client_timeout(ctx: Ctx) -> float | None:
@@ -70,7 +108,9 @@ async def _openai_endpoint(ctx: Ctx, gw: Gateway, check: Validator) -> None:
     principal, req = await read_request(ctx, gw, check)
     result = await gw.handle(req, principal)
     if isinstance(result, GatewayResponse):
-        await ctx.respond(result.status, result.body, route_headers(result))
+        await ctx.respond(
+            result.status, result.body, route_headers(result) + cost_header(result.cost_usd)
+        )
         return
     await stream_openai(ctx, gw, req, result)
 
@@ -78,28 +118,34 @@ async def _openai_endpoint(ctx: Ctx, gw: Gateway, check: Validator) -> None:
 async def stream_openai(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStream) -> None:
     ctx.response_headers.extend(route_headers(result))
 
+    ttft: list[float] = []
+
     async def produce() -> None:
         await ctx.start_stream()
-        first = True
         try:
             async for chunk in result.chunks:
                 data = chunk.raw if chunk.raw is not None else orjson.dumps(chunk.obj)
                 await ctx.stream_write(b"data: " + data + b"\n\n")
-                if first:
-                    first = False
-                    gw.metrics.observe_ttft(ctx.model, time.perf_counter() - ctx.started)
+                if not ttft:
+                    ttft.append(time.perf_counter() - ctx.started)
+                    gw.metrics.observe_ttft(ctx.model, ttft[0])
         except InterlockError as err:
             # Headers are already sent, so a late upstream failure becomes a final SSE
             # error event, not a 5xx.
+            result.error_code = err.code
             await ctx.stream_end(b"data: " + orjson.dumps(error_payload(err)) + b"\n\n")
             return
-        await ctx.stream_end(_DONE)
+        # The cost is only known now; an SSE comment line carries it (clients ignore it).
+        cost = gw.spend.cost(result.deployment, result.usage)
+        await ctx.stream_end(
+            b": x-interlock-cost-usd=" + format_usd(cost).encode() + b"\n\n" + _DONE
+        )
 
     try:
         await run_until_disconnect(ctx, produce)
     finally:
         await result.chunks.aclose()
-        gw.stream_finished(req, result)
+        await gw.stream_finished(req, result, ttft[0] if ttft else None)
 
 
 async def chat_completions(ctx: Ctx, gw: Gateway) -> None:

@@ -30,8 +30,18 @@ class RedisState:
         self._prefix = prefix
         self._redis: Redis | None = None
         self.healthy = False
+        self._connect()
+
+    @property
+    def client(self) -> Redis:
+        """The connection pool (created on construction; connects lazily)."""
+        assert self._redis is not None
+        return self._redis
 
     async def start(self) -> None:
+        await self._call(self._redis.ping())  # type: ignore[union-attr]
+
+    def _connect(self) -> None:
         self._redis = Redis.from_url(
             self._url,
             socket_timeout=self._timeout,
@@ -40,7 +50,6 @@ class RedisState:
             retry_on_timeout=False,
             decode_responses=True,
         )
-        await self._call(self._redis.ping())
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, select
+from sqlalchemy import Select, and_, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -53,6 +53,21 @@ class LedgerStore:
             if value is not None:
                 cond.append(GROUPS[name] == value)
         q = select(func.coalesce(func.sum(ledger.c.cost_usd), 0)).where(and_(*cond))
+        async with self._engine.connect() as conn:
+            return Decimal(str((await conn.execute(q)).scalar_one()))
+
+    def tag_filter(self, tag: str) -> Any:
+        """A WHERE clause: the record carries feature tag ``tag``."""
+        if self._dialect == "postgresql":
+            return text("CAST(ledger.tags AS JSONB) ? :tag").bindparams(tag=tag)
+        return text(
+            "EXISTS (SELECT 1 FROM json_each(ledger.tags) WHERE json_each.value = :tag)"
+        ).bindparams(tag=tag)
+
+    async def spend_since_tag(self, since: datetime, tag: str) -> Decimal:
+        q = select(func.coalesce(func.sum(ledger.c.cost_usd), 0)).where(
+            ledger.c.created_at >= since, self.tag_filter(tag)
+        )
         async with self._engine.connect() as conn:
             return Decimal(str((await conn.execute(q)).scalar_one()))
 

@@ -84,3 +84,16 @@ ledger_daily = Table(
     Column("cost_usd", Numeric(20, 10), nullable=False),
     Column("saved_usd", Numeric(20, 10), nullable=False),
 )
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("subject", String(200), nullable=True),
+    Column("window", String(16), nullable=False),
+    Column("limit_usd", Numeric(20, 10), nullable=True),
+    Column("budget_usd", Numeric(20, 10), nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

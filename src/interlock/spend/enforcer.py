@@ -1,0 +1,347 @@
+"""Hard budgets that cannot be overshot, and the alerts that come before them.
+
+Before a call, the request's worst-case cost (the whole prompt at the input price plus
+``max_tokens`` at the output price) is reserved against every budget that applies, in
+one atomic step; the call is refused with 429 ``budget_exceeded`` if any hard limit
+would be passed. After the call the reservation is settled to the actual cost, or
+released if nothing was spent. Because spend is only ever admitted against
+settled + reserved amounts, concurrent requests — on any number of replicas sharing the
+state — cannot together pass a limit unless a provider bills more than the worst case.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from interlock.errors import RateLimited, ServiceUnavailable
+from interlock.settings import SpendSettings
+from interlock.spend.budgets import (
+    Budget,
+    applicable,
+    counter_key,
+    from_nano,
+    to_nano,
+    window_bounds,
+)
+from interlock.state.reservations import (
+    Hold,
+    LocalReservations,
+    RedisReservations,
+    StateUnavailable,
+)
+from interlock.storage.budgets import BudgetStore
+from interlock.storage.ledger import LedgerStore
+
+log = logging.getLogger("interlock.budgets")
+
+# Alert thresholds: fractions of the hard limit, and of the planned budget.
+LIMIT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+BUDGET_THRESHOLDS = ((Decimal("1.2"), "warning"), (Decimal("1.5"), "critical"))
+_SLACK_S = 7 * 24 * 3600  # counters outlive their window by this (reports, late settles)
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
+
+
+@dataclass(slots=True)
+class Reservation:
+    rid: str
+    keys: list[str]
+    amount: int
+    budgets: list[Budget]
+    settled: bool = False
+
+
+@dataclass(slots=True)
+class BudgetAlert:
+    budget_id: str
+    description: str
+    level: str  # info | warning | critical
+    threshold: str  # e.g. "80% of limit"
+    spent_usd: str
+    window_start: str
+    at: str
+
+
+@dataclass(slots=True)
+class _AlertLog:
+    fired: set[tuple[str, str, str]] = field(default_factory=set)
+    recent: list[BudgetAlert] = field(default_factory=list)
+
+
+class BudgetEnforcer:
+    def __init__(
+        self,
+        cfg: SpendSettings,
+        reservations: LocalReservations | RedisReservations,
+        ledger: LedgerStore,
+        store: BudgetStore,
+        *,
+        hold_s: float,
+        clock: Callable[[], float] = time.time,
+        on_alert: Callable[[BudgetAlert], None] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._res = reservations
+        self._ledger = ledger
+        self._store = store
+        self._hold = hold_s
+        self._clock = clock
+        self._on_alert = on_alert
+        self._config_budgets = [
+            Budget(
+                f"cfg-{i}",
+                b.scope,
+                b.subject,
+                b.window,
+                Decimal(str(b.limit_usd)) if b.limit_usd is not None else None,
+                Decimal(str(b.budget_usd)) if b.budget_usd is not None else None,
+                b.timezone or cfg.timezone,
+            )
+            for i, b in enumerate(cfg.budgets)
+        ]
+        self.budgets: list[Budget] = list(self._config_budgets)
+        self._alerts = _AlertLog()
+
+    # -- the budget list -----------------------------------------------------------
+
+    async def reload(self) -> None:
+        rows = await self._store.all()
+        dynamic = [
+            Budget(
+                r["id"],
+                r["scope"],
+                r["subject"],
+                r["window"],
+                r["limit_usd"],
+                r["budget_usd"],
+                r["timezone"],
+            )
+            for r in rows
+        ]
+        self.budgets = self._config_budgets + dynamic
+
+    async def create(
+        self,
+        scope: str,
+        subject: str | None,
+        window: str,
+        limit_usd: Decimal | None,
+        budget_usd: Decimal | None,
+        timezone: str | None,
+    ) -> Budget:
+        b = Budget(
+            "b_" + secrets.token_hex(8),
+            scope,
+            subject,
+            window,
+            limit_usd,
+            budget_usd,
+            timezone or self._cfg.timezone,
+        )
+        await self._store.insert(
+            {
+                "id": b.id,
+                "scope": scope,
+                "subject": subject,
+                "window": window,
+                "limit_usd": limit_usd,
+                "budget_usd": budget_usd,
+                "timezone": b.timezone,
+            }
+        )
+        await self.reload()
+        return b
+
+    async def delete(self, budget_id: str) -> bool:
+        ok = await self._store.delete(budget_id)
+        await self.reload()
+        return ok
+
+    def applicable(
+        self, key_id: str, user: str | None, team: str | None, tags: tuple[str, ...]
+    ) -> list[Budget]:
+        return applicable(self.budgets, key_id=key_id, user=user, team=team, tags=tags)
+
+    # -- counters --------------------------------------------------------------------
+
+    def _window(self, b: Budget, now: float) -> tuple[datetime, datetime | None]:
+        return window_bounds(b.window, b.timezone, datetime.fromtimestamp(now, UTC))
+
+    def _hold_for(self, b: Budget, now: float) -> Hold:
+        start, end = self._window(b, now)
+        ttl = int((end.timestamp() - now) if end else 400 * 24 * 3600) + _SLACK_S
+        limit = to_nano(b.limit_usd) if b.limit_usd is not None else -1
+        return Hold(counter_key(b, start), limit, ttl)
+
+    async def _seed(self, b: Budget, key: str, ttl: int, now: float) -> None:
+        """Initialise a counter from the ledger (first use, or after the state was lost)."""
+        start, _ = self._window(b, now)
+        where: dict[str, str | None] = {}
+        if b.scope in ("key", "user", "team"):
+            where[b.scope] = b.subject
+        if b.scope == "tag":
+            spent = await self._ledger.spend_since_tag(start, b.subject or "")
+        else:
+            spent = await self._ledger.spend_since(start, **where)
+        await self._res.init(key, to_nano(spent), ttl)
+
+    async def reserve(self, budgets: list[Budget], worst_usd: Decimal) -> Reservation | None:
+        if not budgets:
+            return None
+        now = self._clock()
+        holds = [self._hold_for(b, now) for b in budgets]
+        amount = to_nano(worst_usd, up=True)
+        rid = secrets.token_hex(8)
+        try:
+            for _ in range(3):
+                result = await self._res.reserve(holds, amount, rid, self._hold)
+                if not result.uninitialised:
+                    break
+                for b, h in zip(budgets, holds, strict=True):
+                    if h.key in result.uninitialised:
+                        await self._seed(b, h.key, h.ttl_s, now)
+        except StateUnavailable:
+            if self._cfg.hard_limits_on_state_error == "fail_open" or all(
+                b.limit_usd is None for b in budgets
+            ):
+                log.warning("budget state unavailable; admitting without a reservation (fail_open)")
+                return None
+            raise ServiceUnavailable(
+                "spend limits cannot be checked right now (shared state unreachable); "
+                "refusing rather than risking an overspend",
+                code="budget_state_unavailable",
+                retry_after=5,
+            ) from None
+        if result.ok:
+            return Reservation(rid, [h.key for h in holds], amount, budgets)
+        b = budgets[result.denied]
+        _, end = self._window(b, now)
+        retry = max(1.0, end.timestamp() - now) if end else None
+        spent = from_nano(result.spent)
+        raise BudgetExceeded(
+            f"the {b.describe()} would be exceeded: ${spent:.6f} of ${b.limit_usd} spent or "
+            f"reserved, and this request may cost up to ${worst_usd:.6f}",
+            retry_after=retry,
+        )
+
+    async def settle(self, res: Reservation | None, actual_usd: Decimal) -> None:
+        if res is None or res.settled:
+            return
+        res.settled = True
+        try:
+            await self._res.settle(res.keys, res.rid, to_nano(actual_usd))
+        except StateUnavailable:
+            # The ledger still has the record; the counter is re-seeded from it if lost.
+            log.warning("could not settle a budget reservation; it expires on its own")
+            return
+        if actual_usd > 0:
+            await self._check_alerts(res.budgets)
+
+    async def release(self, res: Reservation | None) -> None:
+        await self.settle(res, Decimal(0))
+
+    # -- visibility --------------------------------------------------------------------
+
+    async def status(self, b: Budget) -> dict[str, Any]:
+        now = self._clock()
+        start, end = self._window(b, now)
+        key = counter_key(b, start)
+        try:
+            counts = await self._res.read(key)
+        except StateUnavailable:
+            counts = None
+        if counts is None:
+            spent_usd = await self._spent_from_ledger(b, start)
+            reserved = Decimal(0)
+        else:
+            spent_usd, reserved = from_nano(counts[0]), from_nano(counts[1])
+        elapsed = max(1.0, now - start.timestamp())
+        burn_per_hour = spent_usd / Decimal(elapsed) * 3600
+        out: dict[str, Any] = {
+            "id": b.id,
+            "scope": b.scope,
+            "subject": b.subject,
+            "window": b.window,
+            "timezone": b.timezone,
+            "limit_usd": str(b.limit_usd) if b.limit_usd is not None else None,
+            "budget_usd": str(b.budget_usd) if b.budget_usd is not None else None,
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat() if end else None,
+            "spent_usd": str(spent_usd),
+            "reserved_usd": str(reserved),
+            "burn_usd_per_hour": f"{burn_per_hour:.6f}",
+            "remaining_usd": None,
+            "exhausted_at": None,
+        }
+        if b.limit_usd is not None:
+            remaining = max(Decimal(0), b.limit_usd - spent_usd - reserved)
+            out["remaining_usd"] = str(remaining)
+            if burn_per_hour > 0:
+                hours = float(remaining / burn_per_hour)
+                at = now + hours * 3600
+                if end is None or at < end.timestamp():
+                    out["exhausted_at"] = datetime.fromtimestamp(at, UTC).isoformat()
+        return out
+
+    async def _spent_from_ledger(self, b: Budget, start: datetime) -> Decimal:
+        if b.scope == "tag":
+            return await self._ledger.spend_since_tag(start, b.subject or "")
+        where: dict[str, str | None] = (
+            {b.scope: b.subject} if b.scope in ("key", "user", "team") else {}
+        )
+        return await self._ledger.spend_since(start, **where)
+
+    async def _check_alerts(self, budgets: list[Budget]) -> None:
+        now = self._clock()
+        for b in budgets:
+            start, _ = self._window(b, now)
+            try:
+                counts = await self._res.read(counter_key(b, start))
+            except StateUnavailable:
+                return
+            if counts is None:
+                continue
+            spent = from_nano(counts[0])
+            marks: list[tuple[str, str]] = []
+            if b.limit_usd:
+                for frac in LIMIT_THRESHOLDS:
+                    if spent >= b.limit_usd * frac:
+                        level = (
+                            "critical"
+                            if frac >= 1
+                            else ("warning" if frac >= Decimal("0.8") else "info")
+                        )
+                        marks.append((f"{int(frac * 100)}% of limit", level))
+            if b.budget_usd:
+                for frac, level in BUDGET_THRESHOLDS:
+                    if spent >= b.budget_usd * frac:
+                        marks.append((f"{int(frac * 100)}% of budget", level))
+            for threshold, level in marks:
+                fired = (b.id, start.isoformat(), threshold)
+                if fired in self._alerts.fired:
+                    continue
+                self._alerts.fired.add(fired)
+                alert = BudgetAlert(
+                    b.id, b.describe(), level, threshold, str(spent), start.isoformat(),
+                    datetime.fromtimestamp(now, UTC).isoformat(),
+                )  # fmt: skip
+                self._alerts.recent.append(alert)
+                del self._alerts.recent[:-200]
+                log.warning(
+                    "budget alert: %s reached %s ($%s)", b.describe(), threshold, spent,
+                    extra={"event": "budget_alert", "budget": b.id, "level": level},
+                )  # fmt: skip
+                if self._on_alert is not None:
+                    self._on_alert(alert)
+
+    def alerts(self) -> list[BudgetAlert]:
+        return list(self._alerts.recent)
