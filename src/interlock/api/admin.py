@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from interlock.api.budget_spec import parse_budget
 from interlock.api.http import Ctx, parse_json_object
 from interlock.errors import InvalidRequest, NotFound, PermissionDenied
 from interlock.gateway import Gateway
@@ -40,15 +41,30 @@ async def list_keys(ctx: Ctx, gw: Gateway) -> None:
 async def create_key(ctx: Ctx, gw: Gateway) -> None:
     await require_admin(ctx, gw)
     body = await _json(ctx, gw)
-    allowed = {"name", "user", "team", "tags", "models", "admin", "metadata"}
+    allowed = {"name", "user", "team", "tags", "models", "admin", "metadata", "budgets"}
     for field in body:
         if field not in allowed:
             raise InvalidRequest(
                 f"unknown field '{field[:64]}'", param=field[:64], code="unknown_field"
             )
+    specs = body.pop("budgets", None) or []
+    if not isinstance(specs, list):
+        raise InvalidRequest("'budgets' must be a list", param="budgets")
+    # Budgets of a key are the key's own: scope and subject are implied.
+    parsed = [
+        parse_budget(
+            {**spec, "scope": "key", "subject": "pending"} if isinstance(spec, dict) else spec,
+            f"budgets[{i}]",
+        )
+        for i, spec in enumerate(specs)
+    ]
     rec, token = await gw.keys.create(**body)
+    budgets = []
+    for spec in parsed:
+        b = await gw.spend.enforcer.create(**{**spec, "subject": rec.key_id})
+        budgets.append(await gw.spend.enforcer.status(b))
     # The only time the secret is ever shown.
-    await ctx.respond_json(201, {**rec.public(), "key": token})
+    await ctx.respond_json(201, {**rec.public(), "budgets": budgets, "key": token})
 
 
 async def get_key(ctx: Ctx, gw: Gateway) -> None:

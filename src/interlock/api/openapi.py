@@ -131,6 +131,19 @@ _KEY_REQ = {
         "metadata": {"type": "object"},
     },
 }
+_BUDGET_REQ = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "scope": {"enum": ["key", "user", "team", "tag", "global"]},
+        "subject": {"type": "string"},
+        "window": {"enum": ["daily", "weekly", "monthly", "lifetime"]},
+        "limit_usd": {"type": "number", "minimum": 0},
+        "budget_usd": {"type": "number", "minimum": 0},
+        "timezone": {"type": "string"},
+    },
+}
+_KEY_REQ["properties"]["budgets"] = {"type": "array", "items": _BUDGET_REQ}  # type: ignore[index]
 _KEY = {"$ref": "#/components/schemas/Key"}
 _STREAMING = {
     "description": "The answer (JSON), or Server-Sent Events when stream is true",
@@ -171,6 +184,16 @@ def build() -> dict[str, Any]:
         "/admin/degradation": {
             "get": _op("Degradation level, mode and signals", ok=_resp("Degradation"), errors=_errors(401, 403)),
             "put": _op("Force a level ({\"level\": \"cached\"}) or hand back control ({\"level\": \"auto\"})", body={"type": "object", "required": ["level"], "properties": {"level": {"enum": ["auto", "full", "limited", "cached", "minimal"]}}}, ok=_resp("Degradation"), errors=_errors(400, 401, 403)),
+        },
+        "/admin/budgets": {
+            "get": _op("Budgets with spend, reserved, remaining, burn rate and projected exhaustion", ok=_resp("Budgets"), errors=_errors(401, 403)),
+            "post": _op("Create a budget", body=_BUDGET_REQ, ok=_resp("Budget"), errors=_errors(400, 401, 403), ok_status="201"),
+        },
+        "/admin/budgets/alerts": {"get": _op("Budget threshold alerts (50/80/100% of limit, 120/150% of budget)", ok=_resp("Alerts"), errors=_errors(401, 403))},
+        "/admin/budgets/{budget_id}": {
+            "parameters": param("budget_id"),
+            "get": _op("One budget's status", ok=_resp("Budget"), errors=_ADMIN_ERR),
+            "delete": _op("Delete a budget (not those from the config file)", ok=_resp("Deleted"), errors=_errors(400, 401, 403, 404)),
         },
         "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
         "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from interlock.api import admin, admin_ops, health, messages, openai_routes, openapi
+from interlock.api import admin, admin_ops, admin_spend, health, messages, openai_routes, openapi
 from interlock.api.http import Ctx
 from interlock.errors import MethodNotAllowed, NotFound
 from interlock.gateway import Gateway
@@ -27,6 +27,8 @@ _EXACT: dict[str, dict[str, Handler]] = {
     "/v1/messages": {"POST": messages.create_message},
     "/admin/keys": {"GET": admin.list_keys, "POST": admin.create_key},
     "/admin/deployments": {"GET": admin_ops.list_deployments},
+    "/admin/budgets": {"GET": admin_spend.list_budgets, "POST": admin_spend.create_budget},
+    "/admin/budgets/alerts": {"GET": admin_spend.budget_alerts},
     "/admin/degradation": {"GET": admin_ops.get_degradation, "PUT": admin_ops.put_degradation},
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
@@ -51,6 +53,13 @@ _PARAM: list[tuple[str, str, str, dict[str, Handler], str]] = [
         "/admin/keys/{key_id}",
     ),
     ("/v1/models/", "model", "", {"GET": openai_routes.get_model}, "/v1/models/{model}"),
+    (
+        "/admin/budgets/",
+        "budget_id",
+        "",
+        {"GET": admin_spend.get_budget, "DELETE": admin_spend.delete_budget},
+        "/admin/budgets/{budget_id}",
+    ),
     (
         "/admin/deployments/",
         "deployment",

@@ -22,6 +22,7 @@ from typing import Any
 
 from interlock.errors import RateLimited, ServiceUnavailable
 from interlock.settings import SpendSettings
+from interlock.spend.cost import format_usd
 from interlock.spend.budgets import (
     Budget,
     applicable,
@@ -276,15 +277,15 @@ class BudgetEnforcer:
             "budget_usd": str(b.budget_usd) if b.budget_usd is not None else None,
             "window_start": start.isoformat(),
             "window_end": end.isoformat() if end else None,
-            "spent_usd": str(spent_usd),
-            "reserved_usd": str(reserved),
+            "spent_usd": format_usd(spent_usd),
+            "reserved_usd": format_usd(reserved),
             "burn_usd_per_hour": f"{burn_per_hour:.6f}",
             "remaining_usd": None,
             "exhausted_at": None,
         }
         if b.limit_usd is not None:
             remaining = max(Decimal(0), b.limit_usd - spent_usd - reserved)
-            out["remaining_usd"] = str(remaining)
+            out["remaining_usd"] = format_usd(remaining)
             if burn_per_hour > 0:
                 hours = float(remaining / burn_per_hour)
                 at = now + hours * 3600
@@ -331,7 +332,7 @@ class BudgetEnforcer:
                     continue
                 self._alerts.fired.add(fired)
                 alert = BudgetAlert(
-                    b.id, b.describe(), level, threshold, str(spent), start.isoformat(),
+                    b.id, b.describe(), level, threshold, format_usd(spent), start.isoformat(),
                     datetime.fromtimestamp(now, UTC).isoformat(),
                 )  # fmt: skip
                 self._alerts.recent.append(alert)
