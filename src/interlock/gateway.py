@@ -25,6 +25,7 @@ from interlock.routing.catalog import Catalog, Route
 from interlock.routing.executor import Executor, Plan, error_class
 from interlock.routing.health import DeploymentHealth
 from interlock.routing.ladder import DegradationController
+from interlock.routing.loop import Periodic
 from interlock.routing.strategies import Candidate, rank
 from interlock.settings import Settings
 from interlock.spend.accounting import Accountant, Admission
@@ -95,6 +96,7 @@ class Gateway:
         )
         self.started_at = time.time()
         self._started = False
+        self._budget_reload: Periodic | None = None
 
     def _accountant(self, settings: Settings) -> Accountant:
         spend = settings.spend
@@ -127,6 +129,10 @@ class Gateway:
         await self.shared.start()
         await self.spend.ledger.start()
         await self.spend.enforcer.reload()
+        self._budget_reload = Periodic(
+            "budget reload", self.spend.enforcer.reload, self.settings.spend.budget_reload_s
+        )
+        self._budget_reload.start()
         self.health.start()
         await self.ladder.start()
         self._started = True
@@ -135,6 +141,8 @@ class Gateway:
         self._started = False
         await self.ladder.stop()
         await self.health.stop()
+        if self._budget_reload is not None:
+            await self._budget_reload.stop()
         await self.spend.ledger.stop()
         await self.shared.close()
         await self.transport.close()

@@ -289,6 +289,8 @@ class SpendSettings(_Model):
     ledger_flush_interval_s: float = Field(default=0.2, gt=0)
     # A reservation not settled within this is released (a crashed replica's holds).
     reservation_hold_s: float = Field(default=900.0, gt=0)
+    # Budgets created through the admin API reach every process within this.
+    budget_reload_s: float = Field(default=2.0, gt=0, le=300)
 
 
 class StateSettings(_Model):

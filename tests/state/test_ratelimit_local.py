@@ -155,3 +155,12 @@ async def test_real_clock_wait() -> None:
     assert 0.05 < elapsed < 0.3
     results = await asyncio.gather(*(limiter.acquire([(lim, 1)]) for _ in range(5)))
     assert sum(admitted(r) for r in results) <= 1
+
+
+async def test_bad_checks_are_rejected(limiter: LocalRateLimiter) -> None:
+    lim = Limit("k", rate=10)
+    with pytest.raises(ValueError):
+        await limiter.acquire([(lim, 1), (lim, 1)])
+    with pytest.raises(ValueError):
+        await limiter.acquire([(lim, -1)])
+    assert await limiter.acquire([]) == []

@@ -115,6 +115,16 @@ async def test_costs_too_large_and_adjust(limiter: RedisRateLimiter, client: Red
     assert not peek.allowed and peek.retry_after_s == pytest.approx(30.0, abs=0.5)
 
 
+async def test_bad_checks_consume_nothing(limiter: RedisRateLimiter, client: Redis) -> None:
+    lim = Limit("k", rate=10)
+    with pytest.raises(ValueError):
+        await limiter.acquire([(lim, 1), (lim, 1)])
+    with pytest.raises(ValueError):
+        await limiter.acquire([(Limit("other", rate=10), 1), (lim, -1)])
+    assert await client.exists(limiter.tat_key("k"), limiter.tat_key("other")) == 0
+    assert await limiter.acquire([]) == []
+
+
 async def test_priorities(limiter: RedisRateLimiter) -> None:
     lim = Limit("team", rate=10)
     lows = [admitted(await limiter.acquire([(lim, 1)], priority=0)) for _ in range(9)]

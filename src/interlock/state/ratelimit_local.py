@@ -168,10 +168,21 @@ def retry_after(decisions: Sequence[Decision]) -> float:
     return max((d.retry_after_s for d in decisions if not d.allowed), default=0.0)
 
 
+def validate(checks: Sequence[tuple[Limit, int]]) -> None:
+    if len({limit.key for limit, _ in checks}) != len(checks):
+        raise ValueError("each limit key may appear once per call")
+    if any(cost < 0 for _, cost in checks):
+        raise ValueError("cost must be >= 0")
+
+
 def batch(
     tats: Sequence[float | None], now: float, checks: Sequence[tuple[Limit, int]], priority: int
 ) -> tuple[list[Decision], list[float] | None]:
-    """All-or-nothing over ``checks``: the decisions and the new TATs, or None if denied."""
+    """All-or-nothing over ``checks``: the decisions and the new TATs, or None if denied.
+
+    Each limit key may appear once (a second check of one key would not see the first's
+    cost)."""
+    validate(checks)
     results = [
         gcra(tat, now, limit, cost, capacity=effective_burst(limit, priority))
         for tat, (limit, cost) in zip(tats, checks, strict=True)

@@ -33,6 +33,7 @@ from interlock.state.ratelimit_local import (
     RateLimitBackendError,
     batch,
     effective_burst,
+    validate,
     wait_for_capacity,
 )
 
@@ -65,7 +66,7 @@ if ok == 1 then
       if raws[i] ~= '' then base = math.max(tonumber(raws[i]), now) end
       local tat = base + cost * interval
       redis.call('SET', KEYS[i], string.format('%.17g', tat),
-                 'PX', math.ceil((tat - now) * 1000) + 1)
+                 'PX', string.format('%d', math.ceil((tat - now) * 1000) + 1))
     end
   end
 end
@@ -84,7 +85,8 @@ local tat = now
 if raw then tat = math.max(tonumber(raw), now) end
 tat = tat + delta * interval
 if tat > now then
-  redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', math.ceil((tat - now) * 1000) + 1)
+  redis.call('SET', KEYS[1], string.format('%.17g', tat),
+             'PX', string.format('%d', math.ceil((tat - now) * 1000) + 1))
 else
   redis.call('DEL', KEYS[1])
 end
@@ -99,7 +101,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
 local ms = math.ceil(ttl * 1000) + 1
-if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], string.format('%d', ms)) end
 return 1
 """
 
@@ -111,7 +113,7 @@ local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not score or tonumber(score) <= now then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[2])
 local ms = math.ceil(ttl * 1000) + 1
-if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], string.format('%d', ms)) end
 return 1
 """
 
@@ -167,10 +169,9 @@ class RedisRateLimiter:
     async def _try(self, checks: Sequence[tuple[Limit, int]], priority: int) -> list[Decision]:
         if not checks:
             return []
+        validate(checks)  # before the script consumes anything
         args: list[str | int | float] = [repr(EPSILON)]
         for limit, cost in checks:
-            if cost < 0:
-                raise ValueError(f"cost must be >= 0, got {cost}")
             args += [repr(limit.interval), effective_burst(limit, priority), cost]
         keys = [self.tat_key(limit.key) for limit, _ in checks]
         reply = await self._call(self._acquire(keys=keys, args=args))
