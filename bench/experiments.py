@@ -38,6 +38,8 @@ VARIANTS: list[tuple[str, str]] = [
     ("no-timeouts", "no-timeouts"),
     ("no-proxy-headers", "no-proxy-headers"),
     ("all-cheap-fixes", "coalesce,lazy-sse,metrics-cache,no-proxy-headers"),
+    ("no-ledger", "no-ledger"),
+    ("ledger-no-db-insert", "ledger-no-db-insert"),
 ]
 CONNS = 16
 

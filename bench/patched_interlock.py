@@ -15,6 +15,10 @@ not implementations: ``coalesce`` and ``lazy-sse`` in particular only keep the
 - ``no-timeouts``: drop the per-request ``asyncio.timeout`` scopes in the transport
   (an upper bound on what cheaper deadline handling could save).
 - ``no-proxy-headers``: run uvicorn with ``proxy_headers=False`` (no middleware layer).
+- ``no-ledger``: no ledger record at all (spool + background database flush); an upper
+  bound on what the spend ledger costs per request.
+- ``ledger-no-db-insert``: spool and drain as usual but skip the database INSERT, which
+  splits the ledger's cost into spooling and database work.
 """
 
 from __future__ import annotations
@@ -139,6 +143,23 @@ def _no_proxy_headers() -> None:
         original(*a, **kw)
 
     uvicorn.run = run
+
+
+@patch("no-ledger")
+def _no_ledger() -> None:
+    from interlock.spend import ledger
+
+    ledger.LedgerWriter.record = lambda self, rec: None  # type: ignore[method-assign]
+
+
+@patch("ledger-no-db-insert")
+def _ledger_no_db_insert() -> None:
+    from interlock.storage import ledger
+
+    async def insert_many(self: Any, rows: list[dict[str, Any]]) -> None:
+        return None
+
+    ledger.LedgerStore.insert_many = insert_many  # type: ignore[method-assign]
 
 
 def main() -> None:

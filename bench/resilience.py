@@ -49,7 +49,12 @@ def phases(scale: float) -> list[tuple[str, float, float, list[dict[str, Any]]]]
         ("baseline", 0, 10 * s, []),
         ("A 500s", 10 * s, 40 * s, [{"type": "status", "status": 500, "match": a}]),
         ("recovery", 40 * s, 50 * s, []),
-        ("A 429 storm", 50 * s, 55 * s, [{"type": "status", "status": 429, "retry_after": 2, "match": a}]),
+        (
+            "A 429 storm",
+            50 * s,
+            55 * s,
+            [{"type": "status", "status": 429, "retry_after": 2, "match": a}],
+        ),
         ("A hangs", 55 * s, 65 * s, [{"type": "timeout", "match": a}]),
         ("tail", 65 * s, 75 * s, []),
     ]
@@ -75,15 +80,28 @@ def start_gateway(sim_url: str, work: Path) -> tuple[subprocess.Popen[bytes], st
             "B": {"provider": "sim", "model": "sim-b", "timeouts": timeouts},
         },
         "models": {"ab": {"deployments": ["A", "B"]}},
-        "resilience": {"breaker": {"open_s": 2.0, "open_max_s": 8.0, "window_s": 10, "min_calls": 10}},
+        "resilience": {
+            "breaker": {"open_s": 2.0, "open_max_s": 8.0, "window_s": 10, "min_calls": 10}
+        },
     }
     path = work / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
     port = free_port()
-    cmd = [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(path), "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "interlock.cli.main",
+        "serve",
+        "--config",
+        str(path),
+        "--port",
+        str(port),
+    ]
     if (os.cpu_count() or 1) >= 2:
         cmd = ["taskset", "-c", "0", *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -97,7 +115,9 @@ def start_gateway(sim_url: str, work: Path) -> tuple[subprocess.Popen[bytes], st
     raise SystemExit("gateway did not start")
 
 
-async def drive(url: str, sim: SimControl, rate: float, scale: float) -> list[tuple[float, int, float, str]]:
+async def drive(
+    url: str, sim: SimControl, rate: float, scale: float
+) -> list[tuple[float, int, float, str]]:
     sched = phases(scale)
     end = sched[-1][2]
     results: list[tuple[float, int, float, str]] = []
@@ -107,7 +127,9 @@ async def drive(url: str, sim: SimControl, rate: float, scale: float) -> list[tu
         async def one(t0: float) -> None:
             started = time.monotonic()
             try:
-                async with session.post(f"{url}/v1/chat/completions", json=BODY, headers=headers) as r:
+                async with session.post(
+                    f"{url}/v1/chat/completions", json=BODY, headers=headers
+                ) as r:
                     await r.read()
                     status, dep = r.status, r.headers.get("x-interlock-deployment", "")
             except aiohttp.ClientError:

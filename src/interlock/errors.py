@@ -52,6 +52,7 @@ class InterlockError(Exception):
             self.status = status
         self.param = param
         self.retry_after = retry_after
+        self.extra_headers: list[tuple[bytes, bytes]] = []
 
     @property
     def retryable(self) -> bool:
@@ -60,9 +61,14 @@ class InterlockError(Exception):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         if self.retry_after is None:
-            return []
+            return list(self.extra_headers)
         seconds = max(1, int(self.retry_after + 0.999))
-        return [(b"retry-after", str(seconds).encode())]
+        ms = max(1, int(self.retry_after * 1000 + 0.999))
+        return [
+            (b"retry-after", str(seconds).encode()),
+            (b"retry-after-ms", str(ms).encode()),
+            *self.extra_headers,
+        ]
 
 
 class ClientError(InterlockError):

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from interlock.auth.service import KeyService, load_or_create_pepper
 from interlock.errors import Degraded, InterlockError, PermissionDenied
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
+from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import Transport
 from interlock.resilience.degradation import Level
 from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
@@ -31,8 +32,12 @@ from interlock.settings import Settings
 from interlock.spend.accounting import Accountant, Admission
 from interlock.spend.enforcer import BudgetEnforcer
 from interlock.spend.ledger import LedgerRecord, LedgerWriter
+from interlock.spend.limits import Admitted, RateLimits
+from interlock.spend.ratelimit import RateLimiter
 from interlock.state.base import SharedState
 from interlock.state.local import LocalState
+from interlock.state.ratelimit_local import LocalRateLimiter
+from interlock.state.ratelimit_redis import RedisRateLimiter
 from interlock.state.redis import RedisState
 from interlock.state.reservations import LocalReservations, RedisReservations
 from interlock.storage.budgets import BudgetStore
@@ -85,6 +90,7 @@ class Gateway:
         }
         self.engine: AsyncEngine = create_engine(settings.storage)
         self.spend = self._accountant(settings)
+        self.limits = self._rate_limits(settings)
         pepper_cfg = settings.auth.key_hash_secret
         self.keys = KeyService(
             KeyStore(self.engine),
@@ -121,6 +127,16 @@ class Gateway:
             flush_interval_s=spend.ledger_flush_interval_s,
         )
         return Accountant(spend, self.deployments, enforcer, writer)
+
+    def _rate_limits(self, settings: Settings) -> RateLimits:
+        limiter: RateLimiter
+        if isinstance(self.shared, RedisState):
+            limiter = RedisRateLimiter(
+                self.shared.client, settings.state.key_prefix, settings.state.redis_timeout_s * 4
+            )
+        else:
+            limiter = LocalRateLimiter()
+        return RateLimits(settings.spend, limiter)
 
     async def start(self) -> None:
         if self.settings.storage.run_migrations:
@@ -239,18 +255,23 @@ class Gateway:
         route = self.route_for(req, principal)
         level = self.ladder.effective
         admission: Admission | None = None
+        limited: Admitted | None = None
         try:
             self._admit(route, level)
+            limited = await self.limits.admit(principal, route.alias, self._token_estimate(req))
             admission = await self.spend.admit(req, principal, self._cost_candidates(route))
             try:
                 result = await self._run(req, route, level)
             except InterlockError as err:
                 result = await self._fallback(req, route, level, err)
         except InterlockError as err:
+            await self.limits.finish(limited, None)
             await self.spend.finish(
                 admission, Decimal(0), self._record(req, principal, route.alias, started, err)
             )
             raise
+        if limited is not None:
+            result.headers.extend(limited.headers)
         if isinstance(result, GatewayStream):
             result.admission, result.principal, result.alias, result.started = (
                 admission,
@@ -258,7 +279,9 @@ class Gateway:
                 route.alias,
                 started,
             )
+            result.limits = limited
             return result
+        await self.limits.finish(limited, result.usage.total_tokens if result.usage else None)
         result.cost_usd = self.spend.cost(result.deployment, result.usage)
         rec = self._record(req, principal, route.alias, started, None, result)
         await self.spend.finish(admission, result.cost_usd, rec)
@@ -279,6 +302,12 @@ class Gateway:
         out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 256
         usage = Usage(prompt_tokens=prompt, completion_tokens=out if isinstance(out, int) else 256)
         return float(self.spend.cost(dep.name, usage))
+
+    @staticmethod
+    def _token_estimate(req: GatewayRequest) -> int:
+        """Tokens admitted against TPM limits: the prompt plus the requested output."""
+        out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 0
+        return estimate_request_tokens(req.body) + (out if isinstance(out, int) else 0)
 
     def _cost_candidates(self, route: Route) -> list[Deployment]:
         """Every deployment the request might be charged on, fallbacks included."""
@@ -362,6 +391,7 @@ class Gateway:
         """Accounting for a stream once it ended: completed, failed mid-way, or aborted by the
         client. Partial streams are charged for what was generated."""
         usage = stream.usage
+        await self.limits.finish(stream.limits, usage.total_tokens)
         self.metrics.observe_tokens(
             stream.alias or req.model,
             stream.deployment,

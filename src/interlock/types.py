@@ -33,6 +33,11 @@ class Principal:
     tags: tuple[str, ...] = ()
     models: tuple[str, ...] = ()  # empty: every model
     is_admin: bool = False
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    priority: int = 9  # 0 (lowest) to 9: under contention, higher priorities are admitted first
+    max_wait_s: float = 0.0  # wait this long for rate-limit capacity instead of an immediate 429
 
     def may_use(self, model: str) -> bool:
         return self.is_admin or not self.models or model in self.models
@@ -125,6 +130,7 @@ class GatewayResponse:
     attempts: list[Attempt] = field(default_factory=list)
     fallback: str | None = None  # the alias that answered, when not the one asked for
     cost_usd: Decimal | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -140,8 +146,10 @@ class GatewayStream:
     fallback: str | None = None
     cost_usd: Decimal | None = None
     error_code: str | None = None  # set when the stream ended with an error event
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Filled by the gateway for the accounting done when the stream ends.
     admission: Any = None
+    limits: Any = None
     principal: Principal | None = None
     alias: str = ""
     started: float = 0.0

@@ -41,7 +41,17 @@ async def list_keys(ctx: Ctx, gw: Gateway) -> None:
 async def create_key(ctx: Ctx, gw: Gateway) -> None:
     await require_admin(ctx, gw)
     body = await _json(ctx, gw)
-    allowed = {"name", "user", "team", "tags", "models", "admin", "metadata", "budgets"}
+    allowed = {
+        "name",
+        "user",
+        "team",
+        "tags",
+        "models",
+        "admin",
+        "metadata",
+        "budgets",
+        "rate_limits",
+    }
     for field in body:
         if field not in allowed:
             raise InvalidRequest(

@@ -32,6 +32,7 @@ def route_headers(result: GatewayResponse | GatewayStream) -> list[tuple[bytes, 
     ]
     if result.fallback is not None:
         headers.append((b"x-interlock-fallback", result.fallback.encode()))
+    headers.extend(result.headers)
     return headers
 
 

@@ -53,6 +53,44 @@ def _clean_list(value: Any, field: str) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+_LIMIT_FIELDS = {
+    "rpm": (1, 10**9),
+    "tpm": (1, 10**12),
+    "max_concurrency": (1, 10**6),
+    "priority": (0, 9),
+}
+
+
+def clean_limits(value: Any, field: str = "rate_limits") -> dict[str, Any]:
+    """{rpm, tpm, max_concurrency, priority (0-9), max_wait_s (0-60)} of a key."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{field}' must be an object", param=field)
+    out: dict[str, Any] = {}
+    for name, v in value.items():
+        if name in _LIMIT_FIELDS:
+            lo, hi = _LIMIT_FIELDS[name]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise InvalidRequest(
+                    f"'{field}.{name}' must be an integer from {lo} to {hi}",
+                    param=f"{field}.{name}",
+                )
+        elif name == "max_wait_s":
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 60:
+                raise InvalidRequest(
+                    f"'{field}.max_wait_s' must be 0 to 60 seconds", param=f"{field}.max_wait_s"
+                )
+        else:
+            raise InvalidRequest(
+                f"unknown field '{field}.{str(name)[:32]}'",
+                param=f"{field}.{str(name)[:32]}",
+                code="unknown_field",
+            )
+        out[name] = v
+    return out
+
+
 def _clean_str(value: Any, field: str) -> str | None:
     if value is None:
         return None
@@ -110,6 +148,7 @@ class KeyService:
             raise AuthenticationFailed("invalid API key")
         if rec.revoked_at is not None:
             raise AuthenticationFailed("API key has been revoked", code="api_key_revoked")
+        lim = rec.limits
         return Principal(
             key_id=rec.key_id,
             user=rec.user,
@@ -117,6 +156,11 @@ class KeyService:
             tags=tuple(rec.tags),
             models=tuple(rec.models),
             is_admin=rec.is_admin,
+            rpm=lim.get("rpm"),
+            tpm=lim.get("tpm"),
+            max_concurrency=lim.get("max_concurrency"),
+            priority=int(lim.get("priority", 9)),
+            max_wait_s=float(lim.get("max_wait_s", 0.0)),
         )
 
     def forget(self) -> None:
@@ -133,6 +177,7 @@ class KeyService:
         models: Any = None,
         admin: Any = False,
         metadata: Any = None,
+        rate_limits: Any = None,
     ) -> tuple[KeyRecord, str]:
         if not isinstance(admin, bool):
             raise InvalidRequest("'admin' must be a boolean", param="admin")
@@ -150,12 +195,13 @@ class KeyService:
             models=_clean_list(models, "models"),
             is_admin=admin,
             metadata=dict(metadata or {}),
+            limits=clean_limits(rate_limits),
         )
         await self._store.insert(rec)
         return rec, new.token
 
     async def update(self, key_id: str, changes: dict[str, Any]) -> KeyRecord | None:
-        allowed = {"name", "user", "team", "tags", "models", "metadata"}
+        allowed = {"name", "user", "team", "tags", "models", "metadata", "rate_limits"}
         unknown = set(changes) - allowed
         if unknown:
             field = sorted(unknown)[0]
@@ -164,6 +210,9 @@ class KeyService:
         for k, v in changes.items():
             if k in ("tags", "models"):
                 values[k] = _clean_list(v, k)
+            elif k == "rate_limits":
+                values["limits"] = clean_limits(v)
+                continue
             elif k == "metadata":
                 if not isinstance(v, dict):
                     raise InvalidRequest("'metadata' must be an object", param="metadata")

@@ -22,7 +22,6 @@ from typing import Any
 
 from interlock.errors import RateLimited, ServiceUnavailable
 from interlock.settings import SpendSettings
-from interlock.spend.cost import format_usd
 from interlock.spend.budgets import (
     Budget,
     applicable,
@@ -31,6 +30,7 @@ from interlock.spend.budgets import (
     to_nano,
     window_bounds,
 )
+from interlock.spend.cost import format_usd
 from interlock.state.reservations import (
     Hold,
     LocalReservations,

@@ -27,6 +27,7 @@ class KeyRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     revoked_at: datetime | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """Everything but the salt and hash: what the admin API shows."""
@@ -43,6 +44,7 @@ class KeyRecord:
             "updated_at": _iso(self.updated_at),
             "revoked_at": _iso(self.revoked_at),
             "revoked": self.revoked_at is not None,
+            "rate_limits": dict(self.limits),
         }
 
 
@@ -70,6 +72,7 @@ def _row(row: Any) -> KeyRecord:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         revoked_at=m["revoked_at"],
+        limits=dict(m["limits"] or {}),
     )
 
 
@@ -96,6 +99,7 @@ class KeyStore:
                     created_at=now,
                     updated_at=now,
                     revoked_at=None,
+                    limits=dict(rec.limits) or None,
                 )
             )
         return rec

@@ -1,0 +1,161 @@
+"""Which rate limits apply to a request, and applying them (RPM, TPM, concurrency).
+
+Limits come from the configuration (``spend.rate_limits`` per key, user, team, model
+or global) and from the key itself (``rate_limits`` on the key). All request and token
+limits of a request are checked in one all-or-nothing step (atomic in Redis across
+replicas); the token estimate admitted is corrected by the actual usage afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from interlock.errors import RateLimited, ServiceUnavailable
+from interlock.settings import SpendSettings
+from interlock.spend.ratelimit import (
+    Decision,
+    Limit,
+    RateLimitBackendError,
+    RateLimiter,
+    admitted,
+    ratelimit_headers,
+    retry_after,
+)
+from interlock.types import Principal
+
+log = logging.getLogger("interlock.ratelimit")
+
+# Concurrency leases expire on their own after this, so a crashed replica cannot hold
+# capacity forever; long streams renew theirs.
+LEASE_TTL_S = 900.0
+
+
+@dataclass(slots=True)
+class Admitted:
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    token_limits: list[Limit] = field(default_factory=list)
+    tokens_admitted: int = 0
+    leases: list[tuple[str, str]] = field(default_factory=list)  # (key, lease id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    scope: str
+    subject: str | None
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+
+
+class RateLimits:
+    def __init__(self, cfg: SpendSettings, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._fail_open = cfg.rate_limits_on_state_error == "fail_open"
+        self._rules = [
+            _Rule(r.scope, r.subject, r.rpm, r.tpm, r.max_concurrency) for r in cfg.rate_limits
+        ]
+
+    def _rules_for(self, p: Principal, model: str) -> list[_Rule]:
+        out = [
+            r
+            for r in self._rules
+            if r.scope == "global"
+            or (r.scope == "key" and r.subject == p.key_id)
+            or (r.scope == "user" and p.user is not None and r.subject == p.user)
+            or (r.scope == "team" and p.team is not None and r.subject == p.team)
+            or (r.scope == "model" and r.subject == model)
+        ]
+        if p.rpm or p.tpm or p.max_concurrency:
+            out.append(_Rule("key", p.key_id, p.rpm, p.tpm, p.max_concurrency))
+        return out
+
+    async def admit(self, p: Principal, model: str, tokens: int) -> Admitted | None:
+        """Check and consume; raises RateLimited (429) when a limit is reached."""
+        rules = self._rules_for(p, model)
+        if not rules:
+            return None
+        checks: list[tuple[Limit, int]] = []
+        token_limits: list[Limit] = []
+        first_req: tuple[Limit, int] | None = None
+        first_tok: tuple[Limit, int] | None = None
+        for r in rules:
+            base = f"rl:{r.scope}:{r.subject or '*'}"
+            if r.rpm:
+                lim = Limit(base + ":rpm", r.rpm)
+                checks.append((lim, 1))
+                first_req = first_req or (lim, len(checks) - 1)
+            if r.tpm:
+                lim = Limit(base + ":tpm", r.tpm)
+                checks.append((lim, min(tokens, r.tpm)))
+                token_limits.append(lim)
+                first_tok = first_tok or (lim, len(checks) - 1)
+        out = Admitted(token_limits=token_limits, tokens_admitted=tokens)
+        try:
+            if checks:
+                decisions = await self._limiter.acquire(
+                    checks, priority=p.priority, max_wait_s=p.max_wait_s
+                )
+                req_d = decisions[first_req[1]] if first_req else None
+                tok_d = decisions[first_tok[1]] if first_tok else None
+                out.headers = ratelimit_headers(req_d, tok_d)
+                if not admitted(decisions):
+                    raise self._refusal(decisions, out.headers)
+            for r in rules:
+                if r.max_concurrency:
+                    key = f"rl:{r.scope}:{r.subject or '*'}:conc"
+                    lease = await self._limiter.lease(key, r.max_concurrency, LEASE_TTL_S)
+                    if lease is None:
+                        await self.release(out)
+                        raise RateLimited(
+                            f"too many requests in flight for {r.scope} {r.subject or ''}".strip(),
+                            code="rate_limited",
+                            retry_after=1,
+                        )
+                    out.leases.append((key, lease))
+        except RateLimitBackendError:
+            if self._fail_open:
+                log.warning("rate-limit state unavailable; admitting (fail_open)")
+                return None
+            raise ServiceUnavailable(
+                "rate limits cannot be checked right now",
+                code="ratelimit_state_unavailable",
+                retry_after=5,
+            ) from None
+        return out
+
+    @staticmethod
+    def _refusal(decisions: list[Decision], headers: list[tuple[bytes, bytes]]) -> RateLimited:
+        denied = next(d for d in decisions if not d.allowed)
+        wait = retry_after(decisions)
+        kind = "tokens" if denied.key.endswith(":tpm") else "requests"
+        err = RateLimited(
+            f"rate limit reached ({denied.limit} {kind} per minute)"
+            + (": this request alone exceeds it" if denied.too_large else ""),
+            code="rate_limited",
+            retry_after=None if wait == float("inf") else wait,
+        )
+        err.extra_headers = headers
+        return err
+
+    async def finish(self, adm: Admitted | None, actual_tokens: int | None) -> None:
+        """Correct the token estimate with the actual usage and release concurrency."""
+        if adm is None:
+            return
+        try:
+            if actual_tokens is not None and adm.token_limits:
+                delta = actual_tokens - adm.tokens_admitted
+                if delta:
+                    for lim in adm.token_limits:
+                        await self._limiter.adjust(lim, delta)
+        except RateLimitBackendError:
+            log.warning("could not correct a token estimate (rate-limit state unavailable)")
+        await self.release(adm)
+
+    async def release(self, adm: Admitted) -> None:
+        for key, lease in adm.leases:
+            try:
+                await self._limiter.unlease(key, lease)
+            except RateLimitBackendError:
+                log.warning("could not release a concurrency lease; it expires on its own")
+        adm.leases.clear()
