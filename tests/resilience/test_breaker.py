@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from interlock.resilience.breaker import BreakerConfig, BreakerState, CircuitState, allow, is_available, record
+from interlock.resilience.breaker import (
+    BreakerConfig,
+    BreakerState,
+    CircuitState,
+    allow,
+    is_available,
+    record,
+)
 
 CFG = BreakerConfig(window_s=10, min_calls=4, failure_rate=0.5, consecutive_failures=3,
                     open_s=5, open_max_s=40, backoff=2, half_open_probes=2, probe_timeout_s=3)  # fmt: skip

@@ -87,7 +87,7 @@ class RateLimits:
                 first_req = first_req or (lim, len(checks) - 1)
             if r.tpm:
                 lim = Limit(base + ":tpm", r.tpm)
-                checks.append((lim, min(tokens, r.tpm)))
+                checks.append((lim, tokens))
                 token_limits.append(lim)
                 first_tok = first_tok or (lim, len(checks) - 1)
         out = Admitted(token_limits=token_limits, tokens_admitted=tokens)
