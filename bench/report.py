@@ -506,7 +506,11 @@ def write_doc() -> Path:
         None,
     )
     exp_files = _latest("experiments")
-    experiments = _experiments_md(_load(exp_files[-1]) if exp_files else None)
+    experiments = (
+        "\n".join(_experiments_md(_load(f)) for f in reversed(exp_files[-2:]))
+        if exp_files
+        else _experiments_md(None)
+    )
     choices_files = _latest("choices")
     choices = _load(choices_files[-1]) if choices_files else None
     m = latest["machine"]

@@ -99,6 +99,7 @@ class Gateway:
             ),
             master_key=master.get_secret_value() if master else None,
             cache_ttl_s=settings.auth.cache_ttl_s,
+            stale_on_error_s=settings.auth.stale_on_error_s,
         )
         self.started_at = time.time()
         self._started = False

@@ -56,6 +56,8 @@ class AuthSettings(_Model):
     # How long a process trusts a verified key before re-reading it; bounds how long a
     # revoked key keeps working in any process.
     cache_ttl_s: float = Field(default=2.0, ge=0.0, le=60.0)
+    # While the key store is unreachable, a key verified within this is still accepted.
+    stale_on_error_s: float = Field(default=300.0, ge=0.0)
 
 
 class PriceSettings(_Model):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from interlock.auth import secrets
-from interlock.errors import AuthenticationFailed, InvalidRequest
+from interlock.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
 from interlock.storage.keys import KeyRecord, KeyStore
 from interlock.types import Principal
 
@@ -107,8 +107,10 @@ class KeyService:
         *,
         master_key: str | None = None,
         cache_ttl_s: float = 2.0,
+        stale_on_error_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._stale_ok = stale_on_error_s
         self._store = store
         self._pepper = pepper
         self._master_hash = (
@@ -128,7 +130,20 @@ class KeyService:
         now = self._clock()
         if hit is not None and hit[1] > now:
             return hit[0]
-        principal = await self._verify(token)
+        try:
+            principal = await self._verify(token)
+        except AuthenticationFailed:
+            raise
+        except Exception as exc:
+            # The key store is unreachable. A key verified recently stays valid for a
+            # bounded time, so a database outage does not take the gateway down with it.
+            if hit is not None and now - hit[1] < self._stale_ok:
+                return hit[0]
+            raise ServiceUnavailable(
+                "API keys cannot be verified right now (key store unreachable)",
+                code="auth_unavailable",
+                retry_after=5,
+            ) from exc
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         self._cache[fp] = (principal, now + self._ttl)
