@@ -6,10 +6,14 @@ so there is exactly one request path.
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import random
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,6 +51,8 @@ from interlock.storage.ledger import LedgerStore
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
 from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal, Usage
+
+log = logging.getLogger("interlock.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,7 @@ class Gateway:
         self.started_at = time.time()
         self._started = False
         self._budget_reload: Periodic | None = None
+        self._rollup: Periodic | None = None
 
     def _accountant(self, settings: Settings) -> Accountant:
         spend = settings.spend
@@ -150,6 +157,8 @@ class Gateway:
             "budget reload", self.spend.enforcer.reload, self.settings.spend.budget_reload_s
         )
         self._budget_reload.start()
+        self._rollup = Periodic("ledger roll-up", self._roll_up, 3600.0)
+        self._rollup.start()
         self.health.start()
         await self.ladder.start()
         self._started = True
@@ -160,10 +169,30 @@ class Gateway:
         await self.health.stop()
         if self._budget_reload is not None:
             await self._budget_reload.stop()
+        if self._rollup is not None:
+            await self._rollup.stop()
         await self.spend.ledger.stop()
         await self.shared.close()
         await self.transport.close()
         await self.engine.dispose()
+
+    async def _roll_up(self) -> None:
+        """Retention: ledger rows past spend.retention_days become daily aggregates."""
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.spend.retention_days)
+        lock_path = Path(self.settings.state_dir) / "rollup.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        # Processes sharing this state dir (SQLite) take turns; PostgreSQL also locks.
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            rolled = await LedgerStore(self.engine).roll_up(cutoff)
+        finally:
+            os.close(fd)
+        if rolled:
+            log.info("rolled up %d ledger rows older than %s", rolled, cutoff.date())
 
     async def ready(self) -> Readiness:
         checks = {"started": self._started, "storage": await ping(self.engine)}

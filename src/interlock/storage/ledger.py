@@ -94,6 +94,9 @@ class LedgerStore:
                       ledger.c.model, ledger.c.deployment, ledger.c.outcome)
         )  # fmt: skip
         async with self._engine.begin() as conn:
+            if self._dialect == "postgresql":
+                # One roll-up at a time across replicas, or rows could be counted twice.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(74210002)"))
             groups = (await conn.execute(agg)).fetchall()
             if not groups:
                 return 0
