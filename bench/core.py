@@ -315,6 +315,7 @@ def profile_target(
                 body_file,
                 auth,
                 load_core,
+                pid,
             )
             spy.wait(30)
         finally:

@@ -269,32 +269,39 @@ def _history(paths: list[Path]) -> str:
             continue
         relay, gw = _rps(up, "plain", "relay"), _rps(up, "plain", "interlock")
         relay_s, gw_s = _rps(up, "sse", "relay"), _rps(up, "sse", "interlock")
+        smoke = " (smoke: 1 s points)" if r["settings"]["duration_s"] < 2 else ""
         rows.append(
             [
-                r["timestamp"],
+                r["timestamp"] + smoke,
                 up["upstream"],
                 _f(_added(up, "plain", "interlock", "p50_ms"), 3),
                 _f(_added(up, "plain", "relay", "p50_ms"), 3),
                 _f(relay, 0),
                 _f(gw, 0),
                 _f(gw / relay if relay else 0, 2),
+                _f(_cpu(up, "plain", "relay"), 0),
+                _f(_cpu(up, "plain", "interlock"), 0),
                 _f(relay_s, 0),
                 _f(gw_s, 0),
                 _f(gw_s / relay_s if relay_s else 0, 2),
+                _f(_cpu(up, "sse", "interlock"), 0),
                 _f((up["peak_rss_kib"]["interlock"] or 0) / 1024, 1),
             ]
         )
     head = [
         "run (UTC)",
         "upstream",
-        "added p50 c−a",
-        "added p50 b−a",
+        "added p50 c−a ms",
+        "added p50 b−a ms",
         "relay rps",
         "Interlock rps",
         "ratio",
+        "relay CPU µs/req",
+        "Interlock CPU µs/req",
         "relay rps (stream)",
         "Interlock rps (stream)",
         "ratio (stream)",
+        "Interlock CPU µs/stream",
         "RSS MiB",
     ]
     return _md_table(head, rows)
@@ -310,12 +317,14 @@ def _profile_md(results: dict[str, Any]) -> str:
             r, g = relay.get(mode), gw.get(mode)
             if not r or not g:
                 continue
-            us_r, us_g = 1e6 / r["load"]["rps"], 1e6 / g["load"]["rps"]
+            # CPU time per request measured on the process (1/throughput if not measured).
+            us_r = r["load"].get("cpu_us_per_req") or 1e6 / r["load"]["rps"]
+            us_g = g["load"].get("cpu_us_per_req") or 1e6 / g["load"]["rps"]
             out.append(
                 f"**{MODES[mode]}** ({up['upstream']} upstream, wrk c={g['load']['conns']}): relay "
-                f"{_f(r['load']['rps'], 0)} req/s ≈ {_f(us_r, 0)} µs of CPU per request, Interlock "
-                f"{_f(g['load']['rps'], 0)} req/s ≈ {_f(us_g, 0)} µs (the core is saturated, so "
-                "µs/request = 1/throughput; split by py-spy's self-time samples):\n"
+                f"{_f(r['load']['rps'], 0)} req/s, {_f(us_r, 0)} µs of CPU per request; Interlock "
+                f"{_f(g['load']['rps'], 0)} req/s, {_f(us_g, 0)} µs (CPU time of the process over "
+                "the run divided by its requests, split by py-spy's self-time samples):\n"
             )
             areas = dict(r["areas_self"])
             areas_g = dict(g["areas_self"])
@@ -584,7 +593,9 @@ The three targets:
   no parsing: the floor of Python proxying on Interlock's stack.
 - **c Interlock**: wrk → `interlock serve` → upstream, with a virtual key (created via
   `POST /admin/keys`, `auth.cache_ttl_s: 2.0`), request validation and Prometheus metrics
-  on, one worker.
+  on, one worker, and whatever else the configuration enables by default (since about
+  11:50 UTC on 2026-11-27 that includes the spend ledger: spool + background database
+  flush per request).
 
 Upstreams: **nginx** returns a fixed chat completion (JSON, or the SSE body of a
 {s["output_tokens"]}-token stream, captured from the simulator) for any POST; **sim** is
@@ -636,6 +647,10 @@ vs granian 14k on a trivial app, and an aiohttp relay 5.3k req/s vs httpx 0.54k.
 {_choices_md(choices)}
 ## How to read these figures / noise
 
+- The gateway is measured as src/ is at the time of the run (it is installed editable);
+  the *Run to run* table mixes runs of different src/ states, so a jump there can be a
+  code change (it was, between 11:48 and 11:52 UTC: the spend ledger) rather than noise.
+  The CPU µs/request column tells the two apart better than req/s.
 - This is a 2-core shared VM: neighbours steal cycles, so absolute figures move by
   10–20 % from run to run (see *Run to run*). Compare ratios and differences **within
   one run** (a, b and c are measured minutes apart, interleaved for the c=1 rounds), not

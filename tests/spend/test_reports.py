@@ -217,5 +217,7 @@ async def test_optimisation_what_ifs(engine: AsyncEngine) -> None:
                               targets={"gpt-4o": "gpt-4.1-nano"}, cache_hit_rate=Decimal("0.5"))  # fmt: skip
     g = rows[0]
     assert g["cheaper_model"] == "gpt-4.1-nano"
-    assert g["cheaper_cost_usd"] == tokens_cost(prices.get("gpt-4.1-nano").price, 6, 4300, 200, 1675)  # type: ignore[union-attr]
+    assert g["cheaper_cost_usd"] == tokens_cost(
+        prices.get("gpt-4.1-nano").price, 6, 4300, 200, 1675
+    )  # type: ignore[union-attr]
     assert g["cache_saving_usd"] == Decimal("0.01375")

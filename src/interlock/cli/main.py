@@ -12,7 +12,7 @@ import click
 import orjson
 
 from interlock import __version__
-from interlock.cli import remote
+from interlock.cli import remote, spend_cmds
 from interlock.settings import ConfigError, Settings
 
 T = TypeVar("T")
@@ -193,6 +193,9 @@ def config_check(config: str | None) -> None:
 
 cli.add_command(remote.degradation)
 cli.add_command(remote.deployments)
+cli.add_command(spend_cmds.report)
+cli.add_command(spend_cmds.estimate)
+cli.add_command(remote.budgets)
 
 
 def main() -> None:

@@ -91,3 +91,25 @@ def deployments(reset: str | None, url: str, key: str | None) -> None:
             f"{r['deployment']:<24} {r['circuit']:<10} {r['open_for_s']:>7.1f} "
             f"{r['cooldown_s']:>7.1f} {r['in_flight']:>9} {ewma:>8}"
         )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, default=False)
+@_url
+@_key
+def budgets(as_json: bool, url: str, key: str | None) -> None:
+    """Budgets: spent, reserved, remaining, burn rate and when they run out at that rate."""
+    rows = _call(url, key, "GET", "/admin/budgets")["data"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(
+        f"{'ID':<20} {'SCOPE':<18} {'WINDOW':<9} {'LIMIT':>10} {'SPENT':>12} {'REMAINING':>12} {'$/HOUR':>10}  EXHAUSTED AT"
+    )
+    for r in rows:
+        who = r["scope"] if r["subject"] is None else f"{r['scope']}:{r['subject']}"
+        click.echo(
+            f"{r['id']:<20} {who[:18]:<18} {r['window']:<9} {r['limit_usd'] or '-':>10} "
+            f"{r['spent_usd']:>12} {r['remaining_usd'] or '-':>12} {r['burn_usd_per_hour']:>10}  "
+            f"{r['exhausted_at'] or '-'}"
+        )

@@ -1,0 +1,597 @@
+"""``interlock report …`` and ``interlock estimate …``: spend reviews and cost estimates.
+
+Reports read the ledger in the configured database directly (the server need not run).
+Every command prints an aligned table by default, or ``--format csv`` / ``--format json``
+(money as exact decimal strings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from interlock.settings import ConfigError, Settings
+
+T = TypeVar("T")
+
+_FORMATS = ("table", "csv", "json")
+_BY = ("key", "user", "team", "feature", "model", "deployment", "provider", "outcome", "tier")
+_SPAN = re.compile(r"^(\d+)([hdw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+_config_option = click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default).",
+)
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+_since_option = click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    help="Start of the window: 12h, 1d, 7d, 30d, 2w ... back from now, or an ISO date/time (UTC).",
+)
+_until_option = click.option(
+    "--until", default=None, help="End of the window (exclusive; ISO date/time, UTC). Default: now."
+)
+_prices_option = click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Price table file (default: the one packaged with Interlock).",
+)
+
+
+# ── helpers ──────────────────────────────────────────────────────────────────────────
+
+
+def parse_when(value: str, now: datetime | None = None) -> datetime:
+    """``7d`` (back from now) or an ISO date/time (naive means UTC) -> an aware UTC datetime."""
+    now = now or datetime.now(UTC)
+    text = value.strip().lower()
+    span = _SPAN.match(text)
+    if span:
+        return now - timedelta(**{_UNITS[span[2]]: int(span[1])})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected a span such as 1d, 7d, 30d or an ISO date such as 2026-11-01"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _decimal(value: str, name: str) -> Decimal:
+    try:
+        out = Decimal(value)
+    except InvalidOperation:
+        raise click.BadParameter(f"{value!r} is not a number", param_hint=name) from None
+    if not out.is_finite():
+        raise click.BadParameter(f"{value!r} is not a finite number", param_hint=name)
+    return out
+
+
+def _rate(value: str, name: str) -> Decimal:
+    out = _decimal(value, name)
+    if not 0 <= out <= 1:
+        raise click.BadParameter("must be between 0 and 1", param_hint=name)
+    return out
+
+
+def _settings(config: str | None) -> Settings:
+    from interlock.cli.serve import config_path, resolve, sim_enabled, with_simulator
+    from interlock.settings import parse_settings
+
+    env = dict(os.environ)
+    try:
+        settings, data, source = resolve(config_path(config, env), env)
+        if sim_enabled(data):
+            settings = parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
+
+
+def _upstream(settings: Settings) -> dict[str, tuple[str, str | None]]:
+    """deployment name -> (upstream model id, provider kind), as the gateway prices it."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for name, dep in settings.deployments.items():
+        provider = settings.providers.get(dep.provider)
+        out[name] = (dep.model, provider.kind if provider is not None else None)
+    return out
+
+
+def _with_engine(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from interlock.storage.engine import create_engine, run_migrations
+
+    async def go() -> T:
+        engine = create_engine(settings.storage)
+        try:
+            await run_migrations(engine, settings.storage.db_schema)
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _prices(path: str | None) -> Any:
+    from interlock.spend.prices import PriceTable, PriceTableError
+
+    try:
+        return PriceTable.load(path)
+    except PriceTableError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _text(value: Any) -> str:
+    from interlock.spend.cost import format_usd
+
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format_usd(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _text(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, default=_json_default, option=orjson.OPT_INDENT_2).decode())
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "usd" and isinstance(value, Decimal):
+        return "$" + _text(value)
+    if kind == "pct" and isinstance(value, Decimal):
+        return f"{value * 100:.2f}%"
+    if kind == "int" and isinstance(value, int):
+        return f"{value:,}"
+    return _text(value) or "-"
+
+
+def render(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]], fmt: str
+) -> str:
+    """Rows as an aligned table, CSV or JSON. ``columns``: (key, header, kind) where kind
+    is ``str``, ``int``, ``usd``, ``pct`` or ``num`` (numbers are right-aligned)."""
+    if fmt == "json":
+        return orjson.dumps(
+            [{k: r.get(k) for k, _, _ in columns} for r in rows],
+            default=_json_default,
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([k for k, _, _ in columns])
+        for r in rows:
+            writer.writerow([_text(r.get(k)) for k, _, _ in columns])
+        return buf.getvalue().rstrip("\n")
+    cells = [[_cell(r.get(k), kind) for k, _, kind in columns] for r in rows]
+    headers = [h for _, h, _ in columns]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.ljust(w) if kind == "str" else v.rjust(w)
+            for v, w, (_, _, kind) in zip(values, widths, columns, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(c) for c in cells)
+    return "\n".join(out)
+
+
+def _window(since: str, until: str | None) -> tuple[datetime, datetime | None]:
+    start = parse_when(since)
+    end = parse_when(until) if until else None
+    if end is not None and end <= start:
+        raise click.BadParameter("--until must be after --since")
+    return start, end
+
+
+def _window_line(start: datetime, end: datetime | None) -> str:
+    stop = end.isoformat(timespec="seconds") if end else "now"
+    return f"window: {start.isoformat(timespec='seconds')} .. {stop}"
+
+
+# ── interlock report ─────────────────────────────────────────────────────────────────
+
+_SPEND_COLUMNS = [
+    ("requests", "REQUESTS", "int"),
+    ("prompt_tokens", "PROMPT TOK", "int"),
+    ("completion_tokens", "COMPL TOK", "int"),
+    ("cost_usd", "COST", "usd"),
+    ("cost_per_request", "PER REQUEST", "usd"),
+    ("share", "SHARE", "pct"),
+]
+
+
+@click.group()
+def report() -> None:
+    """Spend reports from the ledger (reads the database; the server need not run).
+
+    \b
+    interlock report spend --by team --since 1d        daily cost review
+    interlock report top --by user --since 7d --limit 10
+    interlock report waste --since 7d                  failed calls, retries, fallbacks
+    interlock report optimise --since 30d              what-ifs: cheaper tier, cache, batch
+    """
+
+
+@report.command("spend")
+@_config_option
+@click.option("--by", type=click.Choice(_BY), default="team", show_default=True,
+              help="Group by (feature: the key's feature tags).")  # fmt: skip
+@_since_option
+@_until_option
+@_format_option
+def report_spend(config: str | None, by: str, since: str, until: str | None, fmt: str) -> None:
+    """Cost per team, user, feature, model, ... most expensive first."""
+    from interlock.spend.reports import spend_by, totals
+
+    start, end = _window(since, until)
+
+    async def go(engine: Any) -> tuple[Any, Any]:
+        return await spend_by(engine, by, start, end), await totals(engine, start, end)
+
+    rows, total = _with_engine(_settings(config), go)
+    click.echo(render(rows, [("group", by.upper(), "str"), *_SPEND_COLUMNS], fmt))
+    if fmt == "table":
+        per = total.cost_usd / total.requests if total.requests else Decimal(0)
+        click.echo(
+            f"\ntotal: {total.requests:,} requests, ${_text(total.cost_usd)} "
+            f"(${_text(per.quantize(Decimal('1e-10')))} per request); {_window_line(start, end)}"
+        )
+
+
+@report.command("top")
+@_config_option
+@click.option("--by", type=click.Choice(_BY), default="user", show_default=True)
+@_since_option
+@_until_option
+@click.option("--limit", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@_format_option
+def report_top(
+    config: str | None, by: str, since: str, until: str | None, limit: int, fmt: str
+) -> None:
+    """The top spenders: the groups that spent the most."""
+    from interlock.spend.reports import top_spenders
+
+    start, end = _window(since, until)
+
+    async def go(engine: Any) -> Any:
+        return await top_spenders(engine, by, start, limit, end)
+
+    rows = _with_engine(_settings(config), go)
+    ranked = [{"rank": i, **r} for i, r in enumerate(rows, 1)]
+    click.echo(render(ranked, [("rank", "#", "int"), ("group", by.upper(), "str"),
+                               *_SPEND_COLUMNS], fmt))  # fmt: skip
+
+
+@report.command("waste")
+@_config_option
+@_since_option
+@_until_option
+@_format_option
+def report_waste(config: str | None, since: str, until: str | None, fmt: str) -> None:
+    """Spend with no useful answer: failed calls, retries, possible hedges, fallbacks.
+
+    A successful request with more than one attempt is counted as a possible hedge: the
+    ledger does not tell a retry from a hedged duplicate, and both may have been billed.
+    """
+    from interlock.spend.reports import waste
+
+    start, end = _window(since, until)
+
+    async def go(engine: Any) -> Any:
+        return await waste(engine, start, end)
+
+    w = _with_engine(_settings(config), go)
+    if fmt == "json":
+        _echo_json(w)
+        return
+    rows: list[dict[str, Any]] = [
+        {"metric": "requests", "requests": w["requests"], "cost_usd": w["cost_usd"]},
+        {"metric": "failed_calls", **w["failed_calls"]},
+        *[{"metric": f"failed:{k}", **v} for k, v in w["failed_by_outcome"].items()],
+        {"metric": "retries", "requests": w["retries"]["requests"],
+         "extra_attempts": w["retries"]["extra_attempts"]},
+        {"metric": "possible_hedges", **w["possible_hedges"]},
+        {"metric": "fallbacks", **w["fallbacks"]},
+        {"metric": "estimated_usage", **w["estimated_usage"]},
+    ]  # fmt: skip
+    cols = [("metric", "METRIC", "str"), ("requests", "REQUESTS", "int"),
+            ("extra_attempts", "EXTRA ATTEMPTS", "int"), ("cost_usd", "COST", "usd"),
+            ("share", "SHARE", "pct")]  # fmt: skip
+    click.echo(render(rows, cols, fmt))
+    if fmt == "table":
+        click.echo(f"\n{_window_line(start, end)}")
+
+
+_OPT_COLUMNS = [
+    ("model", "MODEL", "str"),
+    ("priced_as", "PRICED AS", "str"),
+    ("requests", "REQUESTS", "int"),
+    ("cost_usd", "COST", "usd"),
+    ("cheaper_model", "CHEAPER MODEL", "str"),
+    ("cheaper_cost_usd", "ON IT", "usd"),
+    ("cheaper_saving_usd", "SAVES", "usd"),
+    ("cache_hit_rate", "CACHE HITS", "pct"),
+    ("cache_saving_usd", "CACHE SAVES", "usd"),
+    ("batchable_cost_usd", "BATCHABLE", "usd"),
+    ("batch_saving_usd", "BATCH SAVES", "usd"),
+    ("best", "BEST", "str"),
+]
+
+
+def _targets(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        model, sep, target = v.partition("=")
+        if not sep or not model or not target:
+            raise click.BadParameter(f"{v!r}: expected MODEL=CHEAPER", param_hint="--target")
+        out[model.strip().lower()] = target.strip().lower()
+    return out
+
+
+@report.command("optimise")
+@_config_option
+@_since_option
+@_until_option
+@click.option(
+    "--cache-hit-rate",
+    default="0.2",
+    show_default=True,
+    help="What-if share of requests answered from the cache.",
+)
+@click.option(
+    "--batch-discount",
+    default="0.5",
+    show_default=True,
+    help="What-if batch API discount on non-streaming OpenAI/Anthropic traffic.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="MODEL=CHEAPER",
+    help="The cheaper model to price MODEL's tokens at (default: the cheapest of "
+    "its family, else of its vendor). Repeatable.",
+)
+@_prices_option
+@_format_option
+def report_optimise(config: str | None, since: str, until: str | None, cache_hit_rate: str,
+                    batch_discount: str, targets: tuple[str, ...], prices_path: str | None,
+                    fmt: str) -> None:  # fmt: skip
+    """Where a cheaper tier, caching or batching would have saved the most (what-ifs).
+
+    For the monthly review. Each figure is a what-if, not a measurement: the same tokens
+    priced at a cheaper model of the same vendor, a share of requests served from the
+    cache at no cost, and non-streaming traffic sent through a batch API at a discount.
+    """
+    from interlock.spend.reports import optimisation
+
+    start, end = _window(since, until)
+    hit = _rate(cache_hit_rate, "--cache-hit-rate")
+    discount = _rate(batch_discount, "--batch-discount")
+    table = _prices(prices_path)
+    named = _targets(targets)
+    settings = _settings(config)
+
+    async def go(engine: Any) -> Any:
+        return await optimisation(engine, start, table, until=end, upstream=_upstream(settings),
+                                  cache_hit_rate=hit, batch_discount=discount, targets=named)  # fmt: skip
+
+    rows = _with_engine(settings, go)
+    if fmt == "table":
+        click.echo("What-ifs, not measurements (savings over the window):")
+    click.echo(render(rows, _OPT_COLUMNS, fmt))
+    if fmt == "table":
+        click.echo(f"\n{_window_line(start, end)}; prices: table {table.version}")
+
+
+# ── interlock estimate ───────────────────────────────────────────────────────────────
+
+
+@click.group()
+def estimate() -> None:
+    """Estimate costs: a planned workload, a projection from the ledger, self-hosting.
+
+    \b
+    interlock estimate monthly --model gpt-4o --requests-per-month 1000000 \\
+        --input-tokens 500 --output-tokens 200 [--buffer 2.5] [--compare gpt-4o-mini,claude-haiku-4-5]
+    interlock estimate ledger --days 7 [--cache-hit-rate 0.2] [--cheaper-tier gpt-4o-mini]
+    interlock estimate break-even --model gpt-4o --gpu-usd-per-hour 2.5 \\
+        --tokens-per-second 1500 --utilisation 0.6 --input-tokens 500 --output-tokens 200
+    """
+
+
+_MONTHLY_COLUMNS = [
+    ("model", "MODEL", "str"),
+    ("priced_as", "PRICED AS", "str"),
+    ("input_per_mtok", "IN $/1M", "num"),
+    ("output_per_mtok", "OUT $/1M", "num"),
+    ("per_request", "PER REQUEST", "usd"),
+    ("base", "MONTH", "usd"),
+    ("buffered", "BUFFERED", "usd"),
+    ("vs_cheapest", "VS CHEAPEST", "num"),
+]
+
+
+@estimate.command("monthly")
+@click.option("--model", required=True, help="Model id (price table id or an upstream id).")
+@click.option("--requests-per-month", type=click.IntRange(0), required=True)
+@click.option("--input-tokens", type=click.IntRange(0), required=True, help="Per request.")
+@click.option("--output-tokens", type=click.IntRange(0), required=True, help="Per request.")
+@click.option(
+    "--buffer",
+    default="2.5",
+    show_default=True,
+    help="Safety factor for longer prompts, retries and growth (2-3x is usual).",
+)
+@click.option("--compare", "others", default="", help="More models to compare, comma-separated.")
+@_prices_option
+@_format_option
+def estimate_monthly(model: str, requests_per_month: int, input_tokens: int, output_tokens: int,
+                     buffer: str, others: str, prices_path: str | None, fmt: str) -> None:  # fmt: skip
+    """A month's cost: requests x tokens per request x price, with a buffer.
+
+    With --compare, one row per model, cheapest first.
+    """
+    from interlock.spend.estimate import compare
+
+    factor = _decimal(buffer, "--buffer")
+    if factor < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--buffer")
+    models = [model, *(m.strip() for m in others.split(",") if m.strip())]
+    try:
+        rows = compare(models, requests_per_month, input_tokens, output_tokens,
+                       _prices(prices_path), factor)  # fmt: skip
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    click.echo(render(rows, _MONTHLY_COLUMNS, fmt))
+    if fmt == "table":
+        click.echo(f"\n{requests_per_month:,} requests/month x ({input_tokens} in + "
+                   f"{output_tokens} out) tokens; buffered = month x {factor}")  # fmt: skip
+
+
+@estimate.command("ledger")
+@_config_option
+@click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
+              help="Days of recorded traffic to project from.")  # fmt: skip
+@click.option("--cache-hit-rate", default=None, help="What-if: this share served from cache.")
+@click.option("--cheaper-tier", default=None, help="What-if: every token priced at this model.")
+@_prices_option
+@_format_option
+def estimate_ledger(config: str | None, days: int, cache_hit_rate: str | None,
+                    cheaper_tier: str | None, prices_path: str | None, fmt: str) -> None:  # fmt: skip
+    """Project this month's cost from recorded traffic, with what-ifs."""
+    from interlock.spend.estimate import from_ledger
+
+    hit = _rate(cache_hit_rate, "--cache-hit-rate") if cache_hit_rate else Decimal(0)
+    table = _prices(prices_path)
+    settings = _settings(config)
+
+    async def go(engine: Any) -> Any:
+        return await from_ledger(engine, days, table, cheaper_tier=cheaper_tier,
+                                 cache_hit_rate=hit, upstream=_upstream(settings))  # fmt: skip
+
+    try:
+        r = _with_engine(settings, go)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    if fmt == "json":
+        _echo_json(r)
+        return
+    rows: list[dict[str, Any]] = [
+        {"scenario": "observed", "detail": f"{r['days']} days, {r['requests']:,} requests",
+         "cost_usd": r["observed_cost_usd"]},
+        {"scenario": "per day", "detail": "observed average", "cost_usd": r["cost_per_day"]},
+        {"scenario": "projected month", "detail": f"x {r['days_in_month']} days",
+         "cost_usd": r["projected_month_usd"]},
+    ]  # fmt: skip
+    what_if = r["what_if"]
+    if "cheaper_tier" in what_if:
+        w = what_if["cheaper_tier"]
+        rows.append({"scenario": "what-if: cheaper tier", "detail": f"all on {w['model']}",
+                     "cost_usd": w["projected_month_usd"], "saving_usd": w["saving_usd"]})  # fmt: skip
+    if "cache" in what_if:
+        w = what_if["cache"]
+        rows.append({"scenario": "what-if: cache", "detail": f"{w['hit_rate'] * 100:.0f}% hits",
+                     "cost_usd": w["projected_month_usd"], "saving_usd": w["saving_usd"]})  # fmt: skip
+    best = what_if["optimisation"]["best_per_model_saving_usd"]
+    rows.append({"scenario": "what-if: best per model", "detail": "see report optimise",
+                 "cost_usd": r["projected_month_usd"] - best, "saving_usd": best})  # fmt: skip
+    cols = [("scenario", "SCENARIO", "str"), ("detail", "DETAIL", "str"),
+            ("cost_usd", "COST", "usd"), ("saving_usd", "SAVES", "usd")]  # fmt: skip
+    click.echo(render(rows, cols, fmt))
+
+
+@estimate.command("break-even")
+@click.option("--model", required=True, help="The API model self-hosting would replace.")
+@click.option("--gpu-usd-per-hour", required=True, help="What one GPU (or replica) costs an hour.")
+@click.option(
+    "--tokens-per-second",
+    required=True,
+    help="Its measured aggregate throughput, prompt + completion tokens.",
+)
+@click.option(
+    "--utilisation",
+    default="0.6",
+    show_default=True,
+    help="Share of paid hours spent serving, (0, 1].",
+)
+@click.option("--input-tokens", type=click.IntRange(0), required=True, help="Per request.")
+@click.option("--output-tokens", type=click.IntRange(0), required=True, help="Per request.")
+@_prices_option
+@_format_option
+def estimate_break_even(model: str, gpu_usd_per_hour: str, tokens_per_second: str,
+                        utilisation: str, input_tokens: int, output_tokens: int,
+                        prices_path: str | None, fmt: str) -> None:  # fmt: skip
+    """When should I self-host? The monthly volume at which a GPU beats the API.
+
+    Assumes at least one GPU runs all month (730 h, a fixed cost), the throughput is
+    aggregate over concurrent requests, and the API is billed at list price; engineering
+    and operations costs of self-hosting are left out.
+    """
+    from interlock.spend.estimate import break_even
+
+    entry = _prices(prices_path).match(model)
+    if entry is None:
+        raise click.ClickException(f"no price for model {model!r} in the price table")
+    try:
+        r = break_even(entry.price, input_tokens, output_tokens,
+                       _decimal(gpu_usd_per_hour, "--gpu-usd-per-hour"),
+                       _decimal(tokens_per_second, "--tokens-per-second"),
+                       _decimal(utilisation, "--utilisation"))  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    r = {"model": model, "priced_as": entry.id, **r}
+    if fmt == "json":
+        _echo_json(r)
+        return
+    volume = r["break_even_requests_per_month"]
+    rows: list[dict[str, Any]] = [
+        {"metric": "api cost per 1M tokens", "value": "$" + _text(r["api_cost_per_1M"])},
+        {"metric": "self-hosted cost per 1M tokens", "value": "$" + _text(r["self_hosted_cost_per_1M"])},
+        {"metric": "api cost per request", "value": "$" + _text(r["api_cost_per_request"])},
+        {"metric": "one GPU, all month", "value": "$" + _text(r["gpu_monthly_usd"])},
+        {"metric": "requests one GPU serves a month", "value": f"{r['requests_per_gpu_month']:,}"},
+        {"metric": "break-even requests per month",
+         "value": f"{volume:,}" if volume is not None else "never (the API is cheaper per token)"},
+    ]  # fmt: skip
+    click.echo(render(rows, [("metric", "METRIC", "str"), ("value", "VALUE", "str")], fmt))
+    if fmt == "table":
+        click.echo(f"\n{model} ({entry.id}); {input_tokens} in + {output_tokens} out tokens "
+                   f"per request; utilisation {utilisation}")  # fmt: skip
