@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     p.add_argument("--no-doc", action="store_true")
     args = p.parse_args(argv)
+    harness.exit_on_sigterm()
     tools = harness.require_tools()
     gw_core, load_core = harness.cores()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -384,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = p.parse_args(argv)
 
+    harness.exit_on_sigterm()
     tools = harness.require_tools()
     gw_core, load_core = harness.cores()
     if gw_core == load_core:

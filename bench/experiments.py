@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     p.add_argument("--only", default="", help="comma list of variant names")
     args = p.parse_args(argv)
+    harness.exit_on_sigterm()
     tools = harness.require_tools()
     if not tools.get("nginx"):
         sys.exit("experiments.py needs nginx (the static upstream)")

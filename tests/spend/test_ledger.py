@@ -29,10 +29,10 @@ class FlakyStore(LedgerStore):
 
     down = False
 
-    async def insert_many(self, rows: list[dict]) -> None:  # type: ignore[override]
+    async def insert_rows(self, rows: list) -> None:  # type: ignore[override]
         if self.down:
             raise ConnectionError("database unreachable")
-        await super().insert_many(rows)
+        await super().insert_rows(rows)
 
 
 @pytest.fixture

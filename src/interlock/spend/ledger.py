@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from interlock.storage.ledger import LedgerStore
+import orjson
+
+from interlock.storage.ledger import LEDGER_COLUMNS, LedgerStore
 from interlock.storage.spool import Spool, SpoolFile
 
 log = logging.getLogger("interlock.ledger")
@@ -55,20 +57,40 @@ class LedgerRecord:
     ttft_ms: float | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def to_row(self) -> list[Any]:
+        """The record as a JSON-safe list in :data:`LEDGER_COLUMNS` order (built by hand:
+        this runs once per request)."""
+        return [
+            self.request_id,
+            self.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+            self.key_id,
+            self.user_id,
+            self.team_id,
+            self.tags,
+            self.endpoint,
+            self.model,
+            self.deployment,
+            self.provider,
+            self.tier,
+            self.status,
+            self.outcome,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.reasoning_tokens,
+            self.usage_estimated,
+            str(self.cost_usd),
+            str(self.saved_usd),
+            self.attempts,
+            self.cache,
+            self.stream,
+            self.fallback,
+            self.latency_ms,
+            self.ttft_ms,
+        ]
+
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["cost_usd"] = str(self.cost_usd)
-        out["saved_usd"] = str(self.saved_usd)
-        out["created_at"] = self.created_at.isoformat()
-        return out
-
-
-def _row(data: dict[str, Any]) -> dict[str, Any]:
-    row = dict(data)
-    row["cost_usd"] = Decimal(row["cost_usd"])
-    row["saved_usd"] = Decimal(row["saved_usd"])
-    row["created_at"] = datetime.fromisoformat(row["created_at"])
-    return row
+        return dict(zip(LEDGER_COLUMNS, self.to_row(), strict=True))
 
 
 class LedgerWriter:
@@ -95,7 +117,7 @@ class LedgerWriter:
 
     def record(self, rec: LedgerRecord) -> None:
         """Durably spool one record; the database write happens in the background."""
-        self._spool.append(rec.to_json())
+        self._spool.append_line(orjson.dumps(rec.to_row()))
         self.pending += 1
         if self.pending >= self._batch:
             self._wake.set()
@@ -111,7 +133,7 @@ class LedgerWriter:
             if offset == f.committed():
                 return True
             try:
-                await self._store.insert_many([_row(r) for r in records])
+                await self._store.insert_rows(records)
             except Exception as exc:
                 if self.healthy:
                     log.warning(

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Select, and_, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.storage.tables import ledger, ledger_daily
+
+# The column order of spooled ledger rows (spend.ledger.LedgerRecord.to_row).
+LEDGER_COLUMNS = (
+    "request_id", "created_at", "key_id", "user_id", "team_id", "tags", "endpoint", "model",
+    "deployment", "provider", "tier", "status", "outcome", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "usage_estimated", "cost_usd", "saved_usd", "attempts",
+    "cache", "stream", "fallback", "latency_ms", "ttft_ms",
+)  # fmt: skip
+_I_CREATED, _I_TAGS, _I_COST, _I_SAVED = 1, 5, 18, 19
 
 GROUPS = {
     "key": ledger.c.key_id,
@@ -28,6 +38,23 @@ class LedgerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+
+    async def insert_rows(self, rows: list[list[Any]]) -> None:
+        """Insert spooled rows (LEDGER_COLUMNS order) with one executemany on the driver,
+        ignoring request ids already present. Bypasses SQL compilation per row: this is
+        the ledger's steady-state write path."""
+        if not rows:
+            return
+        cols = ", ".join(LEDGER_COLUMNS)
+        if self._dialect == "postgresql":
+            marks = ", ".join(f"${i}" for i in range(1, len(LEDGER_COLUMNS) + 1))
+            params = [_pg_row(r) for r in rows]
+        else:
+            marks = ", ".join("?" for _ in LEDGER_COLUMNS)
+            params = [_sqlite_row(r) for r in rows]
+        sql = f"INSERT INTO ledger ({cols}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"  # noqa: S608
+        async with self._engine.begin() as conn:
+            await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
 
     async def insert_many(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows, ignoring request ids already present (replays are harmless)."""
@@ -133,3 +160,18 @@ class LedgerStore:
             await conn.execute(stmt, rows)
             res = await conn.execute(delete(ledger).where(ledger.c.created_at < before))
             return int(res.rowcount or 0)
+
+
+def _sqlite_row(r: list[Any]) -> tuple[Any, ...]:
+    row = list(r)
+    row[_I_TAGS] = orjson.dumps(row[_I_TAGS]).decode()
+    return tuple(row)
+
+
+def _pg_row(r: list[Any]) -> tuple[Any, ...]:
+    row = list(r)
+    row[_I_CREATED] = datetime.fromisoformat(row[_I_CREATED]).replace(tzinfo=UTC)
+    row[_I_TAGS] = orjson.dumps(row[_I_TAGS]).decode()
+    row[_I_COST] = Decimal(row[_I_COST])
+    row[_I_SAVED] = Decimal(row[_I_SAVED])
+    return tuple(row)

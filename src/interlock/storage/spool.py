@@ -43,10 +43,10 @@ class SpoolFile:
         tmp.write_text(str(offset))
         os.replace(tmp, self.checkpoint_path)
 
-    def read(self, max_records: int) -> tuple[list[dict[str, Any]], int]:
+    def read(self, max_records: int) -> tuple[list[Any], int]:
         """Records after the checkpoint (at most ``max_records``) and the offset after them."""
         start = self.committed()
-        out: list[dict[str, Any]] = []
+        out: list[Any] = []
         offset = start
         with open(self.path, "rb") as fh:
             fh.seek(start)
@@ -97,11 +97,15 @@ class Spool:
         self.current = SpoolFile(path, fd)
         return self.current
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Any) -> None:
+        self.append_line(orjson.dumps(record))
+
+    def append_line(self, line: bytes) -> None:
+        """One JSON value, one ``write`` (atomic for O_APPEND: no torn interleaving)."""
         if self.current is None or self.current.fd is None:
             self.open()
         assert self.current is not None and self.current.fd is not None
-        os.write(self.current.fd, orjson.dumps(record) + b"\n")
+        os.write(self.current.fd, line + b"\n")
 
     def rotate(self) -> SpoolFile | None:
         """Start a new file; return the old one (still locked) for its final drain."""
