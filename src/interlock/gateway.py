@@ -337,7 +337,9 @@ class Gateway:
     def _token_estimate(req: GatewayRequest) -> int:
         """Tokens admitted against TPM limits: the prompt plus the requested output."""
         out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 0
-        return estimate_request_tokens(req.body) + (out if isinstance(out, int) else 0)
+        n = req.body.get("n")
+        choices = n if isinstance(n, int) and n > 1 else 1
+        return estimate_request_tokens(req.body) + (out * choices if isinstance(out, int) else 0)
 
     def _cost_candidates(self, route: Route) -> list[Deployment]:
         """Every deployment the request might be charged on, fallbacks included."""

@@ -17,7 +17,9 @@ def _chat(gateway: GatewayProcess, key: str, model: str = "chat") -> httpx.Respo
 
 
 def test_create_use_list_revoke(gateway: GatewayProcess, http: httpx.Client) -> None:
-    r = http.post("/admin/keys", json={"user": "u1", "team": "t1", "tags": ["search"], "models": ["chat"]})
+    r = http.post(
+        "/admin/keys", json={"user": "u1", "team": "t1", "tags": ["search"], "models": ["chat"]}
+    )
     assert r.status_code == 201
     created = r.json()
     key, key_id = created["key"], created["id"]
@@ -45,7 +47,9 @@ def test_model_scoped_key(gateway: GatewayProcess, new_key) -> None:  # type: ig
     assert _chat(gateway, key, "chat").status_code == 200
     r = _chat(gateway, key, "claude")
     assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
-    models = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {key}"}).json()
+    models = httpx.get(
+        f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {key}"}
+    ).json()
     assert [m["id"] for m in models["data"]] == ["chat"]
 
 

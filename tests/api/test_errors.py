@@ -28,10 +28,17 @@ def _err(r: httpx.Response) -> dict:
         (b"model=chat", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
         (b"[" * 100 + b"]" * 100, "application/json", 400, "invalid_json"),
         (b'{"a":' * 2000 + b"1" + b"}" * 2000, "application/json", 400, "json_too_deep"),
-        (b'{"model":"chat","messages":' + b"[" * 80 + b"]" * 80 + b"}", "application/json", 400, "json_too_deep"),
+        (
+            b'{"model":"chat","messages":' + b"[" * 80 + b"]" * 80 + b"}",
+            "application/json",
+            400,
+            "json_too_deep",
+        ),
     ],
 )
-def test_malformed_bodies(http: httpx.Client, sim: SimControl, content: bytes, ctype: str, status: int, code: str) -> None:
+def test_malformed_bodies(
+    http: httpx.Client, sim: SimControl, content: bytes, ctype: str, status: int, code: str
+) -> None:
     r = http.post(CHAT, content=content, headers={"content-type": ctype})
     assert r.status_code == status, r.text
     assert _err(r)["code"] == code
@@ -52,7 +59,9 @@ def test_malformed_bodies(http: httpx.Client, sim: SimControl, content: bytes, c
         ({"messages": MSG}, "model"),
     ],
 )
-def test_invalid_fields_name_the_field(http: httpx.Client, sim: SimControl, body: dict, param: str) -> None:
+def test_invalid_fields_name_the_field(
+    http: httpx.Client, sim: SimControl, body: dict, param: str
+) -> None:
     r = http.post(CHAT, json=body)
     assert r.status_code == 400
     err = _err(r)
@@ -61,7 +70,11 @@ def test_invalid_fields_name_the_field(http: httpx.Client, sim: SimControl, body
 
 
 def test_body_size_cap_before_parsing(http: httpx.Client, sim: SimControl) -> None:
-    huge = b'{"model":"chat","messages":[{"role":"user","content":"' + b"x" * (5 * 1024 * 1024) + b'"}]}'
+    huge = (
+        b'{"model":"chat","messages":[{"role":"user","content":"'
+        + b"x" * (5 * 1024 * 1024)
+        + b'"}]}'
+    )
     r = http.post(CHAT, content=huge, headers={"content-type": "application/json"})
     assert r.status_code == 413 and _err(r)["code"] == "payload_too_large"
     assert sim.requests() == []
@@ -100,7 +113,9 @@ def test_routes_and_methods(http: httpx.Client) -> None:
         ({"type": "malformed"}, 502, "upstream_protocol_error"),
     ],
 )
-def test_upstream_failures_are_mapped(http: httpx.Client, sim: SimControl, fault: dict, status: int, code: str) -> None:
+def test_upstream_failures_are_mapped(
+    http: httpx.Client, sim: SimControl, fault: dict, status: int, code: str
+) -> None:
     sim.set_faults([fault])
     r = http.post(CHAT, json={"model": "chat", "messages": MSG})
     assert r.status_code == status, r.text
@@ -117,7 +132,9 @@ def test_upstream_timeout_is_504(http: httpx.Client, sim: SimControl) -> None:
     assert r.status_code == 504 and _err(r)["code"] == "upstream_timeout"
 
 
-def test_upstream_rejecting_the_gateways_key_is_not_a_401(http: httpx.Client, sim: SimControl) -> None:
+def test_upstream_rejecting_the_gateways_key_is_not_a_401(
+    http: httpx.Client, sim: SimControl
+) -> None:
     sim.set_faults([{"type": "status", "status": 401}])
     r = http.post(CHAT, json={"model": "chat", "messages": MSG})
     assert r.status_code == 502

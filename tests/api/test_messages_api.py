@@ -43,11 +43,17 @@ def test_messages_tools(claude_sdk: anthropic.Anthropic) -> None:
     assert msg.stop_reason == "tool_use"
 
 
-def test_messages_errors_use_anthropic_shape(claude_sdk: anthropic.Anthropic, gateway: GatewayProcess) -> None:
+def test_messages_errors_use_anthropic_shape(
+    claude_sdk: anthropic.Anthropic, gateway: GatewayProcess
+) -> None:
     with pytest.raises(anthropic.NotFoundError):
-        claude_sdk.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        claude_sdk.messages.create(
+            model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(anthropic.BadRequestError):
-        claude_sdk.messages.create(model="chat", max_tokens=0, messages=[{"role": "user", "content": "x"}])
+        claude_sdk.messages.create(
+            model="chat", max_tokens=0, messages=[{"role": "user", "content": "x"}]
+        )
     bad = anthropic.Anthropic(base_url=gateway.url, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model="chat", max_tokens=5, messages=[{"role": "user", "content": "x"}])

@@ -13,9 +13,16 @@ MSG = [{"role": "user", "content": "hi"}]
 def test_request_metrics_count_exactly(http: httpx.Client) -> None:
     before = scrape(http.get("/metrics").text)
     for _ in range(3):
-        assert http.post("/v1/chat/completions", json={"model": "chat", "messages": MSG}).status_code == 200
-    assert http.post("/v1/chat/completions", json={"model": "chat", "messages": []}).status_code == 400
-    assert http.post("/v1/chat/completions", json={"model": "zzz", "messages": MSG}).status_code == 404
+        assert (
+            http.post("/v1/chat/completions", json={"model": "chat", "messages": MSG}).status_code
+            == 200
+        )
+    assert (
+        http.post("/v1/chat/completions", json={"model": "chat", "messages": []}).status_code == 400
+    )
+    assert (
+        http.post("/v1/chat/completions", json={"model": "zzz", "messages": MSG}).status_code == 404
+    )
     after = scrape(http.get("/metrics").text)
 
     def delta(name: str, **labels: str) -> float:
@@ -26,9 +33,25 @@ def test_request_metrics_count_exactly(http: httpx.Client) -> None:
     assert delta("interlock_requests_total", route=route, model="chat", status="400") == 1
     # An unknown model name is client input: it never becomes a label value.
     assert delta("interlock_requests_total", route=route, model="-", status="404") == 1
-    assert delta("interlock_request_duration_seconds_count", route=route, model="chat", status="200") == 3
-    assert delta("interlock_upstream_duration_seconds_count", provider="sim", deployment="sim-small", outcome="ok") == 3
-    assert delta("interlock_tokens_total", model="chat", deployment="sim-small", direction="completion") > 0
+    assert (
+        delta("interlock_request_duration_seconds_count", route=route, model="chat", status="200")
+        == 3
+    )
+    assert (
+        delta(
+            "interlock_upstream_duration_seconds_count",
+            provider="sim",
+            deployment="sim-small",
+            outcome="ok",
+        )
+        == 3
+    )
+    assert (
+        delta(
+            "interlock_tokens_total", model="chat", deployment="sim-small", direction="completion"
+        )
+        > 0
+    )
     assert ("interlock_in_flight_requests", frozenset({("route", "all")})) in after
 
 
@@ -41,7 +64,16 @@ def test_health_and_readiness(http: httpx.Client) -> None:
 def test_openapi_matches_the_router(http: httpx.Client) -> None:
     doc = http.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    documented = {path: sorted(m.upper() for m in ops if m != "parameters") for path, ops in doc["paths"].items()}
-    served = {p: m for p, m in router.routes().items() if p.startswith(("/v1", "/admin", "/healthz", "/readyz", "/metrics", "/openapi"))}
+    documented = {
+        path: sorted(m.upper() for m in ops if m != "parameters")
+        for path, ops in doc["paths"].items()
+    }
+    served = {
+        p: m
+        for p, m in router.routes().items()
+        if p.startswith(("/v1", "/admin", "/healthz", "/readyz", "/metrics", "/openapi"))
+    }
     assert documented == served
-    assert doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "messages"]
+    assert doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["required"] == ["model", "messages"]

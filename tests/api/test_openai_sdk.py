@@ -87,7 +87,9 @@ def test_tools_round_trip(oai: openai.OpenAI) -> None:
         }
     ]
     for model in ("chat", "claude", "gemini", "bedrock"):
-        r = oai.chat.completions.create(model=model, messages=MSG, tools=tools, tool_choice="required")
+        r = oai.chat.completions.create(
+            model=model, messages=MSG, tools=tools, tool_choice="required"
+        )
         call = r.choices[0].message.tool_calls[0]  # type: ignore[index]
         args = json.loads(call.function.arguments)
         assert call.function.name == "get_weather" and isinstance(args["city"], str), model

@@ -8,11 +8,16 @@ import pytest
 from interlock.sim import SimControl
 from tests.support.gateway import AWS_KEY_ID, SIM_KEY
 
-MSG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about trains."}]
+MSG = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Tell me about trains."},
+]
 
 
 @pytest.mark.parametrize("model", ["chat", "azure", "claude", "gemini", "bedrock"])
-def test_plain_and_stream_through_every_format(oai: openai.OpenAI, sim: SimControl, model: str) -> None:
+def test_plain_and_stream_through_every_format(
+    oai: openai.OpenAI, sim: SimControl, model: str
+) -> None:
     plain = oai.chat.completions.create(model=model, messages=MSG, max_tokens=8)
     assert plain.choices[0].message.content
     assert plain.usage is not None and plain.usage.completion_tokens <= 8

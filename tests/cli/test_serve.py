@@ -43,21 +43,38 @@ def test_embedded_default_runs_with_no_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_workers_share_metrics_and_revocation(sim_url: str, sim: SimControl, tmp_path: Path) -> None:
-    gw = GatewayProcess(sim_config(sim_url, tmp_path / "state"), tmp_path, workers=2).start(timeout=60)
+def test_workers_share_metrics_and_revocation(
+    sim_url: str, sim: SimControl, tmp_path: Path
+) -> None:
+    gw = GatewayProcess(sim_config(sim_url, tmp_path / "state"), tmp_path, workers=2).start(
+        timeout=60
+    )
     admin = {"authorization": f"Bearer {MASTER_KEY}"}
     try:
         created = httpx.post(f"{gw.url}/admin/keys", json={"user": "w"}, headers=admin).json()
         key = {"authorization": f"Bearer {created['key']}"}
         pids = set()
         for _ in range(40):  # new connections, so both workers serve some
-            r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "chat", "messages": MSG}, headers=key)
+            r = httpx.post(
+                f"{gw.url}/v1/chat/completions",
+                json={"model": "chat", "messages": MSG},
+                headers=key,
+            )
             assert r.status_code == 200
         samples = scrape(httpx.get(f"{gw.url}/metrics").text)
-        total = value(samples, "interlock_requests_total", route="/v1/chat/completions", model="chat", status="200")
+        total = value(
+            samples,
+            "interlock_requests_total",
+            route="/v1/chat/completions",
+            model="chat",
+            status="200",
+        )
         assert total == 40  # summed over both processes, whichever one answered the scrape
         assert sim.ledger()["totals"]["requests"] == 40
-        pids = {int(p.name.split("_")[-1].split(".")[0]) for p in Path(gw.workdir / "state").glob("prometheus-*/*.db")}
+        pids = {
+            int(p.name.split("_")[-1].split(".")[0])
+            for p in Path(gw.workdir / "state").glob("prometheus-*/*.db")
+        }
         assert len(pids) >= 2, pids
 
         httpx.delete(f"{gw.url}/admin/keys/{created['id']}", headers=admin)

@@ -25,14 +25,18 @@ def ab_config(sim_url: str, state_dir: Path, *, alias: dict[str, Any] | None = N
         "state_dir": str(state_dir),
         "storage": {"url": f"sqlite+aiosqlite:///{state_dir}/interlock.db"},
         "auth": {"master_key": MASTER_KEY},
-        "providers": {"sim": {"kind": "openai_compatible", "base_url": f"{sim_url}/v1", "api_key": SIM_KEY}},
+        "providers": {
+            "sim": {"kind": "openai_compatible", "base_url": f"{sim_url}/v1", "api_key": SIM_KEY}
+        },
         "deployments": {
             "A": {"provider": "sim", "model": "sim-a", "timeouts": fast},
             "B": {"provider": "sim", "model": "sim-b", "timeouts": fast},
         },
         "models": {"ab": {"deployments": ["A", "B"], **(alias or {})}},
         "resilience": resilience or {},
-        "spend": {"unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+        "spend": {
+            "unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}
+        },
     }
     cfg.update(extra)
     return cfg

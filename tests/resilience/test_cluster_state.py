@@ -43,28 +43,46 @@ def test_three_replicas_stop_routing_to_a_dead_provider_within_a_second(
     try:
         cfg = ab_config(sim_url, tmp_path / "s", state=redis_state(),
                         resilience={"breaker": {"consecutive_failures": 2, "open_s": 30}})  # fmt: skip
-        cfg["providers"]["dead-soon"] = {"kind": "openai_compatible", "base_url": f"{url_a}/v1", "api_key": SIM_KEY}
+        cfg["providers"]["dead-soon"] = {
+            "kind": "openai_compatible",
+            "base_url": f"{url_a}/v1",
+            "api_key": SIM_KEY,
+        }
         cfg["deployments"]["A"]["provider"] = "dead-soon"
         replicas = [start_gateway(cfg, name=f"r{i}") for i in range(3)]
         with httpx.Client(timeout=10) as client:
             for gw in replicas:
-                r = client.post(f"{gw.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN)
+                r = client.post(
+                    f"{gw.url}/v1/chat/completions",
+                    json={"model": "ab", "messages": MSG},
+                    headers=ADMIN,
+                )
                 assert r.headers["x-interlock-deployment"] == "A"
             proc_a.send_signal(signal.SIGKILL)
             proc_a.wait(5)
             # Only replica 0 sees traffic; it trips its breaker on A...
             while circuit(replicas[0], "A") != "open":
-                r = client.post(f"{replicas[0].url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN)
+                r = client.post(
+                    f"{replicas[0].url}/v1/chat/completions",
+                    json={"model": "ab", "messages": MSG},
+                    headers=ADMIN,
+                )
                 assert r.status_code == 200  # B answers while A fails
             tripped = time.monotonic()
             # ...and the other two, which sent nothing to A since, stop routing to it.
             for gw in replicas[1:]:
                 while circuit(gw, "A") != "open":
-                    assert time.monotonic() - tripped < 1.0, "replica did not adopt the open circuit"
+                    assert time.monotonic() - tripped < 1.0, (
+                        "replica did not adopt the open circuit"
+                    )
                     time.sleep(0.02)
             before = sim.ledger()["totals"]["requests"]
             for gw in replicas[1:]:
-                r = client.post(f"{gw.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN)
+                r = client.post(
+                    f"{gw.url}/v1/chat/completions",
+                    json={"model": "ab", "messages": MSG},
+                    headers=ADMIN,
+                )
                 assert r.status_code == 200 and r.headers["x-interlock-deployment"] == "B"
                 assert r.headers["x-interlock-attempts"] == "1"  # A was skipped, not tried
             assert sim.ledger()["totals"]["requests"] == before + 2
@@ -84,15 +102,25 @@ def test_forced_degradation_reaches_every_replica(
     assert r.status_code == 200 and r.json()["level"] == "minimal"
     deadline = time.monotonic() + 2
     while True:
-        r = httpx.post(f"{b.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN)
+        r = httpx.post(
+            f"{b.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN
+        )
         if r.status_code == 503:
             break
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert r.json()["error"]["code"] == "degraded" and r.headers["x-interlock-degradation"] == "minimal"
+    assert (
+        r.json()["error"]["code"] == "degraded"
+        and r.headers["x-interlock-degradation"] == "minimal"
+    )
     httpx.put(f"{b.url}/admin/degradation", json={"level": "auto"}, headers=ADMIN)
     deadline = time.monotonic() + 2
-    while httpx.post(f"{a.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN).status_code != 200:
+    while (
+        httpx.post(
+            f"{a.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN
+        ).status_code
+        != 200
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -132,9 +160,14 @@ def test_frozen_redis_never_blocks_requests(
     proc, url = own_redis
     gw = start_gateway(ab_config(sim_url, tmp_path / "s", state=redis_state(url)))
     with httpx.Client(timeout=10) as client:
+
         def timed() -> float:
             t = time.monotonic()
-            r = client.post(f"{gw.url}/v1/chat/completions", json={"model": "ab", "messages": MSG}, headers=ADMIN)
+            r = client.post(
+                f"{gw.url}/v1/chat/completions",
+                json={"model": "ab", "messages": MSG},
+                headers=ADMIN,
+            )
             assert r.status_code == 200
             return time.monotonic() - t
 
@@ -153,6 +186,8 @@ def test_frozen_redis_never_blocks_requests(
         assert frozen[-1] < baseline + 0.5, (baseline, frozen[-5:])
         assert max(during_fault) < 1.0
         deadline = time.monotonic() + 3
-        while not httpx.get(f"{gw.url}/admin/degradation", headers=ADMIN).json()["shared_state_healthy"]:
+        while not httpx.get(f"{gw.url}/admin/degradation", headers=ADMIN).json()[
+            "shared_state_healthy"
+        ]:
             assert time.monotonic() < deadline, "did not reconnect to redis"
             time.sleep(0.1)

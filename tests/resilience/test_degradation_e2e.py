@@ -15,7 +15,9 @@ from tests.support.gateway import GatewayProcess
 
 
 def post(gw: GatewayProcess, client: httpx.Client, model: str = "ab") -> httpx.Response:
-    return client.post(f"{gw.url}/v1/chat/completions", json={"model": model, "messages": MSG}, headers=ADMIN)
+    return client.post(
+        f"{gw.url}/v1/chat/completions", json={"model": model, "messages": MSG}, headers=ADMIN
+    )
 
 
 def level(gw: GatewayProcess) -> str:
@@ -74,9 +76,17 @@ def test_forced_levels_and_headers(sim_url: str, sim: SimControl, tmp_path: Path
     gw = start_gateway(cfg)
     with httpx.Client(timeout=10) as client:
         r = post(gw, client)
-        assert r.headers["x-interlock-degradation"] == "full" and r.headers["x-interlock-deployment"] == "B"
+        assert (
+            r.headers["x-interlock-degradation"] == "full"
+            and r.headers["x-interlock-deployment"] == "B"
+        )
         for name, status, dep in (("limited", 200, "A"), ("minimal", 503, None)):
-            assert client.put(f"{gw.url}/admin/degradation", json={"level": name}, headers=ADMIN).status_code == 200
+            assert (
+                client.put(
+                    f"{gw.url}/admin/degradation", json={"level": name}, headers=ADMIN
+                ).status_code
+                == 200
+            )
             r = post(gw, client)
             assert r.status_code == status and r.headers["x-interlock-degradation"] == name
             if dep:

@@ -17,7 +17,11 @@ from tests.support.metrics import scrape, value
 
 
 def chat(gw: GatewayProcess, client: httpx.Client, **body: object) -> httpx.Response:
-    return client.post(f"{gw.url}/v1/chat/completions", json={"model": "ab", "messages": MSG, **body}, headers=ADMIN)
+    return client.post(
+        f"{gw.url}/v1/chat/completions",
+        json={"model": "ab", "messages": MSG, **body},
+        headers=ADMIN,
+    )
 
 
 def circuit(gw: GatewayProcess, name: str) -> str:
@@ -53,8 +57,13 @@ def test_outage_of_a_costs_latency_not_errors(sim_url: str, sim: SimControl, tmp
     assert "open" in transitions
     samples = scrape(httpx.get(f"{gw.url}/metrics").text)
     assert value(samples, "interlock_circuit_transitions_total", deployment="A", state="open") >= 1
-    assert value(samples, "interlock_circuit_transitions_total", deployment="A", state="half_open") >= 1
-    assert value(samples, "interlock_circuit_transitions_total", deployment="A", state="closed") >= 1
+    assert (
+        value(samples, "interlock_circuit_transitions_total", deployment="A", state="half_open")
+        >= 1
+    )
+    assert (
+        value(samples, "interlock_circuit_transitions_total", deployment="A", state="closed") >= 1
+    )
     # While A's circuit was open, B served without A being called at all.
     a_calls = [r for r in sim.requests() if '"sim-a"' in r["body"]]
     assert len(a_calls) < len(outcomes) / 2
@@ -63,7 +72,17 @@ def test_outage_of_a_costs_latency_not_errors(sim_url: str, sim: SimControl, tmp
 def test_retry_after_is_honoured(sim_url: str, sim: SimControl, tmp_path: Path,
                                  start_gateway: Callable[..., GatewayProcess]) -> None:  # fmt: skip
     gw = start_gateway(ab_config(sim_url, tmp_path / "s"))
-    sim.set_faults([{"type": "status", "status": 429, "retry_after": 2, "count": 1, "match": {"model": "sim-a"}}])
+    sim.set_faults(
+        [
+            {
+                "type": "status",
+                "status": 429,
+                "retry_after": 2,
+                "count": 1,
+                "match": {"model": "sim-a"},
+            }
+        ]
+    )
     with httpx.Client(timeout=10) as client:
         first = chat(gw, client)
         assert first.status_code == 200 and first.headers["x-interlock-deployment"] == "B"
@@ -134,12 +153,17 @@ def test_fallback_alias_on_error_class(sim_url: str, sim: SimControl, tmp_path: 
     with httpx.Client(timeout=10) as client:
         r = chat(gw, client, model="primary")
     assert r.status_code == 200
-    assert r.headers["x-interlock-fallback"] == "backup" and r.headers["x-interlock-deployment"] == "B"
+    assert (
+        r.headers["x-interlock-fallback"] == "backup" and r.headers["x-interlock-deployment"] == "B"
+    )
 
 
 def test_retry_budget_stops_retry_storms(sim_url: str, sim: SimControl, tmp_path: Path,
                                          start_gateway: Callable[..., GatewayProcess]) -> None:  # fmt: skip
-    res = {"retry_budget": {"ratio": 0.0, "min_per_s": 0.0}, "breaker": {"consecutive_failures": 1000, "min_calls": 1000}}
+    res = {
+        "retry_budget": {"ratio": 0.0, "min_per_s": 0.0},
+        "breaker": {"consecutive_failures": 1000, "min_calls": 1000},
+    }
     gw = start_gateway(ab_config(sim_url, tmp_path / "s", resilience=res))
     # The process starts with a full bucket (100 retries); spend it, then no more retries.
     sim.set_faults([{"type": "status", "status": 500}])

@@ -29,7 +29,9 @@ def test_full_jitter_bounds() -> None:
 
 def test_retry_budget_is_a_share_of_traffic() -> None:
     now = [0.0]
-    budget = RetryBudget(BudgetConfig(ratio=0.1, min_per_s=0.0, max_tokens=10), clock=lambda: now[0])
+    budget = RetryBudget(
+        BudgetConfig(ratio=0.1, min_per_s=0.0, max_tokens=10), clock=lambda: now[0]
+    )
     while budget.try_spend():
         pass
     assert not budget.try_spend()

@@ -51,8 +51,11 @@ def test_converse(http: httpx.Client, bedrock_headers: dict[str, str], sim: SimC
     msg = body["output"]["message"]
     assert msg["role"] == "assistant" and len(msg["content"][0]["text"].split()) == 16
     assert body["stopReason"] == "end_turn"
-    assert body["usage"] == {"inputTokens": 3 + 5 + 2 * 3 + 3, "outputTokens": 16,
-                             "totalTokens": 17 + 16}
+    assert body["usage"] == {
+        "inputTokens": 3 + 5 + 2 * 3 + 3,
+        "outputTokens": 16,
+        "totalTokens": 17 + 16,
+    }
     assert isinstance(body["metrics"]["latencyMs"], int)
     assert sim.ledger()["entries"][0]["model"] == MODEL
 
@@ -63,26 +66,47 @@ def test_converse_stream(http: httpx.Client, bedrock_headers: dict[str, str]) ->
     assert r.headers["content-type"] == "application/vnd.amazon.eventstream"
     events = decode(r.content)
     types = [h[":event-type"] for h, _ in events]
-    assert types[0] == "messageStart" and types[-3:] == ["contentBlockStop", "messageStop",
-                                                         "metadata"]
-    assert all(h[":message-type"] == "event" and h[":content-type"] == "application/json"
-               for h, _ in events)
-    text = "".join(p["delta"]["text"] for h, p in events
-                   if h[":event-type"] == "contentBlockDelta")
+    assert types[0] == "messageStart" and types[-3:] == [
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
+    assert all(
+        h[":message-type"] == "event" and h[":content-type"] == "application/json"
+        for h, _ in events
+    )
+    text = "".join(p["delta"]["text"] for h, p in events if h[":event-type"] == "contentBlockDelta")
     assert text == plain["output"]["message"]["content"][0]["text"]
     assert events[-2][1] == {"stopReason": "end_turn"}
     assert events[-1][1]["usage"] == plain["usage"]
 
 
-def test_converse_limits_and_tools(http: httpx.Client, bedrock_headers: dict[str, str],
+def test_converse_limits_and_tools(
+    http: httpx.Client,
+    bedrock_headers: dict[str, str],
     weather_schema: dict[str, Any],
 ) -> None:
-    capped = http.post(PATH + "/converse", headers=bedrock_headers,
-                       json={**REQ, "inferenceConfig": {"maxTokens": 2}}).json()
+    capped = http.post(
+        PATH + "/converse",
+        headers=bedrock_headers,
+        json={**REQ, "inferenceConfig": {"maxTokens": 2}},
+    ).json()
     assert capped["stopReason"] == "max_tokens" and capped["usage"]["outputTokens"] == 2
-    req = {**REQ, "toolConfig": {"tools": [{"toolSpec": {
-        "name": "get_weather", "description": "w", "inputSchema": {"json": weather_schema}}}],
-        "toolChoice": {"any": {}}}}
+    req = {
+        **REQ,
+        "toolConfig": {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": "get_weather",
+                        "description": "w",
+                        "inputSchema": {"json": weather_schema},
+                    }
+                }
+            ],
+            "toolChoice": {"any": {}},
+        },
+    }
     body = http.post(PATH + "/converse", json=req, headers=bedrock_headers).json()
     use = body["output"]["message"]["content"][0]["toolUse"]
     assert body["stopReason"] == "tool_use" and use["name"] == "get_weather"
@@ -90,16 +114,20 @@ def test_converse_limits_and_tools(http: httpx.Client, bedrock_headers: dict[str
     events = decode(http.post(PATH + "/converse-stream", json=req, headers=bedrock_headers).content)
     start = next(p for h, p in events if h[":event-type"] == "contentBlockStart")
     assert start["start"]["toolUse"]["name"] == "get_weather"
-    partial = "".join(p["delta"]["toolUse"]["input"] for h, p in events
-                      if h[":event-type"] == "contentBlockDelta")
+    partial = "".join(
+        p["delta"]["toolUse"]["input"] for h, p in events if h[":event-type"] == "contentBlockDelta"
+    )
     assert orjson.loads(partial) == use["input"]
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer abc", "x-amz-date": "20240101T000000Z"},
-    {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/x"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer abc", "x-amz-date": "20240101T000000Z"},
+        {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/x"},
+    ],
+)
 def test_converse_auth(http: httpx.Client, headers: dict[str, str]) -> None:
     r = http.post(PATH + "/converse", json=REQ, headers=headers)
     assert r.status_code == 403 and "message" in r.json()
@@ -109,9 +137,13 @@ def test_converse_auth(http: httpx.Client, headers: dict[str, str]) -> None:
 def test_botocore_client_against_sim(sim_url: str, sim: SimControl) -> None:
     session = botocore.session.get_session()
     client = session.create_client(
-        "bedrock-runtime", region_name="us-east-1", endpoint_url=sim_url,
-        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
-        config=Config(retries={"total_max_attempts": 1}))
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=sim_url,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
     try:
         resp = client.converse(modelId=MODEL, messages=REQ["messages"], system=REQ["system"])
         assert resp["stopReason"] == "end_turn" and resp["usage"]["outputTokens"] == 16

@@ -16,13 +16,25 @@ from interlock.sim.process import stop_sim_process as stop_sim
 
 
 def test_cli_flags_config_json_and_sigterm(free_port: int) -> None:
-    proc, url = start_sim("--port", str(free_port), "--seed", "3", "--output-tokens", "5",
-                          "--config-json", '{"embedding_dims": 8, "ttft_ms": 1}')
+    proc, url = start_sim(
+        "--port",
+        str(free_port),
+        "--seed",
+        "3",
+        "--output-tokens",
+        "5",
+        "--config-json",
+        '{"embedding_dims": 8, "ttft_ms": 1}',
+    )
     try:
         assert url == f"http://127.0.0.1:{free_port}"
         cfg = SimControl(url).config()
         assert (cfg["seed"], cfg["output_tokens"], cfg["embedding_dims"], cfg["ttft_ms"]) == (
-            3, 5, 8, 1)
+            3,
+            5,
+            8,
+            1,
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -37,8 +49,12 @@ def test_cli_sigint_exits_cleanly() -> None:
 
 
 def test_cli_rejects_bad_config() -> None:
-    r = subprocess.run([sys.executable, "-m", "interlock.sim", "--config-json", '{"x": 1}'],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "interlock.sim", "--config-json", '{"x": 1}'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "unknown config keys" in r.stderr
 
 
@@ -68,9 +84,13 @@ def test_sigterm_with_a_hanging_request_exits_promptly() -> None:
         host, port = url.removeprefix("http://").split(":")
         body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}]}'
         with socket.create_connection((host, int(port))) as conn:
-            conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: "
-                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
             time.sleep(0.3)
             t0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)

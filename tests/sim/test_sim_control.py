@@ -30,8 +30,12 @@ def test_partial_update_and_unknown_keys(sim: SimControl, http: httpx.Client) ->
     assert exc.value.status == 400
     assert http.put("/_sim/config", content=b"[1]").status_code == 400
     assert http.put("/_sim/config", json={"faults": [{"type": "status"}]}).status_code == 400
-    assert http.put("/_sim/config", json={"faults": [{"type": "status", "status": 500,
-                                                      "colour": "red"}]}).status_code == 400
+    assert (
+        http.put(
+            "/_sim/config", json={"faults": [{"type": "status", "status": 500, "colour": "red"}]}
+        ).status_code
+        == 400
+    )
     assert sim.config()["output_tokens"] == 4
 
 
@@ -46,12 +50,19 @@ def test_reset_keeps_latency_unless_asked(sim: SimControl, http: httpx.Client) -
     assert sim.reset(initial=True)["seed"] == 7
 
 
-def test_ledger_totals_by_model_and_cost(sim: SimControl, http: httpx.Client,
-                                         anthropic_headers: dict[str, str]) -> None:
+def test_ledger_totals_by_model_and_cost(
+    sim: SimControl, http: httpx.Client, anthropic_headers: dict[str, str]
+) -> None:
     a = http.post("/v1/chat/completions", json=CHAT).json()["usage"]
-    b = http.post("/v1/messages", headers=anthropic_headers,
-                  json={"model": "sim-large", "max_tokens": 10,
-                        "messages": [{"role": "user", "content": "hello"}]}).json()["usage"]
+    b = http.post(
+        "/v1/messages",
+        headers=anthropic_headers,
+        json={
+            "model": "sim-large",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hello"}],
+        },
+    ).json()["usage"]
     e = http.post("/v1/embeddings", json={"model": "sim-embed", "input": "one two three"}).json()
     http.post("/v1/chat/completions", json={**CHAT, "model": "sim-medium", "stream": True})
     ledger = sim.ledger()
@@ -61,17 +72,29 @@ def test_ledger_totals_by_model_and_cost(sim: SimControl, http: httpx.Client,
     assert small["prompt_tokens"] == a["prompt_tokens"]
     assert small["completion_tokens"] == a["completion_tokens"]
     assert small["cost_usd"] == pytest.approx(
-        (a["prompt_tokens"] * 0.15 + a["completion_tokens"] * 0.60) / 1e6)
+        (a["prompt_tokens"] * 0.15 + a["completion_tokens"] * 0.60) / 1e6
+    )
     assert large["cost_usd"] == pytest.approx(
-        (b["input_tokens"] * 5 + b["output_tokens"] * 15) / 1e6)
+        (b["input_tokens"] * 5 + b["output_tokens"] * 15) / 1e6
+    )
     assert ledger["by_model"]["sim-embed"]["prompt_tokens"] == e["usage"]["prompt_tokens"]
-    assert totals["cost_usd"] == pytest.approx(sum(m["cost_usd"]
-                                                   for m in ledger["by_model"].values()))
+    assert totals["cost_usd"] == pytest.approx(
+        sum(m["cost_usd"] for m in ledger["by_model"].values())
+    )
     entry = ledger["entries"][-1]
     assert entry["format"] == "openai" and entry["stream"] and entry["completed"]
     assert entry["completion_tokens"] == 16
-    assert set(entry) >= {"id", "format", "model", "stream", "prompt_tokens",
-                          "completion_tokens", "status", "cost_usd", "completed"}
+    assert set(entry) >= {
+        "id",
+        "format",
+        "model",
+        "stream",
+        "prompt_tokens",
+        "completion_tokens",
+        "status",
+        "cost_usd",
+        "completed",
+    }
 
 
 def test_custom_prices(sim: SimControl, http: httpx.Client) -> None:
@@ -82,8 +105,11 @@ def test_custom_prices(sim: SimControl, http: httpx.Client) -> None:
 
 def test_request_log(sim: SimControl, http: httpx.Client) -> None:
     http.post("/v1/chat/completions?x=1", json=CHAT, headers={"X-Custom": "Yes"})
-    http.post("/v1/embeddings", content=b"\xff" + b"a" * 70_000,
-              headers={"content-type": "application/json"})
+    http.post(
+        "/v1/embeddings",
+        content=b"\xff" + b"a" * 70_000,
+        headers={"content-type": "application/json"},
+    )
     first, second = sim.requests()
     assert first["method"] == "POST" and first["path"] == "/v1/chat/completions"
     assert first["query"] == {"x": "1"} and first["headers"]["x-custom"] == "Yes"

@@ -15,8 +15,17 @@ CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hello"}]
 
 
 def test_status_fault_count_retry_after_and_match(http: httpx.Client, sim: SimControl) -> None:
-    sim.set_faults([{"type": "status", "status": 429, "retry_after": 2, "count": 2,
-                     "match": {"model": "sim-small", "path": "chat/completions"}}])
+    sim.set_faults(
+        [
+            {
+                "type": "status",
+                "status": 429,
+                "retry_after": 2,
+                "count": 2,
+                "match": {"model": "sim-small", "path": "chat/completions"},
+            }
+        ]
+    )
     other = http.post("/v1/chat/completions", json={**CHAT, "model": "sim-large"})
     assert other.status_code == 200
     for _ in range(2):
@@ -30,28 +39,44 @@ def test_status_fault_count_retry_after_and_match(http: httpx.Client, sim: SimCo
     assert sim.faults()[0]["remaining"] == 0
 
 
-@pytest.mark.parametrize(("status", "kind"), [(500, "api_error"), (529, "overloaded_error"),
-                                              (429, "rate_limit_error")])
-def test_status_fault_in_anthropic_shape(http: httpx.Client, sim: SimControl,
-                                         anthropic_headers: dict[str, str], status: int,
-                                         kind: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind"), [(500, "api_error"), (529, "overloaded_error"), (429, "rate_limit_error")]
+)
+def test_status_fault_in_anthropic_shape(
+    http: httpx.Client, sim: SimControl, anthropic_headers: dict[str, str], status: int, kind: str
+) -> None:
     sim.set_faults([{"type": "status", "status": status}])
-    r = http.post("/v1/messages", headers=anthropic_headers,
-                  json={"model": "sim-small", "max_tokens": 5,
-                        "messages": [{"role": "user", "content": "hi"}]})
+    r = http.post(
+        "/v1/messages",
+        headers=anthropic_headers,
+        json={
+            "model": "sim-small",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
     assert r.status_code == status and r.json()["error"]["type"] == kind
 
 
-def test_status_fault_gemini_and_bedrock_shapes(http: httpx.Client, sim: SimControl,
-                                                gemini_headers: dict[str, str],
-                                                bedrock_headers: dict[str, str]) -> None:
+def test_status_fault_gemini_and_bedrock_shapes(
+    http: httpx.Client,
+    sim: SimControl,
+    gemini_headers: dict[str, str],
+    bedrock_headers: dict[str, str],
+) -> None:
     sim.set_faults([{"type": "status", "status": 429, "retry_after": 1.5}])
-    g = http.post("/v1beta/models/sim-small:generateContent", headers=gemini_headers,
-                  json={"contents": [{"parts": [{"text": "hi"}]}]})
+    g = http.post(
+        "/v1beta/models/sim-small:generateContent",
+        headers=gemini_headers,
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+    )
     assert g.status_code == 429 and g.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert g.headers["Retry-After"] == "1.5"
-    b = http.post("/model/sim-small/converse", headers=bedrock_headers,
-                  json={"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+    b = http.post(
+        "/model/sim-small/converse",
+        headers=bedrock_headers,
+        json={"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+    )
     assert b.status_code == 429 and "message" in b.json()
     assert b.headers["x-amzn-ErrorType"].startswith("ThrottlingException")
 
@@ -81,8 +106,9 @@ def test_reset_fault(http: httpx.Client, sim: SimControl) -> None:
     assert [e["fault"] for e in sim.ledger()["entries"]] == ["reset", None]
 
 
-def test_malformed_fault_plain_and_stream(http: httpx.Client, sim: SimControl,
-                                          anthropic_headers: dict[str, str]) -> None:
+def test_malformed_fault_plain_and_stream(
+    http: httpx.Client, sim: SimControl, anthropic_headers: dict[str, str]
+) -> None:
     sim.set_faults([{"type": "malformed", "count": 3}])
     r = http.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 200
@@ -94,15 +120,23 @@ def test_malformed_fault_plain_and_stream(http: httpx.Client, sim: SimControl,
     with pytest.raises(ValueError):
         for d in datas:
             orjson.loads(d)
-    a = http.post("/v1/messages", headers=anthropic_headers,
-                  json={"model": "sim-small", "max_tokens": 5, "stream": True,
-                        "messages": [{"role": "user", "content": "hi"}]})
+    a = http.post(
+        "/v1/messages",
+        headers=anthropic_headers,
+        json={
+            "model": "sim-small",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
     assert "message_stop" not in a.text
     assert [e["completed"] for e in sim.ledger()["entries"]] == [False, False, False]
 
 
-def _read_stream(client: httpx.Client, path: str, body: dict[str, Any],
-                 headers: dict[str, str] | None = None) -> tuple[bytes, bool]:
+def _read_stream(
+    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[bytes, bool]:
     """The bytes received and whether the connection broke before the end."""
     received = b""
     try:
@@ -114,8 +148,9 @@ def _read_stream(client: httpx.Client, path: str, body: dict[str, Any],
     return received, False
 
 
-def test_cut_stream_fault(http: httpx.Client, sim: SimControl,
-                          anthropic_headers: dict[str, str]) -> None:
+def test_cut_stream_fault(
+    http: httpx.Client, sim: SimControl, anthropic_headers: dict[str, str]
+) -> None:
     sim.set_faults([{"type": "cut_stream", "after_chunks": 3}])
     # a non-stream request is not affected
     assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
@@ -123,14 +158,25 @@ def test_cut_stream_fault(http: httpx.Client, sim: SimControl,
     assert broken and b"[DONE]" not in data
     chunks = [orjson.loads(b[6:]) for b in data.decode().split("\n\n") if b.startswith("data: ")]
     assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) == 3
-    data, broken = _read_stream(http, "/v1/messages", {
-        "model": "sim-small", "max_tokens": 50, "stream": True,
-        "messages": [{"role": "user", "content": "hi"}]}, anthropic_headers)
+    data, broken = _read_stream(
+        http,
+        "/v1/messages",
+        {
+            "model": "sim-small",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        anthropic_headers,
+    )
     assert broken and data.count(b"event: content_block_delta") == 3
     assert b"message_stop" not in data
     entries = sim.ledger()["entries"]
     assert [(e["completed"], e["completion_tokens"]) for e in entries] == [
-        (True, 16), (False, 3), (False, 3)]
+        (True, 16),
+        (False, 3),
+        (False, 3),
+    ]
 
 
 def test_latency_fault_and_ttft(http: httpx.Client, sim: SimControl) -> None:

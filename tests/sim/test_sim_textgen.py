@@ -23,8 +23,7 @@ WEATHER = {
         "alerts": {"type": "boolean"},
         "ratio": {"type": "number", "minimum": 0, "maximum": 1},
         "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
-        "where": {"type": "object", "properties": {"lat": {"type": "number"}},
-                  "required": ["lat"]},
+        "where": {"type": "object", "properties": {"lat": {"type": "number"}}, "required": ["lat"]},
     },
     "required": ["city", "days", "unit"],
     "additionalProperties": False,
@@ -52,9 +51,14 @@ def test_schema_values_conform(seed: int) -> None:
 def test_schema_gemini_uppercase_types_and_refs() -> None:
     gemini = {"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}, "required": ["n"]}
     assert isinstance(value_for_schema(gemini, random.Random(1))["n"], int)
-    ref = {"$defs": {"P": {"type": "object", "properties": {"x": {"type": "boolean"}},
-                           "required": ["x"]}},
-           "type": "object", "properties": {"p": {"$ref": "#/$defs/P"}}, "required": ["p"]}
+    ref = {
+        "$defs": {
+            "P": {"type": "object", "properties": {"x": {"type": "boolean"}}, "required": ["x"]}
+        },
+        "type": "object",
+        "properties": {"p": {"$ref": "#/$defs/P"}},
+        "required": ["p"],
+    }
     assert isinstance(value_for_schema(ref, random.Random(1))["p"]["x"], bool)
 
 
@@ -99,8 +103,9 @@ def test_embeddings_unit_and_similar_for_similar_text() -> None:
 
 
 def test_config_round_trip_and_rejects_unknown() -> None:
-    cfg = SimConfig.from_dict({"seed": 3, "ttft_ms": 5, "faults": [{"type": "status",
-                                                                      "status": 429}]})
+    cfg = SimConfig.from_dict(
+        {"seed": 3, "ttft_ms": 5, "faults": [{"type": "status", "status": 429}]}
+    )
     assert SimConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.prices["sim-small"] == {"input_per_mtok": 0.15, "output_per_mtok": 0.60}
     assert cfg.price_for("anthropic.sim-large-v1:0") == cfg.prices["sim-large"]
@@ -113,11 +118,19 @@ def test_config_round_trip_and_rejects_unknown() -> None:
 
 
 def test_fault_engine_counts_matches_and_probability() -> None:
-    eng = FaultEngine([
-        {"type": "latency", "ms": 5, "count": None, "probability": 1.0, "match": {}},
-        {"type": "status", "status": 429, "count": 2, "probability": 1.0,
-         "match": {"model": "sim-large"}},
-    ], seed=1)
+    eng = FaultEngine(
+        [
+            {"type": "latency", "ms": 5, "count": None, "probability": 1.0, "match": {}},
+            {
+                "type": "status",
+                "status": 429,
+                "count": 2,
+                "probability": 1.0,
+                "match": {"model": "sim-large"},
+            },
+        ],
+        seed=1,
+    )
     assert eng.decide("/v1/chat/completions", "sim-small", "openai", False).fault is None
     d = eng.decide("/v1/chat/completions", "sim-large", "openai", False)
     assert d.latency_ms == 5 and d.fault is not None and d.fault["status"] == 429

@@ -22,10 +22,16 @@ PRICE_IN, PRICE_OUT = Decimal(500), Decimal(2000)  # USD per 1M tokens: ~$0.04 a
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_hard_limit_is_not_overshot_by_four_replicas(sim_url: str, sim: SimControl, tmp_path: Path) -> None:
+def test_hard_limit_is_not_overshot_by_four_replicas(
+    sim_url: str, sim: SimControl, tmp_path: Path
+) -> None:
     require("Redis", "127.0.0.1", 6379)
     prefix = f"bt{secrets.token_hex(4)}:"
-    cfg = sim_config(sim_url, tmp_path / "state", state={"backend": "redis", "key_prefix": prefix, "redis_timeout_s": 0.5})
+    cfg = sim_config(
+        sim_url,
+        tmp_path / "state",
+        state={"backend": "redis", "key_prefix": prefix, "redis_timeout_s": 0.5},
+    )
     cfg["deployments"]["pricey"] = {"provider": "sim", "model": "sim-medium",
                                     "price": {"input_per_mtok": float(PRICE_IN), "output_per_mtok": float(PRICE_OUT)}}  # fmt: skip
     cfg["models"]["pricey"] = {"deployments": ["pricey"]}
@@ -41,7 +47,11 @@ def test_hard_limit_is_not_overshot_by_four_replicas(sim_url: str, sim: SimContr
             r = httpx.post(f"{url}/v1/chat/completions", headers=key, timeout=60,
                            json={"model": "pricey", "messages": MSG, "max_tokens": 16})  # fmt: skip
             cost = Decimal(r.headers.get("x-interlock-cost-usd", "0"))
-            return r.status_code, cost, r.json().get("error", {}).get("code", "") if r.status_code != 200 else ""
+            return (
+                r.status_code,
+                cost,
+                r.json().get("error", {}).get("code", "") if r.status_code != 200 else "",
+            )
 
         time.sleep(2.5)  # every replica has reloaded budgets (spend.budget_reload_s = 2)
         with ThreadPoolExecutor(50) as pool:
@@ -56,9 +66,13 @@ def test_hard_limit_is_not_overshot_by_four_replicas(sim_url: str, sim: SimContr
         assert len(ok) >= 10  # it did admit up to the limit, not refuse everything
         # The provider's own ledger agrees with what the gateway charged.
         served = sim.ledger()["totals"]
-        provider_cost = (served["prompt_tokens"] * PRICE_IN + served["completion_tokens"] * PRICE_OUT) / 1_000_000
+        provider_cost = (
+            served["prompt_tokens"] * PRICE_IN + served["completion_tokens"] * PRICE_OUT
+        ) / 1_000_000
         assert provider_cost == spent
-        status = httpx.get(f"{replicas[3].url}/admin/budgets/{created['budgets'][0]['id']}", headers=ADMIN).json()
+        status = httpx.get(
+            f"{replicas[3].url}/admin/budgets/{created['budgets'][0]['id']}", headers=ADMIN
+        ).json()
         assert Decimal(status["spent_usd"]) == spent and Decimal(status["reserved_usd"]) == 0
     finally:
         for r in replicas:

@@ -26,15 +26,41 @@ def utc(*a: int) -> datetime:
     ("window", "tz", "now", "start", "end"),
     [
         ("daily", "UTC", utc(2026, 11, 27, 13, 5), utc(2026, 11, 27), utc(2026, 11, 28)),
-        ("daily", "America/New_York", utc(2026, 11, 27, 3), utc(2026, 11, 26, 5), utc(2026, 11, 27, 5)),
-        ("weekly", "UTC", utc(2026, 11, 27, 13), utc(2026, 11, 23), utc(2026, 11, 30)),  # Monday to Monday
+        (
+            "daily",
+            "America/New_York",
+            utc(2026, 11, 27, 3),
+            utc(2026, 11, 26, 5),
+            utc(2026, 11, 27, 5),
+        ),
+        (
+            "weekly",
+            "UTC",
+            utc(2026, 11, 27, 13),
+            utc(2026, 11, 23),
+            utc(2026, 11, 30),
+        ),  # Monday to Monday
         ("monthly", "UTC", utc(2026, 12, 31, 23, 59), utc(2026, 12, 1), utc(2027, 1, 1)),
-        ("monthly", "Europe/Berlin", utc(2026, 10, 31, 23, 30), utc(2026, 10, 31, 23), utc(2026, 11, 30, 23)),
+        (
+            "monthly",
+            "Europe/Berlin",
+            utc(2026, 10, 31, 23, 30),
+            utc(2026, 10, 31, 23),
+            utc(2026, 11, 30, 23),
+        ),
         # The day the clocks change (Berlin, 2026-03-29) is 23 hours long.
-        ("daily", "Europe/Berlin", utc(2026, 3, 29, 12), utc(2026, 3, 28, 23), utc(2026, 3, 29, 22)),
+        (
+            "daily",
+            "Europe/Berlin",
+            utc(2026, 3, 29, 12),
+            utc(2026, 3, 28, 23),
+            utc(2026, 3, 29, 22),
+        ),
     ],
 )
-def test_calendar_windows(window: str, tz: str, now: datetime, start: datetime, end: datetime) -> None:
+def test_calendar_windows(
+    window: str, tz: str, now: datetime, start: datetime, end: datetime
+) -> None:
     assert window_bounds(window, tz, now) == (start, end)
 
 

@@ -58,7 +58,9 @@ async def test_records_reach_the_database_in_batches(engine: AsyncEngine, tmp_pa
     assert not list((tmp_path / "spool").glob("*.jsonl"))  # fully flushed: nothing left
 
 
-async def test_database_outage_loses_and_duplicates_nothing(engine: AsyncEngine, tmp_path: Path) -> None:
+async def test_database_outage_loses_and_duplicates_nothing(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
     store = FlakyStore(engine)
     writer = LedgerWriter(store, str(tmp_path / "spool"), flush_interval_s=0.02)
     await writer.start()
@@ -104,7 +106,9 @@ async def test_spool_of_a_killed_process_is_replayed(engine: AsyncEngine, tmp_pa
 
         asyncio.run(main())
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -signal.SIGKILL and "spooled" in proc.stdout, proc.stderr
     store = LedgerStore(engine)
     assert await store.count() == 0
@@ -138,7 +142,14 @@ async def test_roll_up_keeps_totals(engine: AsyncEngine, tmp_path: Path) -> None
     for i in range(10):
         r = rec(i, "0.5")
         r.created_at = old
-        rows.append({**r.to_json(), "cost_usd": r.cost_usd, "saved_usd": r.saved_usd, "created_at": r.created_at})
+        rows.append(
+            {
+                **r.to_json(),
+                "cost_usd": r.cost_usd,
+                "saved_usd": r.saved_usd,
+                "created_at": r.created_at,
+            }
+        )
     await store.insert_many(rows)
     assert await store.roll_up(datetime.now(UTC) - timedelta(days=90)) == 10
     assert await store.count() == 0
@@ -147,6 +158,9 @@ async def test_roll_up_keeps_totals(engine: AsyncEngine, tmp_path: Path) -> None
     from interlock.storage.tables import ledger_daily
 
     got = await store.rows(
-        select(func.sum(ledger_daily.c.cost_usd).label("cost"), func.sum(ledger_daily.c.requests).label("n"))
+        select(
+            func.sum(ledger_daily.c.cost_usd).label("cost"),
+            func.sum(ledger_daily.c.requests).label("n"),
+        )
     )
     assert Decimal(str(got[0]["cost"])) == Decimal("5.0") and got[0]["n"] == 10

@@ -44,20 +44,30 @@ def workers_of(pid: int) -> list[int]:
 async def ledger_rows(url: str, schema: str) -> list[dict]:
     engine = create_async_engine(url)
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(f'SELECT request_id, cost_usd, completion_tokens, outcome FROM "{schema}".ledger'))).fetchall()
+        rows = (
+            await conn.execute(
+                text(
+                    f'SELECT request_id, cost_usd, completion_tokens, outcome FROM "{schema}".ledger'
+                )
+            )
+        ).fetchall()
     await engine.dispose()
     return [dict(r._mapping) for r in rows]
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_ledger_matches_provider_through_outage_and_crash(sim_url: str, sim: SimControl, tmp_path: Path) -> None:
+def test_ledger_matches_provider_through_outage_and_crash(
+    sim_url: str, sim: SimControl, tmp_path: Path
+) -> None:
     require("PostgreSQL", "127.0.0.1", 5432)
     schema = "lv_" + secrets.token_hex(5)
     proxy = TcpProxy("127.0.0.1", 5432, free_port())
     proxy.start()
     db_url = PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    cfg = sim_config(sim_url, tmp_path / "state", storage={"url": db_url, "db_schema": schema, "pool_size": 2})
+    cfg = sim_config(
+        sim_url, tmp_path / "state", storage={"url": db_url, "db_schema": schema, "pool_size": 2}
+    )
     cfg["spend"]["ledger_flush_interval_s"] = 0.1
     for name in ("sim-small", "sim-medium"):
         cfg["deployments"][name]["price"] = PRICE
@@ -77,7 +87,11 @@ def test_ledger_matches_provider_through_outage_and_crash(sim_url: str, sim: Sim
                     request_ids.append(r.headers["x-request-id"])
                 # Retries: the first deployment of "failover" is dead; requests fail over (until
                 # its circuit opens, after which it is skipped without an attempt).
-                r = c.post("/v1/chat/completions", headers=user, json={"model": "failover", "messages": [{"role": "user", "content": tag}]})
+                r = c.post(
+                    "/v1/chat/completions",
+                    headers=user,
+                    json={"model": "failover", "messages": [{"role": "user", "content": tag}]},
+                )
                 assert r.status_code == 200 and r.headers["x-interlock-deployment"] == "sim-medium"
                 request_ids.append(r.headers["x-request-id"])
                 # Streams, read to the end.
@@ -130,11 +144,15 @@ def test_ledger_matches_provider_through_outage_and_crash(sim_url: str, sim: Sim
         assert set(request_ids) <= set(ids), f"lost: {set(request_ids) - set(ids)}"
         ledger_cost = sum((Decimal(str(r["cost_usd"])) for r in rows), Decimal(0))
         served = sim.ledger()["totals"]
-        provider_cost = (served["prompt_tokens"] * Decimal(1) + served["completion_tokens"] * Decimal(100)) / 1_000_000
+        provider_cost = (
+            served["prompt_tokens"] * Decimal(1) + served["completion_tokens"] * Decimal(100)
+        ) / 1_000_000
         print(f"{len(rows)} records, ledger ${ledger_cost}, provider ${provider_cost}")
         assert ledger_cost.quantize(Decimal("0.01")) == provider_cost.quantize(Decimal("0.01"))
         # Aborted streams carry no provider usage: their tokens are estimated (flagged).
-        assert abs(sum(r["completion_tokens"] for r in rows) - served["completion_tokens"]) <= 10 * 3
+        assert (
+            abs(sum(r["completion_tokens"] for r in rows) - served["completion_tokens"]) <= 10 * 3
+        )
     finally:
         gw.stop()
         proxy.close()

@@ -26,7 +26,9 @@ def test_key_rpm_limit_headers_and_wait(sim_url: str, sim: SimControl, tmp_path:
             key = {"authorization": f"Bearer {k}"}
             codes = []
             for _ in range(5):
-                r = c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG}, headers=key)
+                r = c.post(
+                    "/v1/chat/completions", json={"model": "chat", "messages": MSG}, headers=key
+                )
                 codes.append(r.status_code)
                 if r.status_code == 200:
                     assert r.headers["x-ratelimit-limit-requests"] == "3"
@@ -37,7 +39,9 @@ def test_key_rpm_limit_headers_and_wait(sim_url: str, sim: SimControl, tmp_path:
             assert 15 <= float(r.headers["retry-after"]) <= 21  # 60 s / 3 per request
             assert r.headers["x-ratelimit-limit-requests"] == "3"
             # A key that may wait gets capacity instead of a 429.
-            w = c.post("/admin/keys", headers=ADMIN, json={"rate_limits": {"rpm": 60, "max_wait_s": 3}}).json()["key"]
+            w = c.post(
+                "/admin/keys", headers=ADMIN, json={"rate_limits": {"rpm": 60, "max_wait_s": 3}}
+            ).json()["key"]
             wkey = {"authorization": f"Bearer {w}"}
             started = time.monotonic()
             statuses = [c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG}, headers=wkey).status_code
@@ -60,8 +64,15 @@ def test_tpm_limit_from_config(sim_url: str, sim: SimControl, tmp_path: Path) ->
             codes = [c.post("/v1/chat/completions", json=body).status_code for _ in range(15)]
             assert codes[0] == 200 and 429 in codes
             too_big = c.post("/v1/chat/completions", json={**body, "max_tokens": 500})
-            assert too_big.status_code == 429 and "alone exceeds" in too_big.json()["error"]["message"]
-            assert c.post("/v1/chat/completions", json={"model": "sim-large", "messages": MSG}).status_code == 200
+            assert (
+                too_big.status_code == 429 and "alone exceeds" in too_big.json()["error"]["message"]
+            )
+            assert (
+                c.post(
+                    "/v1/chat/completions", json={"model": "sim-large", "messages": MSG}
+                ).status_code
+                == 200
+            )
     finally:
         gw.stop()
 
@@ -75,7 +86,9 @@ def test_rpm_is_exact_across_four_replicas(sim_url: str, sim: SimControl, tmp_pa
     cfg["spend"]["rate_limits"] = [{"scope": "user", "subject": "bursty", "rpm": 40}]
     replicas = [GatewayProcess(cfg, tmp_path / f"r{i}").start(timeout=60) for i in range(4)]
     try:
-        k = httpx.post(f"{replicas[0].url}/admin/keys", headers=ADMIN, json={"user": "bursty"}).json()["key"]
+        k = httpx.post(
+            f"{replicas[0].url}/admin/keys", headers=ADMIN, json={"user": "bursty"}
+        ).json()["key"]
         key = {"authorization": f"Bearer {k}"}
         started = time.monotonic()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from decimal import Decimal
@@ -51,18 +52,26 @@ def test_cost_header_ledger_and_provider_agree(gw: GatewayProcess, sim: SimContr
         usage = r.json()["usage"]
         expected = (usage["prompt_tokens"] * IN + usage["completion_tokens"] * OUT) / 1_000_000
         assert Decimal(r.headers["x-interlock-cost-usd"]) == expected
-        with c.stream("POST", "/v1/chat/completions", json={"model": "chat", "messages": MSG, "stream": True}) as s:
+        with c.stream(
+            "POST", "/v1/chat/completions", json={"model": "chat", "messages": MSG, "stream": True}
+        ) as s:
             lines = list(s.iter_lines())
         cost_line = next(line for line in lines if line.startswith(": x-interlock-cost-usd="))
         assert Decimal(cost_line.split("=", 1)[1]) == expected  # same prompt, same answer
     rows = wait_ledger(gw, 2)
     assert [r["request_id"] for r in rows] == [r.headers["x-request-id"], s.headers["x-request-id"]]
     assert all(Decimal(str(row["cost_usd"])) == expected for row in rows)
-    assert rows[0]["tags"] == '["search", "beta"]' and rows[0]["model"] == "chat"
-    assert rows[0]["deployment"] == "sim-small" and rows[0]["outcome"] == "ok" and rows[1]["stream"] == 1
+    assert json.loads(rows[0]["tags"]) == ["search", "beta"] and rows[0]["model"] == "chat"
+    assert (
+        rows[0]["deployment"] == "sim-small"
+        and rows[0]["outcome"] == "ok"
+        and rows[1]["stream"] == 1
+    )
     served = sim.ledger()["totals"]
     assert sum(row["completion_tokens"] for row in rows) == served["completion_tokens"]
-    assert Decimal(str(served["cost_usd"])).quantize(Decimal("1e-9")) == (2 * expected).quantize(Decimal("1e-9"))
+    assert Decimal(str(served["cost_usd"])).quantize(Decimal("1e-9")) == (2 * expected).quantize(
+        Decimal("1e-9")
+    )
 
 
 def test_failed_requests_are_recorded_too(gw: GatewayProcess, sim: SimControl) -> None:
@@ -71,18 +80,28 @@ def test_failed_requests_are_recorded_too(gw: GatewayProcess, sim: SimControl) -
         r = c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG})
     assert r.status_code == 502
     row = wait_ledger(gw, 1)[0]
-    assert row["status"] == 502 and row["outcome"] == "upstream_unavailable" and Decimal(str(row["cost_usd"])) == 0
+    assert (
+        row["status"] == 502
+        and row["outcome"] == "upstream_unavailable"
+        and Decimal(str(row["cost_usd"])) == 0
+    )
 
 
 def test_hard_budget_refuses_before_overspending(gw: GatewayProcess, sim: SimControl) -> None:
     with httpx.Client(base_url=gw.url, headers=ADMIN, timeout=30) as c:
-        created = c.post("/admin/keys", json={"user": "u", "budgets": [{"limit_usd": 0.0001, "window": "daily"}]}).json()
+        created = c.post(
+            "/admin/keys", json={"user": "u", "budgets": [{"limit_usd": 0.0001, "window": "daily"}]}
+        ).json()
         budget_id = created["budgets"][0]["id"]
         key = {"authorization": f"Bearer {created['key']}"}
         statuses = []
         spent = Decimal(0)
         for _ in range(40):
-            r = c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG, "max_tokens": 16}, headers=key)
+            r = c.post(
+                "/v1/chat/completions",
+                json={"model": "chat", "messages": MSG, "max_tokens": 16},
+                headers=key,
+            )
             statuses.append(r.status_code)
             if r.status_code == 200:
                 spent += Decimal(r.headers["x-interlock-cost-usd"])
@@ -95,7 +114,10 @@ def test_hard_budget_refuses_before_overspending(gw: GatewayProcess, sim: SimCon
         assert Decimal(status["spent_usd"]) == spent and Decimal(status["reserved_usd"]) == 0
         assert Decimal(status["remaining_usd"]) == Decimal("0.0001") - spent
         alerts = c.get("/admin/budgets/alerts").json()["data"]
-        assert {a["threshold"] for a in alerts if a["budget_id"] == budget_id} >= {"50% of limit", "80% of limit"}
+        assert {a["threshold"] for a in alerts if a["budget_id"] == budget_id} >= {
+            "50% of limit",
+            "80% of limit",
+        }
     assert sim.ledger()["totals"]["requests"] == statuses.count(200)  # refused ones never left
 
 
@@ -105,8 +127,14 @@ def test_budgets_admin_api(gw: GatewayProcess) -> None:
                                            "limit_usd": 50, "budget_usd": 40, "timezone": "Europe/Berlin"})  # fmt: skip
         assert r.status_code == 201
         b = r.json()
-        assert b["window_start"].endswith("+00:00") and b["limit_usd"] == "50" and b["spent_usd"] == "0"
-        assert b["id"] in {x["id"] for x in c.get("/admin/budgets", params={"scope": "team"}).json()["data"]}
+        assert (
+            b["window_start"].endswith("+00:00")
+            and b["limit_usd"] == "50"
+            and b["spent_usd"] == "0"
+        )
+        assert b["id"] in {
+            x["id"] for x in c.get("/admin/budgets", params={"scope": "team"}).json()["data"]
+        }
         for bad, param in (({"scope": "galaxy", "limit_usd": 1}, "scope"), ({"scope": "team", "limit_usd": 1}, "subject"),
                            ({"scope": "global", "limit_usd": -1}, "limit_usd"), ({"scope": "global"}, "limit_usd"),
                            ({"scope": "global", "limit_usd": 1, "timezone": "Mars/Base"}, "timezone")):  # fmt: skip
@@ -118,10 +146,19 @@ def test_budgets_admin_api(gw: GatewayProcess) -> None:
 
 def test_tag_budget_counts_only_tagged_requests(gw: GatewayProcess) -> None:
     with httpx.Client(base_url=gw.url, headers=ADMIN, timeout=30) as c:
-        b = c.post("/admin/budgets", json={"scope": "tag", "subject": "beta", "limit_usd": 1}).json()
+        b = c.post(
+            "/admin/budgets", json={"scope": "tag", "subject": "beta", "limit_usd": 1}
+        ).json()
         c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG})
-        r = c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG, "metadata": {"tags": ["beta"]}})
+        r = c.post(
+            "/v1/chat/completions",
+            json={"model": "chat", "messages": MSG, "metadata": {"tags": ["beta"]}},
+        )
         spent = Decimal(c.get(f"/admin/budgets/{b['id']}").json()["spent_usd"])
         assert spent == Decimal(r.headers["x-interlock-cost-usd"])
-        bad = c.post("/v1/chat/completions", json={"model": "chat", "messages": MSG}, headers={"x-interlock-tags": "no spaces"})
+        bad = c.post(
+            "/v1/chat/completions",
+            json={"model": "chat", "messages": MSG},
+            headers={"x-interlock-tags": "no spaces"},
+        )
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-interlock-tags"

@@ -19,7 +19,13 @@ async def test_create_then_authenticate(engine: AsyncEngine) -> None:
     svc = KeyService(KeyStore(engine), PEPPER, cache_ttl_s=0)
     rec, token = await svc.create(user="u1", team="t1", tags=["search"], models=["chat"])
     p = await svc.authenticate(token)
-    assert (p.key_id, p.user, p.team, p.tags, p.models) == (rec.key_id, "u1", "t1", ("search",), ("chat",))
+    assert (p.key_id, p.user, p.team, p.tags, p.models) == (
+        rec.key_id,
+        "u1",
+        "t1",
+        ("search",),
+        ("chat",),
+    )
     assert not p.is_admin
 
 

@@ -59,7 +59,10 @@ def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any
             "azure-chat": {"provider": "sim-azure", "model": "my-gpt-deployment"},
             "claude": {"provider": "sim-anthropic", "model": "sim-claude"},
             "gemini": {"provider": "sim-gemini", "model": "sim-gemini"},
-            "bedrock": {"provider": "sim-bedrock", "model": "anthropic.claude-3-haiku-20240307-v1:0"},
+            "bedrock": {
+                "provider": "sim-bedrock",
+                "model": "anthropic.claude-3-haiku-20240307-v1:0",
+            },
             "dead-chat": {
                 "provider": "dead",
                 "model": "sim-small",
@@ -75,7 +78,9 @@ def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any
         # degradation ladder out of it (tests of the ladder start their own gateway).
         "resilience": {"degradation": {"signals": {}}},
         # Test deployments such as sim-slow have no list price: charge a stated one.
-        "spend": {"unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+        "spend": {
+            "unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}
+        },
         "models": {
             "chat": {"deployments": ["sim-small"]},
             "failover": {"deployments": ["dead-chat", "sim-medium"]},

@@ -39,7 +39,9 @@ class TcpProxy:
         self._conns.discard(up_writer)
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
 
     async def _stop(self) -> None:
         if self._server is not None:

@@ -18,7 +18,13 @@ def test_empty_config_is_the_embedded_default() -> None:
 
 def test_env_interpolation_with_default(monkeypatch: pytest.MonkeyPatch) -> None:
     data = {
-        "providers": {"o": {"kind": "openai", "api_key": "${MY_KEY}", "base_url": "${BASE:-https://x.example/v1}"}}
+        "providers": {
+            "o": {
+                "kind": "openai",
+                "api_key": "${MY_KEY}",
+                "base_url": "${BASE:-https://x.example/v1}",
+            }
+        }
     }
     s = parse_settings(data, env={"MY_KEY": "sk-123"})
     p = s.providers["o"]
@@ -28,8 +34,12 @@ def test_env_interpolation_with_default(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_missing_env_var_names_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"f.yaml: providers.o.api_key: environment variable NOPE is not set"):
-        parse_settings({"providers": {"o": {"kind": "openai", "api_key": "${NOPE}"}}}, "f.yaml", env={})
+    with pytest.raises(
+        ConfigError, match=r"f.yaml: providers.o.api_key: environment variable NOPE is not set"
+    ):
+        parse_settings(
+            {"providers": {"o": {"kind": "openai", "api_key": "${NOPE}"}}}, "f.yaml", env={}
+        )
 
 
 def test_empty_optional_secret_means_no_key() -> None:
@@ -45,7 +55,10 @@ def test_empty_optional_secret_means_no_key() -> None:
         ({"providers": {"a": {"kind": "nope"}}}, "providers.a.kind"),
         ({"providers": {"a": {"kind": "azure"}}}, "base_url is required"),
         ({"providers": {"a": {"kind": "vertex"}}}, "project and region are required"),
-        ({"deployments": {"d": {"provider": "ghost", "model": "m"}}}, "deployments.d.provider: unknown provider"),
+        (
+            {"deployments": {"d": {"provider": "ghost", "model": "m"}}},
+            "deployments.d.provider: unknown provider",
+        ),
         ({"models": {"m": {"deployments": ["ghost"]}}}, "models.m.deployments: unknown deployment"),
         ({"models": {"m": {"deployments": []}}}, "models.m.deployments"),
     ],
@@ -60,7 +73,10 @@ def test_validation_errors_name_file_and_field(data: dict, expected: str) -> Non
 def test_alias_cannot_mix_kinds() -> None:
     data = {
         "providers": {"p": {"kind": "openai"}},
-        "deployments": {"c": {"provider": "p", "model": "a"}, "e": {"provider": "p", "model": "b", "kind": "embeddings"}},
+        "deployments": {
+            "c": {"provider": "p", "model": "a"},
+            "e": {"provider": "p", "model": "b", "kind": "embeddings"},
+        },
         "models": {"m": {"deployments": ["c", "e"]}},
     }
     with pytest.raises(ConfigError, match="mixes kinds"):
@@ -89,6 +105,8 @@ def test_example_file_loads() -> None:
 
 
 def test_dump_round_trips_secrets() -> None:
-    s = parse_settings({"providers": {"o": {"kind": "openai", "api_key": "sk-abc"}}, "auth": {"master_key": "m"}})
+    s = parse_settings(
+        {"providers": {"o": {"kind": "openai", "api_key": "sk-abc"}}, "auth": {"master_key": "m"}}
+    )
     again = parse_settings(dump_settings(s), expand_env=False)
     assert again == s

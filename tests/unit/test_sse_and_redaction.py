@@ -25,9 +25,13 @@ def test_sse_crlf_and_unterminated_tail() -> None:
 
 def test_redactor_removes_configured_and_shaped_secrets() -> None:
     r = Redactor(["my-provider-secret"])
-    text = "bad key my-provider-secret; also sk-abcdef1234567890 at https://api.example.com/v1?key=1"
+    text = (
+        "bad key my-provider-secret; also sk-abcdef1234567890 at https://api.example.com/v1?key=1"
+    )
     out = r(text)
-    assert "my-provider-secret" not in out and "sk-abcdef" not in out and "api.example.com" not in out
+    assert (
+        "my-provider-secret" not in out and "sk-abcdef" not in out and "api.example.com" not in out
+    )
 
 
 def test_key_format_and_verification() -> None:

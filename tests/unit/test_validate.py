@@ -51,7 +51,10 @@ def test_valid_request_keeps_raw_bytes() -> None:
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": [{"text": "no type"}]}]}, "messages[0].content[0]"),
+        (
+            {"messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+            "messages[0].content[0]",
+        ),
         ({"model": ""}, "model"),
         ({"model": 7}, "model"),
         ({"api_base": "http://evil.example"}, "api_base"),

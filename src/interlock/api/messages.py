@@ -29,6 +29,7 @@ from interlock.api.stream import run_until_disconnect
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
 from interlock.providers.tokens import estimate_request_tokens
+from interlock.spend.cost import format_usd
 from interlock.types import GatewayRequest, GatewayResponse, GatewayStream
 
 
@@ -85,7 +86,9 @@ async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStr
             result.error_code = err.code
             await ctx.stream_end(encoder.error(_error_type(err.status), err.message))
             return
-        await ctx.stream_end(encoder.finish(result.usage))
+        cost = gw.spend.cost(result.deployment, result.usage)
+        comment = b": x-interlock-cost-usd=" + format_usd(cost).encode() + b"\n\n"
+        await ctx.stream_end(comment + encoder.finish(result.usage))
 
     try:
         await run_until_disconnect(ctx, produce)

@@ -45,7 +45,10 @@ async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Princip
     req = check(body, raw, cfg)
     req.request_id = ctx.request_id
     req.timeout_s = client_timeout(ctx)
+    had_meta = isinstance(body.get("metadata"), dict) and "tags" in body["metadata"]
     req.tags = request_tags(ctx, body)
+    if had_meta:
+        req.raw = b""  # the body changed: the adapter re-serialises it
     return principal, req
 
 
@@ -62,7 +65,13 @@ def request_tags(ctx: Ctx, body: dict[str, Any]) -> tuple[str, ...]:
         tags.extend(t.strip() for t in header.split(",") if t.strip())
     meta = body.get("metadata")
     if isinstance(meta, dict) and "tags" in meta:
-        value = meta["tags"]
+        # Interlock's own field: not forwarded (providers accept only string metadata).
+        meta = dict(meta)
+        value = meta.pop("tags")
+        if meta:
+            body["metadata"] = meta
+        else:
+            del body["metadata"]
         if isinstance(value, str):
             value = [t.strip() for t in value.split(",") if t.strip()]
         if not isinstance(value, list) or not all(isinstance(t, str) for t in value):

@@ -77,27 +77,34 @@ class RateLimits:
             return None
         checks: list[tuple[Limit, int]] = []
         token_limits: list[Limit] = []
-        first_req: tuple[Limit, int] | None = None
-        first_tok: tuple[Limit, int] | None = None
         for r in rules:
             base = f"rl:{r.scope}:{r.subject or '*'}"
             if r.rpm:
                 lim = Limit(base + ":rpm", r.rpm)
                 checks.append((lim, 1))
-                first_req = first_req or (lim, len(checks) - 1)
             if r.tpm:
                 lim = Limit(base + ":tpm", r.tpm)
                 checks.append((lim, tokens))
                 token_limits.append(lim)
-                first_tok = first_tok or (lim, len(checks) - 1)
         out = Admitted(token_limits=token_limits, tokens_admitted=tokens)
         try:
             if checks:
                 decisions = await self._limiter.acquire(
                     checks, priority=p.priority, max_wait_s=p.max_wait_s
                 )
-                req_d = decisions[first_req[1]] if first_req else None
-                tok_d = decisions[first_tok[1]] if first_tok else None
+                # Report the tightest limit of each kind, as OpenAI's headers do.
+                req_ds = [
+                    d
+                    for d, (lim, _) in zip(decisions, checks, strict=True)
+                    if lim.key.endswith(":rpm")
+                ]
+                tok_ds = [
+                    d
+                    for d, (lim, _) in zip(decisions, checks, strict=True)
+                    if lim.key.endswith(":tpm")
+                ]
+                req_d = min(req_ds, key=lambda d: d.remaining) if req_ds else None
+                tok_d = min(tok_ds, key=lambda d: d.remaining) if tok_ds else None
                 out.headers = ratelimit_headers(req_d, tok_d)
                 if not admitted(decisions):
                     raise self._refusal(decisions, out.headers)

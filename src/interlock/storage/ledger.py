@@ -22,6 +22,14 @@ LEDGER_COLUMNS = (
 )  # fmt: skip
 _I_CREATED, _I_TAGS, _I_COST, _I_SAVED = 1, 5, 18, 19
 
+_DAILY = {
+    "key": ledger_daily.c.key_id,
+    "user": ledger_daily.c.user_id,
+    "team": ledger_daily.c.team_id,
+    "model": ledger_daily.c.model,
+    "deployment": ledger_daily.c.deployment,
+}
+
 GROUPS = {
     "key": ledger.c.key_id,
     "user": ledger.c.user_id,
@@ -80,8 +88,16 @@ class LedgerStore:
             if value is not None:
                 cond.append(GROUPS[name] == value)
         q = select(func.coalesce(func.sum(ledger.c.cost_usd), 0)).where(and_(*cond))
+        # Days already rolled up (older than the retention) count from the aggregates.
+        daily_cond = [ledger_daily.c.day >= since.date()]
+        for name, value in where.items():
+            if value is not None and name in _DAILY:
+                daily_cond.append(_DAILY[name] == value)
+        qd = select(func.coalesce(func.sum(ledger_daily.c.cost_usd), 0)).where(and_(*daily_cond))
         async with self._engine.connect() as conn:
-            return Decimal(str((await conn.execute(q)).scalar_one()))
+            raw = Decimal(str((await conn.execute(q)).scalar_one()))
+            rolled = Decimal(str((await conn.execute(qd)).scalar_one()))
+        return raw + rolled
 
     def tag_filter(self, tag: str) -> Any:
         """A WHERE clause: the record carries feature tag ``tag``."""
