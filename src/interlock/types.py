@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 JSON = dict[str, Any]
 
 
@@ -102,12 +104,31 @@ class GatewayRequest:
     timeout_s: float | None = None  # the client's x-interlock-timeout, already bounded
 
 
-@dataclass(slots=True)
 class Chunk:
-    """One streamed OpenAI ``chat.completion.chunk`` (or completion chunk)."""
+    """One streamed OpenAI ``chat.completion.chunk`` (or completion chunk).
 
-    obj: JSON
-    raw: bytes | None = None  # the upstream's own bytes when they need no rewrite
+    Passthrough chunks keep the upstream's bytes (``raw``) and are parsed only if
+    something asks for ``obj``: on the streaming hot path most never are.
+    """
+
+    __slots__ = ("_obj", "raw")
+
+    def __init__(self, obj: JSON | None = None, raw: bytes | None = None) -> None:
+        if obj is None and raw is None:
+            raise ValueError("a chunk needs obj or raw")
+        self._obj = obj
+        self.raw = raw  # the upstream's own bytes when they need no rewrite
+
+    @property
+    def obj(self) -> JSON:
+        if self._obj is None:
+            assert self.raw is not None
+            parsed = orjson.loads(self.raw)
+            self._obj = parsed if isinstance(parsed, dict) else {"value": parsed}
+        return self._obj
+
+    def __repr__(self) -> str:
+        return f"Chunk({self._obj!r}, raw={self.raw!r})"
 
 
 @dataclass(slots=True)
@@ -137,7 +158,7 @@ class GatewayResponse:
 class GatewayStream:
     """A streamed answer: canonical OpenAI chunks, usage filled in when the stream ends."""
 
-    chunks: AsyncGenerator[Chunk, None]
+    chunks: AsyncGenerator[list[Chunk], None]  # one list per upstream read
     deployment: str
     provider: str
     usage: Usage = field(default_factory=Usage)

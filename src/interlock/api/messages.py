@@ -76,8 +76,8 @@ async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStr
     async def produce() -> None:
         await ctx.start_stream()
         try:
-            async for chunk in result.chunks:
-                data = encoder.feed(chunk.obj)
+            async for batch in result.chunks:
+                data = b"".join(encoder.feed(chunk.obj) for chunk in batch)
                 if data:
                     await ctx.stream_write(data)
                     if not ttft:

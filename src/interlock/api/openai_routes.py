@@ -133,9 +133,13 @@ async def stream_openai(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: Gate
     async def produce() -> None:
         await ctx.start_stream()
         try:
-            async for chunk in result.chunks:
-                data = chunk.raw if chunk.raw is not None else orjson.dumps(chunk.obj)
-                await ctx.stream_write(b"data: " + data + b"\n\n")
+            async for batch in result.chunks:
+                await ctx.stream_write(
+                    b"".join(
+                        b"data: " + (c.raw if c.raw is not None else orjson.dumps(c.obj)) + b"\n\n"
+                        for c in batch
+                    )
+                )
                 if not ttft:
                     ttft.append(time.perf_counter() - ctx.started)
                     gw.metrics.observe_ttft(ctx.model, ttft[0])

@@ -192,6 +192,9 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
         "access_log": server.access_log,
         "log_level": "warning",
         "timeout_graceful_shutdown": 30,
+        # X-Forwarded-* handling costs every request; deployments behind a proxy that
+        # need client addresses get them from the proxy's own logs.
+        "proxy_headers": False,
     }
     if server.workers == 1:
         uvicorn.run(create_app(worker_settings), **common)

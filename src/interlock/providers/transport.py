@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from interlock.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from interlock.errors import UpstreamTimeout, UpstreamUnavailable
 from interlock.providers.base import UpstreamCall
 
 
@@ -89,6 +89,7 @@ class Transport:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -139,17 +140,37 @@ class Transport:
             raise UpstreamUnavailable(f"could not reach provider {provider}") from None
         return UpstreamStream(resp, timeouts, provider)
 
+    def _client_timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
+        ct = self._timeouts.get(t)
+        if ct is None:
+            ct = self._timeouts[t] = aiohttp.ClientTimeout(
+                total=None, connect=t.connect_s, sock_connect=t.connect_s, sock_read=t.first_byte_s
+            )
+        return ct
+
     async def request(self, call: UpstreamCall, timeouts: Timeouts, provider: str) -> UpstreamReply:
-        """Send ``call`` and read the whole answer, within ``timeouts.total_s``."""
+        """Send ``call`` and read the whole answer, within ``timeouts.total_s``.
+
+        One deadline (``asyncio.timeout``) for the whole exchange; connect and
+        first-byte/idle limits are aiohttp's own socket timeouts, built once per
+        deployment: this is the non-streaming hot path.
+        """
         try:
             async with asyncio.timeout(timeouts.total_s):
-                stream = await self.open(call, timeouts, provider)
+                resp = await self.session.request(
+                    call.method,
+                    call.url,
+                    data=call.body if call.body else None,
+                    headers=call.headers,
+                    timeout=self._client_timeout(timeouts),
+                    allow_redirects=False,
+                )
                 try:
-                    body = await stream.read_all()
+                    body = await resp.read()
                 finally:
-                    stream.close()
-        except TimeoutError as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise UpstreamTimeout(f"provider {provider} did not finish in time") from None
-        return UpstreamReply(stream.status, stream.headers, body)
+                    resp.release()
+        except TimeoutError:
+            raise UpstreamTimeout(f"provider {provider} did not answer in time") from None
+        except (aiohttp.ClientError, OSError):
+            raise UpstreamUnavailable(f"could not reach provider {provider}") from None
+        return UpstreamReply(resp.status, resp.headers, body)

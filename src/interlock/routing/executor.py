@@ -424,21 +424,24 @@ class Executor:
         first: list[Chunk],
         ended: bool,
         deadline: float,
-    ) -> AsyncGenerator[Chunk, None]:
+    ) -> AsyncGenerator[list[Chunk], None]:
         failure: UpstreamError | None = None
         try:
-            for chunk in first:
-                yield chunk
+            if first:
+                yield first
             if not ended:
                 async for data in source:
-                    for chunk in decoder.feed(data):
-                        yield chunk
+                    # One batch per upstream read: one write to the client, not one per event.
+                    batch = decoder.feed(data)
+                    if batch:
+                        yield batch
                     if self._clock() > deadline:
                         raise UpstreamTimeout(
                             f"provider {dep.provider} stream exceeded the request's total time"
                         )
-                for chunk in decoder.close():
-                    yield chunk
+                tail = decoder.close()
+                if tail:
+                    yield tail
             result.completed = True
         except UpstreamError as err:
             err.message = self._redact(err.message)
@@ -480,6 +483,6 @@ def _substantive(chunk: Chunk) -> bool:
     return False
 
 
-async def _empty() -> AsyncGenerator[Chunk, None]:
+async def _empty() -> AsyncGenerator[list[Chunk], None]:
     return
     yield

@@ -9,6 +9,7 @@ aliases and deployments, status codes), never from raw client input.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +30,8 @@ _LATENCY_BUCKETS = (
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._attempt_children: dict[tuple[str, str, str], Any] = {}
         # In multiprocess mode metrics live in files, not in a registry of ours.
         reg = None if self.multiprocess else (registry or CollectorRegistry())
         self._registry = reg
@@ -113,12 +116,25 @@ class Metrics:
         )
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(route, model, code).inc()
-        self.latency.labels(route, model, code).observe(seconds)
+        # Label lookups are cached: the label sets are bounded by construction.
+        key = (route, model, status)
+        children = self._request_children.get(key)
+        if children is None:
+            code = str(status)
+            children = (
+                self.requests.labels(route, model, code),
+                self.latency.labels(route, model, code),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:
-        self.upstream_latency.labels(provider, deployment, outcome).observe(seconds)
+        key = (provider, deployment, outcome)
+        child = self._attempt_children.get(key)
+        if child is None:
+            child = self._attempt_children[key] = self.upstream_latency.labels(*key)
+        child.observe(seconds)
 
     def observe_tokens(self, model: str, deployment: str, prompt: int, completion: int) -> None:
         if prompt:
