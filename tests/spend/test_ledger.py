@@ -164,3 +164,22 @@ async def test_roll_up_keeps_totals(engine: AsyncEngine, tmp_path: Path) -> None
         )
     )
     assert Decimal(str(got[0]["cost"])) == Decimal("5.0") and got[0]["n"] == 10
+
+
+async def test_long_outage_overflows_to_the_spool_file(engine: AsyncEngine, tmp_path: Path) -> None:
+    store = FlakyStore(engine)
+    writer = LedgerWriter(store, str(tmp_path / "spool"), flush_interval_s=0.02, memory_cap=100, batch_size=40)
+    await writer.start()
+    store.down = True
+    for i in range(1000):  # far more than the memory queue holds
+        writer.record(rec(i))
+    assert writer.pending == -1  # the file is the queue now
+    assert not await writer.flush()
+    store.down = False
+    assert await writer.flush()
+    for i in range(1000, 1010):  # back to the memory queue
+        writer.record(rec(i))
+    assert writer.pending == 10
+    assert await writer.flush()
+    assert await store.count() == 1010
+    await writer.stop()

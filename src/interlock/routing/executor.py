@@ -240,7 +240,8 @@ class Executor:
     def _timeouts_for(self, dep: Deployment, plan: Plan) -> Timeouts:
         remaining = max(0.001, plan.deadline - self._clock())
         t = dep.timeouts
-        if remaining < t.total_s:
+        # Only a deadline noticeably shorter than the deployment's own is worth a new value.
+        if remaining + 1.0 < t.total_s:
             return replace(t, total_s=remaining, first_byte_s=min(t.first_byte_s, remaining))
         return t
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -94,6 +96,15 @@ class LedgerRecord:
 
 
 class LedgerWriter:
+    """Spool first, then the database.
+
+    Records of this process are also kept in memory, so the steady state inserts them
+    without reading the spool back; the spool is read only for other processes' files
+    and when the memory queue overflowed during a long database outage. The checkpoint
+    is written every few seconds: a replay after a crash may repeat rows already
+    stored, which the idempotent insert ignores.
+    """
+
     def __init__(
         self,
         store: LedgerStore,
@@ -102,25 +113,42 @@ class LedgerWriter:
         flush_interval_s: float = 0.2,
         batch_size: int = 500,
         orphan_scan_s: float = 5.0,
+        memory_cap: int = 100_000,
+        checkpoint_every_s: float = 2.0,
     ) -> None:
         self._store = store
         self._spool = Spool(spool_dir, "ledger")
         self._interval = flush_interval_s
         self._batch = batch_size
         self._orphan_every = orphan_scan_s
-        self._draining: list[SpoolFile] = []
+        self._cap = memory_cap
+        self._ckpt_every = checkpoint_every_s
+        self._ckpt_at = 0.0
+        self._mem: deque[tuple[list[Any], int]] | None = deque()  # None: read the file
+        self._appended = 0  # bytes this process appended to its current file
+        self._committed = 0  # bytes of it known to be in the database
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self.pending = 0  # records spooled but not yet in the database
         self.healthy = True
+
+    @property
+    def pending(self) -> int:
+        """Records spooled but not yet in the database (approximate in overflow)."""
+        return len(self._mem) if self._mem is not None else -1
 
     def record(self, rec: LedgerRecord) -> None:
         """Durably spool one record; the database write happens in the background."""
-        self._spool.append_line(orjson.dumps(rec.to_row()))
-        self.pending += 1
-        if self.pending >= self._batch:
-            self._wake.set()
+        row = rec.to_row()
+        line = orjson.dumps(row) + b"\n"
+        self._spool.append_raw(line)
+        self._appended += len(line)
+        if self._mem is not None:
+            self._mem.append((row, len(line)))
+            if len(self._mem) > self._cap:
+                self._mem = None  # a long outage: the spool file is the queue now
+            elif len(self._mem) >= self._batch:
+                self._wake.set()
 
     async def start(self) -> None:
         self._spool.open()
@@ -132,38 +160,61 @@ class LedgerWriter:
             records, offset = await asyncio.to_thread(f.read, self._batch)
             if offset == f.committed():
                 return True
-            try:
-                await self._store.insert_rows(records)
-            except Exception as exc:
-                if self.healthy:
-                    log.warning(
-                        "ledger database write failed; records stay spooled: %s", type(exc).__name__
-                    )
-                self.healthy = False
+            if not await self._insert(records):
                 return False
             f.commit(offset)
-            if f is self._spool.current:
-                self.pending = max(0, self.pending - len(records))
-            if not self.healthy:
-                log.info("ledger database reachable again; replaying the spool")
-            self.healthy = True
+
+    async def _insert(self, rows: list[list[Any]]) -> bool:
+        try:
+            await self._store.insert_rows(rows)
+        except Exception as exc:
+            if self.healthy:
+                log.warning(
+                    "ledger database write failed; records stay spooled: %s", type(exc).__name__
+                )
+            self.healthy = False
+            return False
+        if not self.healthy:
+            log.info("ledger database reachable again; replaying the spool")
+        self.healthy = True
+        return True
+
+    async def _flush_current(self) -> bool:
+        f = self._spool.current
+        if f is None:
+            return True
+        if self._mem is None:
+            f.commit(self._committed)
+            if not await self._drain(f):
+                return False
+            self._committed = f.committed()
+            if self._committed == self._appended:
+                self._mem = deque()  # caught up: back to the memory queue
+            return True
+        while self._mem:
+            n = min(self._batch, len(self._mem))
+            batch = [self._mem[i] for i in range(n)]
+            if not await self._insert([row for row, _ in batch]):
+                return False
+            if self._mem is None:  # overflowed while we awaited: the file takes over
+                return True
+            for _ in range(n):
+                self._committed += self._mem.popleft()[1]
+        now = time.monotonic()
+        if now - self._ckpt_at >= self._ckpt_every:
+            self._ckpt_at = now
+            f.commit(self._committed)
+        return True
 
     async def flush(self) -> bool:
-        """Drain this process's spool (and retired files) now; True when all is stored."""
-        ok = True
-        for f in list(self._draining):
-            if await self._drain(f):
-                f.remove()
-                self._draining.remove(f)
-            else:
-                ok = False
-        current = self._spool.current
-        if current is not None:
-            ok = await self._drain(current) and ok
-            if ok and current.size() > _ROTATE_BYTES:
-                old = self._spool.rotate()
-                if old is not None:
-                    old.remove()
+        """Store everything this process spooled; True when all is in the database."""
+        ok = await self._flush_current()
+        f = self._spool.current
+        if ok and f is not None and self._committed == self._appended and f.size() > _ROTATE_BYTES:
+            old = self._spool.rotate()
+            self._appended = self._committed = 0
+            if old is not None:
+                old.remove()
         return ok
 
     async def replay_orphans(self) -> int:
@@ -207,7 +258,11 @@ class LedgerWriter:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(grace_s):
                 flushed = await self.flush()
-        if flushed and self._spool.current is not None:
-            self._spool.current.remove()
+        current = self._spool.current
+        if current is not None:
+            if flushed and self._committed == self._appended:
+                current.remove()
+            else:
+                current.commit(self._committed)
         # Whatever is still unwritten stays in the spool file for the next process.
         self._spool.close()

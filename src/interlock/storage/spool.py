@@ -101,11 +101,14 @@ class Spool:
         self.append_line(orjson.dumps(record))
 
     def append_line(self, line: bytes) -> None:
-        """One JSON value, one ``write`` (atomic for O_APPEND: no torn interleaving)."""
+        self.append_raw(line + b"\n")
+
+    def append_raw(self, data: bytes) -> None:
+        """One newline-terminated record, one ``write`` (atomic for O_APPEND)."""
         if self.current is None or self.current.fd is None:
             self.open()
         assert self.current is not None and self.current.fd is not None
-        os.write(self.current.fd, line + b"\n")
+        os.write(self.current.fd, data)
 
     def rotate(self) -> SpoolFile | None:
         """Start a new file; return the old one (still locked) for its final drain."""
