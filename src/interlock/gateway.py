@@ -223,8 +223,13 @@ class Gateway:
 
     def plan(self, req: GatewayRequest, route: Route, level: Level) -> Plan:
         deps = self._deployments_at(route, level)
-        prompt = self.executor.prompt_tokens(req)
-        deps = self.executor.check_context(req, route, deps, prompt)
+        # The prompt estimate is only needed for context windows, TPM capacity and costs.
+        needs_prompt = route.spec.strategy == "lowest_cost" or any(
+            d.settings.context_window or d.settings.tpm for d in deps
+        )
+        prompt = self.executor.prompt_tokens(req) if needs_prompt else 0
+        if needs_prompt:
+            deps = self.executor.check_context(req, route, deps, prompt)
         strategy = route.spec.strategy
         if strategy != "priority" and len(deps) > 1:
             now = time.time()
@@ -288,7 +293,9 @@ class Gateway:
         limited: Admitted | None = None
         try:
             self._admit(route, level)
-            limited = await self.limits.admit(principal, route.alias, self._token_estimate(req))
+            limited = await self.limits.admit(
+                principal, route.alias, lambda: self._token_estimate(req)
+            )
             admission = await self.spend.admit(req, principal, self._cost_candidates(route))
             try:
                 result = await self._run(req, route, level)

@@ -9,6 +9,7 @@ replicas); the token estimate admitted is corrected by the actual usage afterwar
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from interlock.errors import RateLimited, ServiceUnavailable
@@ -70,11 +71,19 @@ class RateLimits:
             out.append(_Rule("key", p.key_id, p.rpm, p.tpm, p.max_concurrency))
         return out
 
-    async def admit(self, p: Principal, model: str, tokens: int) -> Admitted | None:
-        """Check and consume; raises RateLimited (429) when a limit is reached."""
+    async def admit(
+        self, p: Principal, model: str, tokens_of: Callable[[], int]
+    ) -> Admitted | None:
+        """Check and consume; raises RateLimited (429) when a limit is reached.
+
+        ``tokens_of`` estimates the request's tokens; called only when a TPM limit applies.
+        """
+        if not self._rules and not (p.rpm or p.tpm or p.max_concurrency):
+            return None
         rules = self._rules_for(p, model)
         if not rules:
             return None
+        tokens = tokens_of() if any(r.tpm for r in rules) else 0
         checks: list[tuple[Limit, int]] = []
         token_limits: list[Limit] = []
         for r in rules:
