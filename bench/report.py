@@ -505,6 +505,31 @@ def _choices_why(ch: dict[str, Any]) -> str:
 """
 
 
+def _resilience_md() -> str:
+    """The scripted fault schedule of bench/resilience.py (latest run), if any."""
+    files = sorted(harness.RESULTS_DIR.glob("resilience-*.json"))
+    head = "## Resilience under a scripted fault schedule\n\n"
+    if not files:
+        return head + "_No run yet: `.venv/bin/python bench/resilience.py`._\n"
+    r = _load(files[-1])
+    rows = [
+        [p["phase"], str(p["requests"]), f"{p['success_rate']:.2%}", _f(p["p50_ms"]), _f(p["p99_ms"]),
+         f"{p['served_by_b']:.0%}"]
+        for p in r["phases"]
+    ]  # fmt: skip
+    return (
+        head
+        + f"`.venv/bin/python bench/resilience.py` (run {files[-1].stem.split('-', 1)[1]}): two deployments "
+        "A and B of the simulator behind one alias (priority order, A first), open-loop load at "
+        f"{r['rate_rps']:g} requests/s; A fails 500 for 30 s, recovers, then gets a 429 storm "
+        "(Retry-After: 2) and then hangs (first-byte timeout 1 s). Gateway pinned to core 0.\n\n"
+        + _md_table(["phase", "requests", "success", "p50 ms", "p99 ms", "served by B"], rows)
+        + f"\n\nOverall success: **{r['success_rate']:.3%}** of {r['requests']} requests "
+        f"(failures: {r['failures'] or 'none'}); p99 added during the 30 s outage vs the "
+        f"baseline: {r['added_p99_ms_during_outage']:.1f} ms.\n"
+    )
+
+
 def write_doc() -> Path:
     cores = _latest("core")
     if not cores:
@@ -665,6 +690,8 @@ vs granian 14k on a trivial app, and an aiohttp relay 5.3k req/s vs httpx 0.54k.
   simulator, not by the gateway. The nginx rows are the ones the targets are judged on.
 - Streams are short ({s["output_tokens"]} tokens, zero latency): the streaming rows measure the
   per-stream fixed cost and per-chunk relaying, not token pacing.
+
+{_resilience_md()}
 """
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(doc)

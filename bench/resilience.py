@@ -80,6 +80,8 @@ def start_gateway(sim_url: str, work: Path) -> tuple[subprocess.Popen[bytes], st
             "B": {"provider": "sim", "model": "sim-b", "timeouts": timeouts},
         },
         "models": {"ab": {"deployments": ["A", "B"]}},
+        # sim-a / sim-b are not in the price table: charge a stated price.
+        "spend": {"unknown_price": {"action": "allow", "input_per_mtok": 1.0, "output_per_mtok": 2.0}},
         "resilience": {
             "breaker": {"open_s": 2.0, "open_max_s": 8.0, "window_s": 10, "min_calls": 10}
         },
