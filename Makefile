@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench bench-resilience install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 ## bench: the core benchmark (pinned with taskset); figures go to docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+
+## bench-resilience: success rate and p50/p99 under a scripted fault schedule (~80 s)
+bench-resilience: $(STAMP)
+	$(BIN)/python bench/resilience.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .interlock .pytest_cache .mypy_cache .ruff_cache
