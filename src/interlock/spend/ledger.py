@@ -128,6 +128,7 @@ class LedgerWriter:
         self._appended = 0  # bytes this process appended to its current file
         self._committed = 0  # bytes of it known to be in the database
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
@@ -208,6 +209,11 @@ class LedgerWriter:
 
     async def flush(self) -> bool:
         """Store everything this process spooled; True when all is in the database."""
+        # One flush at a time: the background loop and an explicit flush share the queue.
+        async with self._flush_lock:
+            return await self._flush_locked()
+
+    async def _flush_locked(self) -> bool:
         ok = await self._flush_current()
         f = self._spool.current
         if ok and f is not None and self._committed == self._appended and f.size() > _ROTATE_BYTES:
