@@ -6,12 +6,14 @@ so there is exactly one request path.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
 import random
 import secrets
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +22,14 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.auth.service import KeyService, load_or_create_pepper
-from interlock.errors import Degraded, InterlockError, PermissionDenied
+from interlock.cache.keys import cache_key
+from interlock.cache.memory import MemoryTier
+from interlock.cache.policy import CacheDecision, decide
+from interlock.cache.redis_tier import RedisTier
+from interlock.cache.replay import StreamAssembler, replay_chunks
+from interlock.cache.sql_tier import SqlTier
+from interlock.cache.tiered import CachedAnswer, Tier, TieredCache
+from interlock.errors import Degraded, InterlockError, PermissionDenied, ServiceUnavailable
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
 from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import Transport
@@ -50,7 +59,7 @@ from interlock.storage.keys import KeyStore
 from interlock.storage.ledger import LedgerStore
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
-from interlock.types import GatewayRequest, GatewayResponse, GatewayStream, Principal, Usage
+from interlock.types import Chunk, GatewayRequest, GatewayResponse, GatewayStream, Principal, Usage
 
 log = logging.getLogger("interlock.gateway")
 
@@ -96,6 +105,7 @@ class Gateway:
         }
         self.engine: AsyncEngine = create_engine(settings.storage)
         self.spend = self._accountant(settings)
+        self.cache = self._cache(settings)
         self.limits = self._rate_limits(settings)
         pepper_cfg = settings.auth.key_hash_secret
         self.keys = KeyService(
@@ -135,6 +145,34 @@ class Gateway:
             flush_interval_s=spend.ledger_flush_interval_s,
         )
         return Accountant(spend, self.deployments, enforcer, writer)
+
+    def _cache(self, settings: Settings) -> TieredCache | None:
+        c = settings.cache
+        if not c.enabled:
+            return None
+        tiers: list[Tier] = []
+        if c.memory.enabled:
+            tiers.append(MemoryTier(c.memory.max_bytes))
+        if c.redis.enabled:
+            if not isinstance(self.shared, RedisState):
+                from interlock.state.redis import RedisState as _RS
+
+                tiers.append(
+                    RedisTier(
+                        _RS(settings.state.redis_url).client,
+                        settings.state.key_prefix,
+                        c.tier_timeout_s,
+                    )
+                )
+            else:
+                tiers.append(
+                    RedisTier(self.shared.client, settings.state.key_prefix, c.tier_timeout_s)
+                )
+        if c.sql.enabled:
+            tiers.append(SqlTier(self.engine, c.tier_timeout_s))
+        if not tiers:
+            return None
+        return TieredCache(tiers, max_stale_s=settings.resilience.degradation.max_stale_s)
 
     def _rate_limits(self, settings: Settings) -> RateLimits:
         limiter: RateLimiter
@@ -289,8 +327,33 @@ class Gateway:
         started = time.perf_counter()
         route = self.route_for(req, principal)
         level = self.ladder.effective
+        store = self.cache
+        cache = self._cache_plan(req, principal, route) if store is not None else None
+        if cache is not None and cache[1].read:
+            assert store is not None
+            ans = await store.get(
+                cache[0], max_age_s=cache[1].max_age_s, allow_stale=level >= Level.CACHED
+            )
+            if ans is not None:
+                return await self._from_cache(req, principal, route.alias, started, ans)
         admission: Admission | None = None
         limited: Admitted | None = None
+        flight = cache is not None and cache[1].read and cache[1].write and not req.stream
+        if flight:
+            assert cache is not None
+            assert store is not None
+            waiting = store.leader(cache[0])
+            if waiting is not None:
+                # An identical request is already upstream: share its answer (single flight).
+                try:
+                    led = await asyncio.shield(waiting)
+                except InterlockError:
+                    led = None  # the leader failed: try for ourselves
+                if led is not None:
+                    return await self._from_cache(
+                        req, principal, route.alias, started, led, "hit-coalesced"
+                    )
+                flight = False
         try:
             self._admit(route, level)
             limited = await self.limits.admit(
@@ -302,11 +365,22 @@ class Gateway:
             except InterlockError as err:
                 result = await self._fallback(req, route, level, err)
         except InterlockError as err:
+            if flight:
+                assert cache is not None and store is not None
+                store.land(cache[0], error=err)
             await self.limits.finish(limited, None)
             await self.spend.finish(
                 admission, Decimal(0), self._record(req, principal, route.alias, started, err)
             )
             raise
+        except BaseException:
+            if flight:
+                assert cache is not None and store is not None
+                store.land(
+                    cache[0], error=ServiceUnavailable("the coalesced request was cancelled")
+                )
+            raise
+        result.cache = "miss" if cache is not None else "bypass"
         if limited is not None:
             result.headers.extend(limited.headers)
         if isinstance(result, GatewayStream):
@@ -317,9 +391,18 @@ class Gateway:
                 started,
             )
             result.limits = limited
+            if cache is not None and cache[1].write:
+                result.cache_store = (cache[0], StreamAssembler(), cache[1].ttl_s)
+                result.chunks = _teed(result.chunks, result.cache_store[1])
             return result
         await self.limits.finish(limited, result.usage.total_tokens if result.usage else None)
         result.cost_usd = self.spend.cost(result.deployment, result.usage)
+        if cache is not None and store is not None:
+            ans = self._cacheable(result.body, result, result.cost_usd, cache[1].ttl_s)
+            if flight:
+                store.land(cache[0], ans)
+            if ans is not None and cache[1].write:
+                store.put(cache[0], ans)
         rec = self._record(req, principal, route.alias, started, None, result)
         await self.spend.finish(admission, result.cost_usd, rec)
         if result.usage is not None:
@@ -329,6 +412,71 @@ class Gateway:
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
             )
+        return result
+
+    # -- the answer cache ---------------------------------------------------------------
+
+    def _cache_plan(
+        self, req: GatewayRequest, principal: Principal, route: Route
+    ) -> tuple[str, CacheDecision] | None:
+        if self.cache is None:
+            return None
+        decision = decide(
+            self.settings.cache,
+            route.spec.cache,
+            req.endpoint,
+            req.body,
+            req.cache_mode,
+            req.cache_control,
+        )
+        if decision is None:
+            return None
+        if self.settings.cache.namespace == "team" and principal.team:
+            namespace = "team:" + principal.team
+        else:
+            namespace = "key:" + principal.key_id
+        return cache_key(namespace, route.alias, req.endpoint.value, req.body), decision
+
+    def _cacheable(
+        self, body: bytes, result: GatewayResponse | GatewayStream, cost: Decimal, ttl_s: float
+    ) -> CachedAnswer | None:
+        """Only complete, successful answers are stored (never filtered or errored ones)."""
+        if len(body) > self.settings.cache.max_entry_bytes or b'"content_filter"' in body:
+            return None
+        now = time.time()
+        return CachedAnswer(
+            body, result.usage, result.deployment, result.provider, cost, now, now + ttl_s
+        )
+
+    async def _from_cache(
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        alias: str,
+        started: float,
+        ans: CachedAnswer,
+        status: str | None = None,
+    ) -> GatewayResponse | GatewayStream:
+        """A cached answer: costs $0, and the ledger records what it saved."""
+        status = status or f"hit-{ans.tier}"
+        result: GatewayResponse | GatewayStream
+        if req.stream:
+            chunks = replay_chunks(ans.body, req.include_usage, ans.usage)
+            result = GatewayStream(
+                _one_batch(chunks),
+                ans.deployment,
+                "cache",
+                usage=ans.usage or Usage(),
+                completed=True,
+            )
+        else:
+            result = GatewayResponse(200, ans.body, ans.usage, ans.deployment, "cache")
+        result.cache = status
+        result.cost_usd = Decimal(0)
+        rec = self._record(req, principal, alias, started, None, result)
+        rec.cache, rec.saved_usd, rec.provider = status, ans.cost_usd, "cache"
+        await self.spend.finish(None, Decimal(0), rec)
+        self.metrics.cache_hit(alias, status)
         return result
 
     def _expected_cost(self, dep: Deployment, req: GatewayRequest, prompt: int) -> float | None:
@@ -438,13 +586,36 @@ class Gateway:
             usage.completion_tokens,
         )
         stream.cost_usd = self.spend.cost(stream.deployment, usage)
-        if stream.principal is None:
+        if stream.principal is None or stream.provider == "cache":
             return
         rec = self._record(req, stream.principal, stream.alias, stream.started, None, stream)
         if not stream.completed:
             rec.outcome = stream.error_code or "client_closed"
+        elif stream.cache_store is not None:
+            key, assembler, ttl = stream.cache_store
+            if assembler.complete() and self.cache is not None:
+                ans = self._cacheable(assembler.answer(usage), stream, stream.cost_usd, ttl)
+                if ans is not None:
+                    self.cache.put(key, ans)
         rec.ttft_ms = ttft_s * 1000 if ttft_s is not None else None
         await self.spend.finish(stream.admission, stream.cost_usd, rec)
 
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
+
+
+async def _one_batch(chunks: list[Chunk]) -> AsyncGenerator[list[Chunk], None]:
+    yield chunks
+
+
+async def _teed(
+    source: AsyncGenerator[list[Chunk], None], assembler: StreamAssembler
+) -> AsyncGenerator[list[Chunk], None]:
+    """Pass a stream through while collecting it into the answer to cache."""
+    try:
+        async for batch in source:
+            for chunk in batch:
+                assembler.feed(chunk.obj)
+            yield batch
+    finally:
+        await source.aclose()

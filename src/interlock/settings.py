@@ -156,6 +156,13 @@ class HedgeSettings(_Model):
     max_delay_s: float = Field(default=10.0, gt=0)
 
 
+class RouteCacheSettings(_Model):
+    enabled: bool = True
+    ttl_s: float | None = Field(default=None, gt=0)  # default: cache.ttl_s
+    # temperature_zero: only requests with temperature 0 (and embeddings); any: all.
+    cacheable: Literal["temperature_zero", "any"] | None = None
+
+
 Strategy = Literal["priority", "weighted", "least_latency", "least_busy", "lowest_cost"]
 
 
@@ -170,6 +177,7 @@ class AliasSettings(_Model):
     essential: bool = False
     # At 'limited' and below, only these deployments (default: those not marked expensive).
     limited_deployments: tuple[str, ...] | None = None
+    cache: RouteCacheSettings | None = None  # default: the global cache settings
 
 
 class BudgetSettings(_Model):
@@ -295,6 +303,26 @@ class SpendSettings(_Model):
     budget_reload_s: float = Field(default=2.0, gt=0, le=300)
 
 
+class CacheTierSettings(_Model):
+    enabled: bool = False
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # memory tier only
+
+
+class CacheSettings(_Model):
+    enabled: bool = True
+    # Whose entries a request may see: its team's (keys without a team: their own), or
+    # only its own key's. Never another tenant's.
+    namespace: Literal["team", "key"] = "team"
+    ttl_s: float = Field(default=3600.0, gt=0)
+    cacheable: Literal["temperature_zero", "any"] = "temperature_zero"
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=1024)
+    memory: CacheTierSettings = Field(default_factory=lambda: CacheTierSettings(enabled=True))
+    redis: CacheTierSettings = Field(default_factory=CacheTierSettings)  # uses state.redis_url
+    sql: CacheTierSettings = Field(default_factory=CacheTierSettings)  # uses storage.url
+    # Bound on every tier call: a tier that is down or slow is a miss, never an error.
+    tier_timeout_s: float = Field(default=0.05, gt=0, le=5)
+
+
 class StateSettings(_Model):
     # local: state in this process (one replica); redis: shared by every replica.
     backend: Literal["local", "redis"] = "local"
@@ -327,6 +355,7 @@ class Settings(_Model):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:

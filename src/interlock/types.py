@@ -102,6 +102,8 @@ class GatewayRequest:
     request_id: str = ""
     tags: tuple[str, ...] = ()
     timeout_s: float | None = None  # the client's x-interlock-timeout, already bounded
+    cache_mode: str | None = None  # x-interlock-cache: bypass | refresh
+    cache_control: str | None = None  # the client's Cache-Control header
 
 
 class Chunk:
@@ -152,6 +154,7 @@ class GatewayResponse:
     fallback: str | None = None  # the alias that answered, when not the one asked for
     cost_usd: Decimal | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    cache: str = "miss"  # x-interlock-cache: miss, hit-l1/l2/l3, hit-coalesced, bypass
 
 
 @dataclass(slots=True)
@@ -168,6 +171,8 @@ class GatewayStream:
     cost_usd: Decimal | None = None
     error_code: str | None = None  # set when the stream ended with an error event
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    cache: str = "miss"
+    cache_store: Any = None  # (key, assembler, ttl) when the finished stream is to be cached
     # Filled by the gateway for the accounting done when the stream ends.
     admission: Any = None
     limits: Any = None

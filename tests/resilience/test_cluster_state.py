@@ -181,7 +181,9 @@ def test_frozen_redis_never_blocks_requests(
             sim.set_faults([])
             # The background sync notices within one interval plus one timeout.
             deadline = time.monotonic() + 3
-            while httpx.get(f"{gw.url}/admin/degradation", headers=ADMIN).json()["shared_state_healthy"]:
+            while httpx.get(f"{gw.url}/admin/degradation", headers=ADMIN).json()[
+                "shared_state_healthy"
+            ]:
                 assert time.monotonic() < deadline, "frozen redis not noticed"
                 time.sleep(0.05)
         finally:

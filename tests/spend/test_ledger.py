@@ -168,7 +168,9 @@ async def test_roll_up_keeps_totals(engine: AsyncEngine, tmp_path: Path) -> None
 
 async def test_long_outage_overflows_to_the_spool_file(engine: AsyncEngine, tmp_path: Path) -> None:
     store = FlakyStore(engine)
-    writer = LedgerWriter(store, str(tmp_path / "spool"), flush_interval_s=0.02, memory_cap=100, batch_size=40)
+    writer = LedgerWriter(
+        store, str(tmp_path / "spool"), flush_interval_s=0.02, memory_cap=100, batch_size=40
+    )
     await writer.start()
     store.down = True
     for i in range(1000):  # far more than the memory queue holds

@@ -19,6 +19,7 @@ from interlock.api.messages_format import (
     openai_to_message,
 )
 from interlock.api.openai_routes import (
+    cache_mode,
     client_timeout,
     cost_header,
     label_model,
@@ -57,6 +58,8 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     req.request_id = ctx.request_id
     req.timeout_s = client_timeout(ctx)
     req.tags = request_tags(ctx, body)
+    req.cache_mode = cache_mode(ctx)
+    req.cache_control = ctx.header(b"cache-control")
     result = await gw.handle(req, principal)
     if isinstance(result, GatewayResponse):
         message = openai_to_message(orjson.loads(result.body), req.model)

@@ -33,6 +33,7 @@ def route_headers(result: GatewayResponse | GatewayStream) -> list[tuple[bytes, 
     if result.fallback is not None:
         headers.append((b"x-interlock-fallback", result.fallback.encode()))
     headers.extend(result.headers)
+    headers.append((b"x-interlock-cache", result.cache.encode()))
     return headers
 
 
@@ -47,6 +48,8 @@ async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Princip
     req.timeout_s = client_timeout(ctx)
     had_meta = isinstance(body.get("metadata"), dict) and "tags" in body["metadata"]
     req.tags = request_tags(ctx, body)
+    req.cache_mode = cache_mode(ctx)
+    req.cache_control = ctx.header(b"cache-control")
     if had_meta:
         req.raw = b""  # the body changed: the adapter re-serialises it
     return principal, req
@@ -86,6 +89,18 @@ def request_tags(ctx: Ctx, body: dict[str, Any]) -> tuple[str, ...]:
             param="x-interlock-tags",
         )
     return tuple(dict.fromkeys(tags))
+
+
+def cache_mode(ctx: Ctx) -> str | None:
+    value = ctx.header(b"x-interlock-cache")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in ("bypass", "refresh"):
+        raise InvalidRequest(
+            "x-interlock-cache must be 'bypass' or 'refresh'", param="x-interlock-cache"
+        )
+    return value
 
 
 def cost_header(cost: Decimal | None) -> list[tuple[bytes, bytes]]:

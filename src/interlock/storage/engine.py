@@ -55,11 +55,18 @@ async def ping(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
         return False
 
 
+_MIGRATING = asyncio.Lock()
+
+
 async def run_migrations(engine: AsyncEngine, db_schema: str | None = None) -> None:
-    """Upgrade the schema to the newest revision (safe to call from many processes)."""
+    """Upgrade the schema to the newest revision (safe to call from many processes).
+
+    Alembic keeps its environment in module globals, so within a process migrations run
+    one at a time; across processes the database's own locks serialise them.
+    """
     from interlock.storage.migrate import upgrade
 
-    async with engine.begin() as conn:
+    async with _MIGRATING, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Replicas starting together: one migrates, the others wait, then find it done.
             await conn.execute(text("SELECT pg_advisory_xact_lock(74210001)"))

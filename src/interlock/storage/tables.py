@@ -15,6 +15,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -97,4 +98,12 @@ budgets = Table(
     Column("budget_usd", Numeric(20, 10), nullable=True),
     Column("timezone", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("drop_at", Float, nullable=False, index=True),
 )

@@ -115,6 +115,13 @@ class Metrics:
             multiprocess_mode="max",
         )
 
+        self.cache_hits = Counter(
+            "interlock_cache_hits_total",
+            "Requests answered from the cache, by model and tier (hit-l1/l2/l3, hit-coalesced).",
+            ["model", "tier"],
+            **kw,
+        )
+
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         # Label lookups are cached: the label sets are bounded by construction.
         key = (route, model, status)
@@ -157,6 +164,9 @@ class Metrics:
 
     def hedge(self, model: str, outcome: str) -> None:
         self.hedges.labels(model, outcome).inc()
+
+    def cache_hit(self, model: str, status: str) -> None:
+        self.cache_hits.labels(model, status).inc()
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:

@@ -1,0 +1,186 @@
+"""The answer cache over real HTTP: hits per tier, tenants, streams, single flight, degradation."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from interlock.sim import SimControl
+from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
+
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+BODY = {
+    "model": "chat",
+    "temperature": 0,
+    "messages": [{"role": "user", "content": "what is a railway interlocking?"}],
+}
+
+
+@pytest.fixture
+def gw(sim_url: str, sim: SimControl, tmp_path: Path) -> GatewayProcess:
+    cfg = sim_config(sim_url, tmp_path / "state", cache={"sql": {"enabled": True}})
+    g = GatewayProcess(cfg, tmp_path).start()
+    yield g  # type: ignore[misc]
+    g.stop()
+
+
+def keys(c: httpx.Client, **fields: object) -> dict[str, str]:
+    return {
+        "authorization": f"Bearer {c.post('/admin/keys', headers=ADMIN, json=fields).json()['key']}"
+    }
+
+
+def test_second_identical_request_is_a_free_hit(gw: GatewayProcess, sim: SimControl) -> None:
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        k = keys(c, team="t1")
+        first = c.post("/v1/chat/completions", json=BODY, headers=k)
+        second = c.post("/v1/chat/completions", json=BODY, headers=k)
+        assert (
+            first.headers["x-interlock-cache"] == "miss"
+            and second.headers["x-interlock-cache"] == "hit-l1"
+        )
+        assert second.json()["choices"] == first.json()["choices"]
+        assert (
+            second.headers["x-interlock-cost-usd"] == "0"
+            and first.headers["x-interlock-cost-usd"] != "0"
+        )
+        assert sim.ledger()["totals"]["requests"] == 1
+        # Sampled requests are not cached by default; bypass and refresh are honoured.
+        assert (
+            c.post("/v1/chat/completions", json={**BODY, "temperature": 0.8}, headers=k).headers[
+                "x-interlock-cache"
+            ]
+            == "bypass"
+        )
+        assert (
+            c.post(
+                "/v1/chat/completions", json=BODY, headers={**k, "x-interlock-cache": "bypass"}
+            ).headers["x-interlock-cache"]
+            == "bypass"
+        )
+        r = c.post("/v1/chat/completions", json=BODY, headers={**k, "x-interlock-cache": "refresh"})
+        assert r.headers["x-interlock-cache"] == "miss"
+        assert sim.ledger()["totals"]["requests"] == 4  # miss, sampled, bypass, refresh
+
+
+def test_no_hit_crosses_tenants(gw: GatewayProcess, sim: SimControl) -> None:
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        a, b, solo = keys(c, team="alpha"), keys(c, team="beta"), keys(c)
+        a2 = keys(c, team="alpha")
+        assert (
+            c.post("/v1/chat/completions", json=BODY, headers=a).headers["x-interlock-cache"]
+            == "miss"
+        )
+        assert (
+            c.post("/v1/chat/completions", json=BODY, headers=b).headers["x-interlock-cache"]
+            == "miss"
+        )
+        assert (
+            c.post("/v1/chat/completions", json=BODY, headers=solo).headers["x-interlock-cache"]
+            == "miss"
+        )
+        assert (
+            c.post("/v1/chat/completions", json=BODY, headers=a2).headers["x-interlock-cache"]
+            == "hit-l1"
+        )  # same team
+
+
+def test_streams_are_cached_and_replayed(gw: GatewayProcess, sim: SimControl) -> None:
+    import openai
+
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0) as oai:
+        body = {
+            "model": "chat",
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "stream me"}],
+        }
+        live = "".join(
+            c.choices[0].delta.content or ""
+            for c in oai.chat.completions.create(**body, stream=True)
+            if c.choices
+        )
+        time.sleep(0.2)  # the entry is written in the background
+        raw = oai.chat.completions.with_raw_response.create(**body, stream=True)
+        assert raw.headers["x-interlock-cache"] == "hit-l1"
+        replayed = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        plain = oai.chat.completions.with_raw_response.create(**body)
+        assert plain.headers["x-interlock-cache"] == "hit-l1"
+    assert replayed == live == plain.parse().choices[0].message.content
+    assert sim.ledger()["totals"]["requests"] == 1
+
+
+def test_concurrent_identical_misses_make_one_upstream_call(
+    gw: GatewayProcess, sim: SimControl
+) -> None:
+    sim.set_config(ttft_ms=300)
+    body = {**BODY, "messages": [{"role": "user", "content": "burst"}]}
+    with httpx.Client(base_url=gw.url, timeout=30) as c, ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda _: c.post("/v1/chat/completions", json=body, headers=ADMIN), range(8))
+        )
+    assert all(r.status_code == 200 for r in results)
+    assert sorted(r.headers["x-interlock-cache"] for r in results).count("miss") == 1
+    assert sim.ledger()["totals"]["requests"] == 1
+
+
+def test_ledger_records_hits_with_what_they_saved(gw: GatewayProcess, sim: SimControl) -> None:
+    import sqlite3
+
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        first = c.post("/v1/chat/completions", json=BODY, headers=ADMIN)
+        c.post("/v1/chat/completions", json=BODY, headers=ADMIN)
+    deadline = time.monotonic() + 10
+    while True:
+        db = sqlite3.connect(gw.workdir / "state" / "interlock.db")
+        rows = db.execute(
+            "SELECT cache, cost_usd, saved_usd FROM ledger ORDER BY created_at"
+        ).fetchall()
+        db.close()
+        if len(rows) >= 2:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert rows[0][0] == "miss" and rows[1][0] == "hit-l1"
+    assert float(rows[1][1]) == 0 and float(rows[1][2]) == float(
+        first.headers["x-interlock-cost-usd"]
+    )
+
+
+def test_cached_level_serves_hits_and_refuses_misses(gw: GatewayProcess, sim: SimControl) -> None:
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        c.post("/v1/chat/completions", json=BODY, headers=ADMIN)
+        c.put("/admin/degradation", json={"level": "cached"}, headers=ADMIN)
+        hit = c.post("/v1/chat/completions", json=BODY, headers=ADMIN)
+        miss = c.post(
+            "/v1/chat/completions",
+            json={**BODY, "messages": [{"role": "user", "content": "new"}]},
+            headers=ADMIN,
+        )
+        c.put("/admin/degradation", json={"level": "auto"}, headers=ADMIN)
+    assert hit.status_code == 200 and hit.headers["x-interlock-cache"] == "hit-l1"
+    assert miss.status_code == 503 and miss.json()["error"]["code"] == "degraded"
+
+
+def test_sql_tier_survives_a_restart(sim_url: str, sim: SimControl, tmp_path: Path) -> None:
+    cfg = sim_config(
+        sim_url, tmp_path / "state", cache={"memory": {"enabled": True}, "sql": {"enabled": True}}
+    )
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        httpx.post(f"{g.url}/v1/chat/completions", json=BODY, headers=ADMIN, timeout=30)
+        time.sleep(0.3)
+    finally:
+        g.stop()
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        r = httpx.post(f"{g.url}/v1/chat/completions", json=BODY, headers=ADMIN, timeout=30)
+        assert r.headers["x-interlock-cache"] == "hit-l3"
+        r = httpx.post(f"{g.url}/v1/chat/completions", json=BODY, headers=ADMIN, timeout=30)
+        assert r.headers["x-interlock-cache"] == "hit-l1"  # promoted
+    finally:
+        g.stop()
+    assert sim.ledger()["totals"]["requests"] == 1
