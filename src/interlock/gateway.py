@@ -585,7 +585,8 @@ class Gateway:
             usage.prompt_tokens,
             usage.completion_tokens,
         )
-        stream.cost_usd = self.spend.cost(stream.deployment, usage)
+        if stream.cost_usd is None or not stream.completed:
+            stream.cost_usd = self.spend.cost(stream.deployment, usage)
         if stream.principal is None or stream.provider == "cache":
             return
         rec = self._record(req, stream.principal, stream.alias, stream.started, None, stream)

@@ -89,7 +89,7 @@ async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStr
             result.error_code = err.code
             await ctx.stream_end(encoder.error(_error_type(err.status), err.message))
             return
-        cost = gw.spend.cost(result.deployment, result.usage)
+        cost = result.cost_usd = gw.spend.cost(result.deployment, result.usage)
         comment = b": x-interlock-cost-usd=" + format_usd(cost).encode() + b"\n\n"
         await ctx.stream_end(comment + encoder.finish(result.usage))
 

@@ -165,7 +165,7 @@ async def stream_openai(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: Gate
             await ctx.stream_end(b"data: " + orjson.dumps(error_payload(err)) + b"\n\n")
             return
         # The cost is only known now; an SSE comment line carries it (clients ignore it).
-        cost = gw.spend.cost(result.deployment, result.usage)
+        cost = result.cost_usd = gw.spend.cost(result.deployment, result.usage)
         await ctx.stream_end(
             b": x-interlock-cost-usd=" + format_usd(cost).encode() + b"\n\n" + _DONE
         )

@@ -32,6 +32,8 @@ class Metrics:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._attempt_children: dict[tuple[str, str, str], Any] = {}
+        self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._ttft_children: dict[str, Any] = {}
         # In multiprocess mode metrics live in files, not in a registry of ours.
         reg = None if self.multiprocess else (registry or CollectorRegistry())
         self._registry = reg
@@ -144,13 +146,23 @@ class Metrics:
         child.observe(seconds)
 
     def observe_tokens(self, model: str, deployment: str, prompt: int, completion: int) -> None:
+        key = (model, deployment)
+        children = self._token_children.get(key)
+        if children is None:
+            children = self._token_children[key] = (
+                self.tokens.labels(model, deployment, "prompt"),
+                self.tokens.labels(model, deployment, "completion"),
+            )
         if prompt:
-            self.tokens.labels(model, deployment, "prompt").inc(prompt)
+            children[0].inc(prompt)
         if completion:
-            self.tokens.labels(model, deployment, "completion").inc(completion)
+            children[1].inc(completion)
 
     def observe_ttft(self, model: str, seconds: float) -> None:
-        self.ttft.labels(model).observe(seconds)
+        child = self._ttft_children.get(model)
+        if child is None:
+            child = self._ttft_children[model] = self.ttft.labels(model)
+        child.observe(seconds)
 
     def circuit_transition(self, deployment: str, state: str, value: int) -> None:
         self.circuit_state.labels(deployment).set(value)
