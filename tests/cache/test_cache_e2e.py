@@ -184,3 +184,33 @@ def test_sql_tier_survives_a_restart(sim_url: str, sim: SimControl, tmp_path: Pa
     finally:
         g.stop()
     assert sim.ledger()["totals"]["requests"] == 1
+
+
+def test_application_cache_api_is_tenant_isolated(gw: GatewayProcess) -> None:
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        a, b = keys(c, team="alpha"), keys(c, team="beta")
+        r = c.put("/v1/cache/chain/step-1", content=b'{"chunks": [1, 2]}',
+                  headers={**a, "content-type": "application/json"}, params={"ttl": "60"})  # fmt: skip
+        assert r.status_code == 200 and r.json()["stored"] is True
+        got = c.get("/v1/cache/chain/step-1", headers=a)
+        assert got.status_code == 200 and got.json() == {"chunks": [1, 2]}
+        assert got.headers["content-type"] == "application/json"
+        assert c.get("/v1/cache/chain/step-1", headers=b).status_code == 404  # another tenant
+        assert c.delete("/v1/cache/chain/step-1", headers=a).json()["deleted"] is True
+        assert c.get("/v1/cache/chain/step-1", headers=a).status_code == 404
+        short = c.put("/v1/cache/chain/brief", content=b"x", headers=a, params={"ttl": "0.2"})
+        assert short.status_code == 200
+        time.sleep(0.4)
+        assert c.get("/v1/cache/chain/brief", headers=a).status_code == 404  # expired
+        assert c.put("/v1/cache/bad name/k", content=b"x", headers=a).status_code in (400, 404)
+        assert (
+            c.put("/v1/cache/ns/k", content=b"x", headers=a, params={"ttl": "-1"}).json()["error"][
+                "param"
+            ]
+            == "ttl"
+        )
+        assert c.put("/v1/cache/ns/k", content=b"\xff\xfe", headers=a).status_code == 400
+        assert (
+            c.put("/v1/cache/ns/k", content=b"x" * (2 * 1024 * 1024), headers=a).status_code == 413
+        )
+        assert c.get("/v1/cache/ns/k").status_code == 401

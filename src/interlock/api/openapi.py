@@ -195,6 +195,12 @@ def build() -> dict[str, Any]:
             "get": _op("One budget's status", ok=_resp("Budget"), errors=_ADMIN_ERR),
             "delete": _op("Delete a budget (not those from the config file)", ok=_resp("Deleted"), errors=_errors(400, 401, 403, 404)),
         },
+        "/v1/cache/{namespace}/{key}": {
+            "parameters": param("namespace") + param("key"),
+            "put": _op("Store a value (UTF-8 body; ?ttl=seconds, default 3600) in the caller's tenant", body={"type": "string"}, ok=_resp("Stored"), errors=_errors(400, 401, 413)),
+            "get": _op("Read a value of the caller's tenant", ok={"description": "The stored bytes, with the content type they were stored with", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(400, 401, 404)),
+            "delete": _op("Delete a value", ok=_resp("Deleted"), errors=_errors(400, 401)),
+        },
         "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
         "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},
         "/metrics": {"get": _op("Prometheus metrics", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors={}, secure=False)},

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from interlock.api import admin, admin_ops, admin_spend, health, messages, openai_routes, openapi
+from interlock.api import (
+    admin,
+    admin_ops,
+    admin_spend,
+    app_cache,
+    health,
+    messages,
+    openai_routes,
+    openapi,
+)
 from interlock.api.http import Ctx
 from interlock.errors import MethodNotAllowed, NotFound
 from interlock.gateway import Gateway
@@ -54,6 +63,13 @@ _PARAM: list[tuple[str, str, str, dict[str, Handler], str]] = [
     ),
     ("/v1/models/", "model", "", {"GET": openai_routes.get_model}, "/v1/models/{model}"),
     (
+        "/v1/cache/",
+        "path",
+        "",
+        {"PUT": app_cache.put_value, "GET": app_cache.get_value, "DELETE": app_cache.delete_value},
+        "/v1/cache/{namespace}/{key}",
+    ),
+    (
         "/admin/budgets/",
         "budget_id",
         "",
@@ -91,7 +107,9 @@ def resolve(method: str, path: str, params: dict[str, str]) -> Match:
         if path.startswith(prefix) and path.endswith(suffix):
             value = path[len(prefix) : len(path) - len(suffix)] if suffix else path[len(prefix) :]
             # Model ids may contain '/' (e.g. meta-llama/Llama-3.1-8B-Instruct).
-            if value and ("/" not in value or name == "model"):
+            if value and (
+                "/" not in value or name == "model" or (name == "path" and value.count("/") == 1)
+            ):
                 params[name] = value
                 return _pick(methods, method, template)
     raise NotFound(f"no route for {method} {path[:200]}", code="route_not_found")

@@ -153,6 +153,31 @@ class TieredCache:
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
+    # -- application values (the KV API): written through to every tier, awaited ---------
+
+    async def set_value(self, key: str, value: bytes, ttl_s: float) -> None:
+        results = await asyncio.gather(
+            *(self._guard(t, t.set(key, value, ttl_s)) for t in self.tiers), return_exceptions=True
+        )
+        if all(isinstance(r, BaseException) for r in results):
+            raise ConnectionError("no cache tier accepted the value")
+
+    async def get_value(self, key: str) -> bytes | None:
+        for tier in self.tiers:
+            raw: bytes | None
+            try:
+                raw = await self._guard(tier, tier.get(key))
+            except Exception:  # logged by _guard: a tier that is down is a miss
+                raw = None
+            if raw is not None:
+                return raw
+        return None
+
+    async def delete_value(self, key: str) -> None:
+        await asyncio.gather(
+            *(self._guard(t, t.delete(key)) for t in self.tiers), return_exceptions=True
+        )
+
     # -- single flight ----------------------------------------------------------------
 
     def leader(self, key: str) -> asyncio.Future[Any] | None:
