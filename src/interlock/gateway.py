@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.auth.service import KeyService, load_or_create_pepper
@@ -29,7 +31,13 @@ from interlock.cache.redis_tier import RedisTier
 from interlock.cache.replay import StreamAssembler, replay_chunks
 from interlock.cache.sql_tier import SqlTier
 from interlock.cache.tiered import CachedAnswer, Tier, TieredCache
-from interlock.errors import Degraded, InterlockError, PermissionDenied, ServiceUnavailable
+from interlock.errors import (
+    Degraded,
+    InterlockError,
+    PermissionDenied,
+    ServiceUnavailable,
+    UpstreamProtocolError,
+)
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
 from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import Transport
@@ -59,7 +67,15 @@ from interlock.storage.keys import KeyStore
 from interlock.storage.ledger import LedgerStore
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
-from interlock.types import Chunk, GatewayRequest, GatewayResponse, GatewayStream, Principal, Usage
+from interlock.types import (
+    Chunk,
+    Endpoint,
+    GatewayRequest,
+    GatewayResponse,
+    GatewayStream,
+    Principal,
+    Usage,
+)
 
 log = logging.getLogger("interlock.gateway")
 
@@ -435,6 +451,8 @@ class Gateway:
             namespace = "team:" + principal.team
         else:
             namespace = "key:" + principal.key_id
+        if decision.write:
+            req.cache_namespace = namespace
         return cache_key(namespace, route.alias, req.endpoint.value, req.body), decision
 
     def _cacheable(
@@ -549,7 +567,73 @@ class Gateway:
         plan = self.plan(req, route, level)
         if req.stream:
             return await self.executor.stream(req, plan)
+        texts = req.body.get("input")
+        if (
+            req.endpoint is Endpoint.EMBEDDINGS
+            and self.cache is not None
+            and req.cache_namespace is not None
+            and isinstance(texts, list)
+            and len(texts) > 1
+            and all(isinstance(t, str) for t in texts)
+        ):
+            return await self._embed_per_text(req, plan, texts)
         return await self.executor.complete(req, plan)
+
+    async def _embed_per_text(
+        self, req: GatewayRequest, plan: Plan, texts: list[str]
+    ) -> GatewayResponse:
+        """Embeddings cached per input text: a list with 3 new texts out of 100 costs 3."""
+        assert self.cache is not None and req.cache_namespace is not None
+        params = {k: v for k, v in req.body.items() if k not in ("input", "model", "user")}
+        alias = plan.route.alias
+        keys = {
+            t: cache_key(req.cache_namespace, alias, "embedding-text", {"input": t, **params})
+            for t in texts
+        }
+        found: dict[str, Any] = {}
+        for text, key in keys.items():
+            raw = await self.cache.get_value(key)
+            if raw is not None:
+                found[text] = orjson.loads(raw)
+        missing = [t for t in keys if t not in found]
+        usage = Usage(0, 0)
+        deployment, provider, attempts, model = "cache", "cache", [], req.model
+        if missing:
+            sub_body = {**req.body, "input": missing}
+            sub = GatewayRequest(
+                Endpoint.EMBEDDINGS, req.model, sub_body, b"", request_id=req.request_id
+            )
+            resp = await self.executor.complete(sub, plan)
+            data = orjson.loads(resp.body)
+            items = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
+            if len(items) != len(missing):
+                raise UpstreamProtocolError(
+                    "the provider returned a different number of embeddings"
+                )
+            ttl = self.settings.cache.ttl_s
+            for text, item in zip(missing, items, strict=True):
+                found[text] = item.get("embedding")
+                self.cache.put_value(keys[text], orjson.dumps(found[text]), ttl)
+            usage = resp.usage or Usage(0, 0)
+            deployment, provider, attempts = resp.deployment, resp.provider, resp.attempts
+            model = data.get("model") or req.model
+        body = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": found[t]}
+                for i, t in enumerate(texts)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+        }
+        result = GatewayResponse(200, orjson.dumps(body), usage, deployment, provider, attempts)
+        if not missing:
+            result.headers.append((b"x-interlock-embedding-cache", b"all"))
+        elif len(missing) < len(keys):
+            result.headers.append(
+                (b"x-interlock-embedding-cache", f"{len(keys) - len(missing)}/{len(keys)}".encode())
+            )
+        return result
 
     async def _fallback(
         self, req: GatewayRequest, route: Route, level: Level, err: InterlockError

@@ -104,6 +104,7 @@ class GatewayRequest:
     timeout_s: float | None = None  # the client's x-interlock-timeout, already bounded
     cache_mode: str | None = None  # x-interlock-cache: bypass | refresh
     cache_control: str | None = None  # the client's Cache-Control header
+    cache_namespace: str | None = None  # the tenant's cache namespace, when caching applies
 
 
 class Chunk:

@@ -214,3 +214,29 @@ def test_application_cache_api_is_tenant_isolated(gw: GatewayProcess) -> None:
             c.put("/v1/cache/ns/k", content=b"x" * (2 * 1024 * 1024), headers=a).status_code == 413
         )
         assert c.get("/v1/cache/ns/k").status_code == 401
+
+
+def test_embeddings_are_cached_per_text(gw: GatewayProcess, sim: SimControl) -> None:
+    import openai
+
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0) as oai:
+        first = oai.embeddings.create(model="sim-embed", input=["alpha", "beta", "gamma"])
+        time.sleep(0.2)  # per-text entries are written in the background
+        raw = oai.embeddings.with_raw_response.create(
+            model="sim-embed", input=["beta", "delta", "alpha", "epsilon"]
+        )
+        mixed = raw.parse()
+        assert raw.headers["x-interlock-embedding-cache"] == "2/4"
+        direct = oai.embeddings.create(
+            model="sim-embed", input="delta", extra_headers={"x-interlock-cache": "bypass"}
+        )
+    sent = [r for r in sim.requests() if r["path"] == "/v1/embeddings"]
+    assert (
+        '"alpha"' not in sent[1]["body"] and '"delta"' in sent[1]["body"]
+    )  # only the new texts went out
+    assert mixed.data[0].embedding == first.data[1].embedding  # beta, from the cache
+    assert mixed.data[1].embedding == direct.data[0].embedding  # delta, fresh and correct
+    assert [d.index for d in mixed.data] == [0, 1, 2, 3]
+    assert (
+        mixed.usage.prompt_tokens < first.usage.prompt_tokens * 4 / 3
+    )  # charged for 2 texts, not 4

@@ -173,6 +173,11 @@ class TieredCache:
                 return raw
         return None
 
+    def put_value(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Like :meth:`set_value`, in the background (off the request path)."""
+        for tier in self.tiers:
+            self._background(tier, tier.set(key, value, ttl_s))
+
     async def delete_value(self, key: str) -> None:
         await asyncio.gather(
             *(self._guard(t, t.delete(key)) for t in self.tiers), return_exceptions=True
