@@ -206,7 +206,12 @@ class Gateway:
         await self.transport.start()
         await self.shared.start()
         await self.spend.ledger.start()
-        await self.spend.enforcer.reload()
+        try:
+            await self.spend.enforcer.reload()
+        except Exception as exc:
+            # A worker (re)started while the database is down must come up anyway: it
+            # serves what it can, refuses budgeted spend until the reload below succeeds.
+            log.warning("budgets not loaded at startup (%s); retrying", type(exc).__name__)
         self._budget_reload = Periodic(
             "budget reload", self.spend.enforcer.reload, self.settings.spend.budget_reload_s
         )
@@ -249,7 +254,11 @@ class Gateway:
             log.info("rolled up %d ledger rows older than %s", rolled, cutoff.date())
 
     async def ready(self) -> Readiness:
-        checks = {"started": self._started, "storage": await ping(self.engine)}
+        checks = {
+            "started": self._started,
+            "storage": await ping(self.engine),
+            "budgets": self.spend.enforcer.loaded,
+        }
         return Readiness(all(checks.values()), checks)
 
     async def authenticate(self, token: str | None) -> Principal:

@@ -153,6 +153,9 @@ def test_ledger_matches_provider_through_outage_and_crash(
         assert (
             abs(sum(r["completion_tokens"] for r in rows) - served["completion_tokens"]) <= 10 * 3
         )
+    except BaseException:
+        print(gw.output()[-20000:])  # the gateway's own account of the failure
+        raise
     finally:
         gw.stop()
         proxy.close()

@@ -108,18 +108,8 @@ class GatewayProcess:
         self.log_path = workdir / f"gateway-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
-        env.update(self.env)
-        cmd = [sys.executable, "-m", "interlock.cli.main", "serve",
-               "--port", str(self.port), "--workers", str(self.workers)]  # fmt: skip
-        if self.config is not None:
-            path = self.workdir / f"interlock-{self.port}.yaml"
-            path.write_text(yaml.safe_dump(self.config))
-            cmd += ["--config", str(path)]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=env, cwd=self.workdir)  # fmt: skip
+        self.start_unready()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -132,6 +122,22 @@ class GatewayProcess:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway did not become ready:\n{self.output()}")
+
+    def start_unready(self) -> GatewayProcess:
+        """Start the process without waiting for it to be ready."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+        env.update(self.env)
+        cmd = [sys.executable, "-m", "interlock.cli.main", "serve",
+               "--port", str(self.port), "--workers", str(self.workers)]  # fmt: skip
+        if self.config is not None:
+            path = self.workdir / f"interlock-{self.port}.yaml"
+            path.write_text(yaml.safe_dump(self.config))
+            cmd += ["--config", str(path)]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env, cwd=self.workdir)  # fmt: skip
+        return self
 
     def output(self) -> str:
         try:

@@ -95,6 +95,7 @@ class Accountant:
         self, req: GatewayRequest, principal: Principal, deps: list[Deployment]
     ) -> Admission:
         tags = tuple(dict.fromkeys((*principal.tags, *req.tags)))
+        self.enforcer.require_loaded()
         budgets = self.enforcer.applicable(principal.key_id, principal.user, principal.team, tags)
         if not budgets:
             return Admission(None, tags, Decimal(0))

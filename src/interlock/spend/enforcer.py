@@ -110,6 +110,9 @@ class BudgetEnforcer:
             for i, b in enumerate(cfg.budgets)
         ]
         self.budgets: list[Budget] = list(self._config_budgets)
+        # False until the stored budgets were read once: until then this process does not
+        # know every limit that applies (a worker started while the database is down).
+        self.loaded = False
         self._alerts = _AlertLog()
 
     # -- the budget list -----------------------------------------------------------
@@ -129,6 +132,7 @@ class BudgetEnforcer:
             for r in rows
         ]
         self.budgets = self._config_budgets + dynamic
+        self.loaded = True
 
     async def create(
         self,
@@ -194,6 +198,17 @@ class BudgetEnforcer:
         else:
             spent = await self._ledger.spend_since(start, **where)
         await self._res.init(key, to_nano(spent), ttl)
+
+    def require_loaded(self) -> None:
+        """Refuse (fail_closed) while the stored budgets are unknown to this process."""
+        if self.loaded or self._cfg.hard_limits_on_state_error == "fail_open":
+            return
+        raise ServiceUnavailable(
+            "spend limits cannot be checked right now (budgets not loaded: database "
+            "unreachable); refusing rather than risking an overspend",
+            code="budget_state_unavailable",
+            retry_after=5,
+        )
 
     async def reserve(self, budgets: list[Budget], worst_usd: Decimal) -> Reservation | None:
         if not budgets:
