@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +38,7 @@ from interlock.errors import (
     ServiceUnavailable,
     UpstreamProtocolError,
 )
+from interlock.localembed import MODEL_NAME as LOCAL_EMBED_MODEL
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
 from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import Transport
@@ -77,7 +78,19 @@ from interlock.types import (
     Usage,
 )
 
+if TYPE_CHECKING:  # the semantic cache (numpy, usearch) is imported only when enabled
+    from interlock.cache.semantic.cache import Probe, SemanticCache
+    from interlock.cache.semantic.index import Vector
+
 log = logging.getLogger("interlock.gateway")
+
+
+@dataclass(slots=True)
+class _CachePlan:
+    key: str  # the exact-match key
+    decision: CacheDecision
+    namespace: str  # the tenant's
+    probe: Probe | None = None  # the semantic lookup, remembered with the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +135,7 @@ class Gateway:
         self.engine: AsyncEngine = create_engine(settings.storage)
         self.spend = self._accountant(settings)
         self.cache = self._cache(settings)
+        self.semantic = self._semantic(settings)
         self.limits = self._rate_limits(settings)
         pepper_cfg = settings.auth.key_hash_secret
         self.keys = KeyService(
@@ -137,6 +151,7 @@ class Gateway:
         self._started = False
         self._budget_reload: Periodic | None = None
         self._rollup: Periodic | None = None
+        self._semantic_sync: Periodic | None = None
 
     def _accountant(self, settings: Settings) -> Accountant:
         spend = settings.spend
@@ -190,6 +205,19 @@ class Gateway:
             return None
         return TieredCache(tiers, max_stale_s=settings.resilience.degradation.max_stale_s)
 
+    def _semantic(self, settings: Settings) -> SemanticCache | None:
+        cfg = settings.cache.semantic
+        wanted = cfg.enabled or any(
+            r.spec.cache is not None and r.spec.cache.semantic for r in self.catalog.routes()
+        )
+        if self.cache is None or not wanted:
+            return None
+        from interlock.cache.semantic.cache import SemanticCache
+        from interlock.cache.semantic.store import SemanticStore
+
+        store = SemanticStore(self.engine) if cfg.backend == "sql" else None
+        return SemanticCache(cfg, self._semantic_embed, store=store)
+
     def _rate_limits(self, settings: Settings) -> RateLimits:
         limiter: RateLimiter
         if isinstance(self.shared, RedisState):
@@ -218,6 +246,13 @@ class Gateway:
         self._budget_reload.start()
         self._rollup = Periodic("ledger roll-up", self._roll_up, 3600.0)
         self._rollup.start()
+        if self.semantic is not None and self.settings.cache.semantic.backend == "sql":
+            self._semantic_sync = Periodic(
+                "semantic cache sync",
+                self._sync_semantic,
+                self.settings.cache.semantic.sync_interval_s,
+            )
+            self._semantic_sync.start()
         self.health.start()
         await self.ladder.start()
         self._started = True
@@ -230,10 +265,18 @@ class Gateway:
             await self._budget_reload.stop()
         if self._rollup is not None:
             await self._rollup.stop()
+        if self._semantic_sync is not None:
+            await self._semantic_sync.stop()
+        if self.semantic is not None:
+            await self.semantic.drain()
         await self.spend.ledger.stop()
         await self.shared.close()
         await self.transport.close()
         await self.engine.dispose()
+
+    async def _sync_semantic(self) -> None:
+        assert self.semantic is not None
+        await self.semantic.sync()
 
     async def _roll_up(self) -> None:
         """Retention: ledger rows past spend.retention_days become daily aggregates."""
@@ -354,20 +397,31 @@ class Gateway:
         level = self.ladder.effective
         store = self.cache
         cache = self._cache_plan(req, principal, route) if store is not None else None
-        if cache is not None and cache[1].read:
+        if cache is not None and cache.decision.read:
             assert store is not None
             ans = await store.get(
-                cache[0], max_age_s=cache[1].max_age_s, allow_stale=level >= Level.CACHED
+                cache.key, max_age_s=cache.decision.max_age_s, allow_stale=level >= Level.CACHED
             )
             if ans is not None:
                 return await self._from_cache(req, principal, route.alias, started, ans)
+            threshold = self._semantic_threshold(route)
+            if threshold is not None:
+                assert self.semantic is not None
+                cache.probe = await self.semantic.probe(
+                    cache.namespace, route.alias, req.endpoint.value, req.body
+                )
+                ans = await self._semantic_hit(cache, threshold, level)
+                if ans is not None:
+                    return await self._from_cache(
+                        req, principal, route.alias, started, ans, "hit-semantic"
+                    )
         admission: Admission | None = None
         limited: Admitted | None = None
-        flight = cache is not None and cache[1].read and cache[1].write and not req.stream
+        flight = cache is not None and cache.decision.read and cache.decision.write and not req.stream
         if flight:
             assert cache is not None
             assert store is not None
-            waiting = store.leader(cache[0])
+            waiting = store.leader(cache.key)
             if waiting is not None:
                 # An identical request is already upstream: share its answer (single flight).
                 try:
@@ -392,7 +446,7 @@ class Gateway:
         except InterlockError as err:
             if flight:
                 assert cache is not None and store is not None
-                store.land(cache[0], error=err)
+                store.land(cache.key, error=err)
             await self.limits.finish(limited, None)
             await self.spend.finish(
                 admission, Decimal(0), self._record(req, principal, route.alias, started, err)
@@ -402,7 +456,7 @@ class Gateway:
             if flight:
                 assert cache is not None and store is not None
                 store.land(
-                    cache[0], error=ServiceUnavailable("the coalesced request was cancelled")
+                    cache.key, error=ServiceUnavailable("the coalesced request was cancelled")
                 )
             raise
         result.cache = "miss" if cache is not None else "bypass"
@@ -416,18 +470,18 @@ class Gateway:
                 started,
             )
             result.limits = limited
-            if cache is not None and cache[1].write:
-                result.cache_store = (cache[0], StreamAssembler(), cache[1].ttl_s)
+            if cache is not None and cache.decision.write:
+                result.cache_store = (cache, StreamAssembler())
                 result.chunks = _teed(result.chunks, result.cache_store[1])
             return result
         await self.limits.finish(limited, result.usage.total_tokens if result.usage else None)
         result.cost_usd = self.spend.cost(result.deployment, result.usage)
         if cache is not None and store is not None:
-            ans = self._cacheable(result.body, result, result.cost_usd, cache[1].ttl_s)
+            ans = self._cacheable(result.body, result, result.cost_usd, cache.decision.ttl_s)
             if flight:
-                store.land(cache[0], ans)
-            if ans is not None and cache[1].write:
-                store.put(cache[0], ans)
+                store.land(cache.key, ans)
+            if ans is not None and cache.decision.write:
+                self._store_answer(cache, ans)
         rec = self._record(req, principal, route.alias, started, None, result)
         await self.spend.finish(admission, result.cost_usd, rec)
         if result.usage is not None:
@@ -443,7 +497,7 @@ class Gateway:
 
     def _cache_plan(
         self, req: GatewayRequest, principal: Principal, route: Route
-    ) -> tuple[str, CacheDecision] | None:
+    ) -> _CachePlan | None:
         if self.cache is None:
             return None
         decision = decide(
@@ -462,7 +516,8 @@ class Gateway:
             namespace = "key:" + principal.key_id
         if decision.write:
             req.cache_namespace = namespace
-        return cache_key(namespace, route.alias, req.endpoint.value, req.body), decision
+        key = cache_key(namespace, route.alias, req.endpoint.value, req.body)
+        return _CachePlan(key, decision, namespace)
 
     def _cacheable(
         self, body: bytes, result: GatewayResponse | GatewayStream, cost: Decimal, ttl_s: float
@@ -474,6 +529,53 @@ class Gateway:
         return CachedAnswer(
             body, result.usage, result.deployment, result.provider, cost, now, now + ttl_s
         )
+
+    def _store_answer(self, plan: _CachePlan, ans: CachedAnswer) -> None:
+        assert self.cache is not None
+        self.cache.put(plan.key, ans)
+        if plan.probe is not None and self.semantic is not None:
+            self.semantic.remember(plan.probe, plan.key, ans.fresh_until)
+
+    def _semantic_threshold(self, route: Route) -> float | None:
+        """The route's similarity threshold, or None when it is not matched by meaning."""
+        if self.semantic is None:
+            return None
+        cfg, spec = self.settings.cache.semantic, route.spec.cache
+        enabled = spec.semantic if spec is not None and spec.semantic is not None else cfg.enabled
+        if not enabled:
+            return None
+        if spec is not None and spec.semantic_threshold is not None:
+            return spec.semantic_threshold
+        return cfg.threshold
+
+    async def _semantic_hit(
+        self, plan: _CachePlan, threshold: float, level: Level
+    ) -> CachedAnswer | None:
+        assert self.semantic is not None and self.cache is not None
+        if plan.probe is None:
+            return None
+        match = self.semantic.match(plan.probe, threshold)
+        for reason in match.rejected if match else ():
+            self.metrics.semantic_rejected(reason)
+        if match is None:
+            return None
+        return await self.cache.get(
+            match.candidate.key,
+            max_age_s=plan.decision.max_age_s,
+            allow_stale=level >= Level.CACHED,
+        )
+
+    async def _semantic_embed(self, texts: list[str]) -> list[Vector]:
+        """Embed lookups with the configured embeddings model (the local one by default)."""
+        alias = self.settings.cache.semantic.embedder or LOCAL_EMBED_MODEL
+        route = self.catalog.resolve(alias, Endpoint.EMBEDDINGS)
+        body: dict[str, Any] = {"model": alias, "input": texts}
+        req = GatewayRequest(Endpoint.EMBEDDINGS, alias, body, orjson.dumps(body))
+        resp = await self.executor.complete(req, self.plan(req, route, Level.FULL))
+        import numpy as np
+
+        data = sorted(orjson.loads(resp.body)["data"], key=lambda d: d["index"])
+        return [np.asarray(d["embedding"], dtype=np.float32) for d in data]
 
     async def _from_cache(
         self,
@@ -686,11 +788,13 @@ class Gateway:
         if not stream.completed:
             rec.outcome = stream.error_code or "client_closed"
         elif stream.cache_store is not None:
-            key, assembler, ttl = stream.cache_store
+            plan, assembler = stream.cache_store
             if assembler.complete() and self.cache is not None:
-                ans = self._cacheable(assembler.answer(usage), stream, stream.cost_usd, ttl)
+                ans = self._cacheable(
+                    assembler.answer(usage), stream, stream.cost_usd, plan.decision.ttl_s
+                )
                 if ans is not None:
-                    self.cache.put(key, ans)
+                    self._store_answer(plan, ans)
         rec.ttft_ms = ttft_s * 1000 if ttft_s is not None else None
         await self.spend.finish(stream.admission, stream.cost_usd, rec)
 

@@ -161,6 +161,8 @@ class RouteCacheSettings(_Model):
     ttl_s: float | None = Field(default=None, gt=0)  # default: cache.ttl_s
     # temperature_zero: only requests with temperature 0 (and embeddings); any: all.
     cacheable: Literal["temperature_zero", "any"] | None = None
+    semantic: bool | None = None  # match by meaning on this route (default: cache.semantic)
+    semantic_threshold: float | None = Field(default=None, gt=0, le=1)
 
 
 Strategy = Literal["priority", "weighted", "least_latency", "least_busy", "lowest_cost"]
@@ -308,6 +310,37 @@ class CacheTierSettings(_Model):
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # memory tier only
 
 
+class SemanticCacheSettings(_Model):
+    # Off by default: a near-duplicate answer is a product decision, made per route.
+    enabled: bool = False
+    # Cosine similarity a candidate must reach before the guards check it
+    # (numbers, negations, entities, formats, ...: docs/semantic-cache.md).
+    threshold: float = Field(default=0.75, gt=0, le=1)
+    # The embeddings deployment that embeds lookups; "" = the local model
+    # (deployment "local-minilm") when interlock[local] is installed.
+    embedder: str = ""
+    # last_turn: earlier turns (system prompt included) must match exactly, only the last
+    # user turn is compared by meaning. conversation: the whole conversation is embedded.
+    context: Literal["last_turn", "conversation"] = "last_turn"
+    # Where vectors live: memory (this process, usearch) or sql (shared by every replica
+    # through the storage database; each replica searches its own in-process index).
+    backend: Literal["memory", "sql"] = "memory"
+    max_entries: int = Field(default=1_000_000, ge=1)
+    # Embedding a lookup is bounded by this; past it the request is a plain miss.
+    embed_timeout_s: float = Field(default=0.5, gt=0, le=10)
+    sync_interval_s: float = Field(default=1.0, gt=0, le=60)  # backend sql: tail of others' writes
+
+
+class LocalEmbeddingSettings(_Model):
+    # auto: start the local embedding model (a child process) when interlock[local] is
+    # installed and something uses it; true: required; false: never.
+    enabled: Literal["auto", "true", "false"] = "auto"
+    url: str = ""  # an already running local embedding server instead of a child process
+    max_batch: int = Field(default=64, ge=1, le=2048)
+    max_wait_ms: float = Field(default=3.0, ge=0, le=100)
+    threads: int = Field(default=0, ge=0)  # torch threads; 0: its default
+
+
 class CacheSettings(_Model):
     enabled: bool = True
     # Whose entries a request may see: its team's (keys without a team: their own), or
@@ -321,6 +354,7 @@ class CacheSettings(_Model):
     sql: CacheTierSettings = Field(default_factory=CacheTierSettings)  # uses storage.url
     # Bound on every tier call: a tier that is down or slow is a miss, never an error.
     tier_timeout_s: float = Field(default=0.05, gt=0, le=5)
+    semantic: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
 
 
 class StateSettings(_Model):
@@ -356,6 +390,7 @@ class Settings(_Model):
     state: StateSettings = Field(default_factory=StateSettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    local_embeddings: LocalEmbeddingSettings = Field(default_factory=LocalEmbeddingSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from interlock.sim import SimControl
-from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
+from tests.support.gateway import MASTER_KEY, GatewayProcess, free_port, sim_config
+from tests.support.services import require
+from tests.support.tcpproxy import TcpProxy
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 BODY = {
@@ -190,7 +192,7 @@ def test_application_cache_api_is_tenant_isolated(gw: GatewayProcess) -> None:
     with httpx.Client(base_url=gw.url, timeout=30) as c:
         a, b = keys(c, team="alpha"), keys(c, team="beta")
         r = c.put("/v1/cache/chain/step-1", content=b'{"chunks": [1, 2]}',
-                  headers={**a, "content-type": "application/json"}, params={"ttl": "60"})  # fmt: skip
+                  headers={**a, "content-type": "application/json"}, params={"ttl": "60"})
         assert r.status_code == 200 and r.json()["stored"] is True
         got = c.get("/v1/cache/chain/step-1", headers=a)
         assert got.status_code == 200 and got.json() == {"chunks": [1, 2]}
@@ -240,3 +242,56 @@ def test_embeddings_are_cached_per_text(gw: GatewayProcess, sim: SimControl) -> 
     assert (
         mixed.usage.prompt_tokens < first.usage.prompt_tokens * 4 / 3
     )  # charged for 2 texts, not 4
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["stopped", "frozen"])
+def test_redis_down_or_frozen_is_a_bounded_miss(
+    sim_url: str, sim: SimControl, tmp_path: Path, fault: str
+) -> None:
+    """L2 behind a proxy that refuses connections or swallows bytes: every request is
+    still answered, as a miss, within the tier timeout; the tier is used again after."""
+    require("Redis", "127.0.0.1", 6379)
+    proxy = TcpProxy("127.0.0.1", 6379, free_port())
+    proxy.start()
+    cfg = sim_config(
+        sim_url,
+        tmp_path / "state",
+        cache={"memory": {"enabled": False}, "redis": {"enabled": True}, "tier_timeout_s": 0.05},
+        state={"redis_url": f"redis://127.0.0.1:{proxy.port}/0",
+               "key_prefix": f"t{free_port()}:"},
+    )
+    g = GatewayProcess(cfg, tmp_path).start()
+    try:
+        with httpx.Client(base_url=g.url, timeout=30) as c:
+            user = keys(c)
+            body = {**BODY, "messages": [{"role": "user", "content": f"redis {fault}"}]}
+            assert c.post("/v1/chat/completions", headers=user, json=body).headers[
+                "x-interlock-cache"
+            ] == "miss"
+            deadline = time.monotonic() + 5
+            while True:  # the L2 write is in the background
+                r = c.post("/v1/chat/completions", headers=user, json=body)
+                if r.headers["x-interlock-cache"] == "hit-l2":
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            proxy.freeze() if fault == "frozen" else proxy.cut()
+            for i in range(5):
+                t0 = time.monotonic()
+                r = c.post("/v1/chat/completions", headers=user, json=body)
+                elapsed = time.monotonic() - t0
+                assert r.status_code == 200, r.text
+                assert r.headers["x-interlock-cache"] == "miss"
+                assert elapsed < 1.0, f"request {i} took {elapsed:.2f}s with Redis {fault}"
+            proxy.thaw() if fault == "frozen" else proxy.start()
+            deadline = time.monotonic() + 10
+            while c.post("/v1/chat/completions", headers=user, json=body).headers[
+                "x-interlock-cache"
+            ] != "hit-l2":
+                assert time.monotonic() < deadline, "L2 not used again after recovery"
+                time.sleep(0.2)
+    finally:
+        g.stop()
+        proxy.close()

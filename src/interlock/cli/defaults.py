@@ -69,6 +69,24 @@ def simulator_entries(sim_url: str) -> dict[str, Any]:
     return {"providers": providers, "deployments": deployments}
 
 
+def local_embedding_entries(url: str) -> dict[str, Any]:
+    """The local embedding model (interlock[local]) as a priced-at-zero deployment; it is
+    served under its model name, ``all-MiniLM-L6-v2``."""
+    from interlock.localembed import MODEL_NAME
+
+    return {
+        "providers": {"local": {"kind": "openai_compatible", "base_url": f"{url}/v1"}},
+        "deployments": {
+            "local-minilm": {
+                "provider": "local",
+                "model": MODEL_NAME,
+                "kind": "embeddings",
+                "price": {"input_per_mtok": 0, "output_per_mtok": 0},
+            }
+        },
+    }
+
+
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for section in ("providers", "deployments"):

@@ -17,6 +17,7 @@ import orjson
 import yaml
 
 from interlock.app import create_app
+from interlock.childproc import start_module_process
 from interlock.cli import defaults
 from interlock.settings import ConfigError, Settings, dump_settings, parse_settings
 
@@ -95,6 +96,46 @@ def start_simulator(settings: Settings) -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[-1]
 
 
+def wants_local_embeddings(settings: Settings) -> bool:
+    """Start the local embedding model when asked to, or (auto) when it is installed
+    and the semantic cache would use it."""
+    from interlock.localembed.model import available
+
+    mode = settings.local_embeddings.enabled
+    if mode == "false":
+        return False
+    if mode == "true":
+        if not available() and not settings.local_embeddings.url:
+            raise click.ClickException(
+                "local_embeddings.enabled is true but interlock[local] is not installed "
+                "(pip install 'interlock[local]')"
+            )
+        return True
+    sem = settings.cache.semantic
+    wanted = settings.cache.enabled and (
+        sem.enabled or any(m.cache is not None and m.cache.semantic for m in settings.models.values())
+    )
+    return wanted and not sem.embedder and (bool(settings.local_embeddings.url) or available())
+
+
+def start_local_embeddings(settings: Settings) -> str:
+    """The local embedding model as its own process (dies with this one); its URL."""
+    from interlock.localembed import READY_PREFIX
+
+    le = settings.local_embeddings
+    try:
+        proc, url = start_module_process(
+            "interlock.localembed", READY_PREFIX,
+            "--max-batch", str(le.max_batch), "--max-wait-ms", str(le.max_wait_ms),
+            "--threads", str(le.threads),
+            timeout=180, what="the local embedding model", preexec_fn=_die_with_parent,
+        )  # fmt: skip
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    atexit.register(_stop, proc)
+    return url
+
+
 def _die_with_parent() -> None:
     """In the simulator's process: get SIGTERM when the gateway process dies, however it
     dies (uvicorn re-raises SIGTERM after its graceful shutdown, so atexit may not run)."""
@@ -163,9 +204,15 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
     path = config_path(config, env)
     try:
         settings, data, source = resolve(path, env)
+        extended = data
         if settings.simulator.enabled:
             _proc, sim_url = start_simulator(settings)
-            settings = parse_settings(with_simulator(data, sim_url), source, env)
+            extended = with_simulator(extended, sim_url)
+        if wants_local_embeddings(settings):
+            url = settings.local_embeddings.url or start_local_embeddings(settings)
+            extended = defaults.merge(extended, defaults.local_embedding_entries(url))
+        if extended is not data:
+            settings = parse_settings(extended, source, env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     server = settings.server.model_copy(

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -105,5 +106,20 @@ cache_entries = Table(
     metadata,
     Column("key", String(300), primary_key=True),
     Column("value", Text, nullable=False),
+    Column("drop_at", Float, nullable=False, index=True),
+)
+
+# The semantic cache's vectors, shared by every replica (cache.semantic.backend: sql).
+# Each replica tails this table by ``id`` into its own in-process index.
+semantic_entries = Table(
+    "semantic_entries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("partition", String(64), nullable=False),
+    Column("cache_key", String(300), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
     Column("drop_at", Float, nullable=False, index=True),
 )

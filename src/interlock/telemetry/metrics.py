@@ -123,6 +123,12 @@ class Metrics:
             ["model", "tier"],
             **kw,
         )
+        self.semantic_rejections = Counter(
+            "interlock_cache_semantic_rejections_total",
+            "Semantic candidates above the threshold that a guard refused, by reason.",
+            ["reason"],
+            **kw,
+        )
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         # Label lookups are cached: the label sets are bounded by construction.
@@ -179,6 +185,10 @@ class Metrics:
 
     def cache_hit(self, model: str, status: str) -> None:
         self.cache_hits.labels(model, status).inc()
+
+    def semantic_rejected(self, reason: str) -> None:
+        # Reasons come from the matcher's fixed vocabulary; cap length all the same.
+        self.semantic_rejections.labels(reason[:32]).inc()
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:

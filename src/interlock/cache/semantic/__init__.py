@@ -1,0 +1,1 @@
+"""Semantic matching: answers for requests worded differently (docs/semantic-cache.md)."""
