@@ -231,6 +231,7 @@ def wrk(
     auth: str | None,
     core: int,
     pid: int | None = None,
+    script: Path = LUA_SCRIPT,
 ) -> WrkResult:
     """One pinned wrk run (one thread) POSTing ``body_file``; latency percentiles from wrk;
     with ``pid``, also that process's CPU time per request."""
@@ -248,7 +249,7 @@ def wrk(
         "--timeout",
         "5s",
         "-s",
-        str(LUA_SCRIPT),
+        str(script),
         url,
     ]
     out = subprocess.run(

@@ -377,6 +377,39 @@ class SimulatorSettings(_Model):
     output_tokens: int = Field(default=16, ge=1)
 
 
+class JobWebhookSettings(_Model):
+    # Signs job webhooks (Standard Webhooks, "whsec_<base64>"). Unset: generated once and
+    # kept in <state_dir>/webhook_secret (mode 0600); GET /admin/jobs/webhook-secret shows it.
+    secret: SecretStr | None = None
+    # Hosts/CIDRs webhooks may reach although private (e.g. ["127.0.0.1", "10.0.0.0/8"]).
+    allow_hosts: tuple[str, ...] = ()
+    timeout_s: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    base_delay_s: float = Field(default=1.0, ge=0)
+    max_delay_s: float = Field(default=300.0, ge=0)
+    max_total_s: float = Field(default=900.0, ge=0)
+
+
+class JobSettings(_Model):
+    # auto: the storage database (SQLite or PostgreSQL); redis: state.redis_url.
+    backend: Literal["auto", "sql", "redis"] = "auto"
+    # `interlock serve` runs a worker pool in each of its processes too.
+    run_in_serve: bool = True
+    concurrency: int = Field(default=8, ge=1, le=1024)  # jobs one pool runs at once
+    lease_s: float = Field(default=30.0, ge=0.5)  # heartbeats extend it every lease_s/3
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_base_delay_s: float = Field(default=2.0, ge=0)
+    retry_max_delay_s: float = Field(default=300.0, ge=0)
+    drain_timeout_s: float = Field(default=25.0, ge=0)  # SIGTERM: finish running jobs this long
+    max_depth_per_priority: int | None = Field(default=None, ge=1)
+    max_depth_per_tenant: int | None = Field(default=None, ge=1)
+    queue_full_retry_after_s: float = Field(default=5.0, gt=0)
+    metrics_interval_s: float = Field(default=5.0, gt=0)
+    max_metadata_bytes: int = Field(default=4096, ge=2)
+    webhooks: JobWebhookSettings = Field(default_factory=JobWebhookSettings)
+
+
 class Settings(_Model):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -391,6 +424,7 @@ class Settings(_Model):
     spend: SpendSettings = Field(default_factory=SpendSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     local_embeddings: LocalEmbeddingSettings = Field(default_factory=LocalEmbeddingSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:
@@ -463,7 +497,7 @@ def _drop_empty_secrets(value: Any) -> Any:
         return {
             k: _drop_empty_secrets(v)
             for k, v in value.items()
-            if not (v == "" and k in {"api_key", "master_key", "key_hash_secret"})
+            if not (v == "" and k in {"api_key", "master_key", "key_hash_secret", "secret"})
         }
     if isinstance(value, list):
         return [_drop_empty_secrets(v) for v in value]
