@@ -44,6 +44,7 @@ from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import Transport
 from interlock.resilience.degradation import Level
 from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
+from interlock.routing.affinity import PromptAffinity
 from interlock.routing.catalog import Catalog, Route
 from interlock.routing.executor import Executor, Plan, error_class
 from interlock.routing.health import DeploymentHealth
@@ -127,6 +128,7 @@ class Gateway:
         self.executor = Executor(
             self.transport, self.health, self.metrics, self.redact, self.retry_budget, rng=self.rng
         )
+        self.affinity = PromptAffinity()
         self.ladder = DegradationController(res.degradation, self.health, self.shared, self.metrics)
         self._retry = {
             r.alias: RetryConfig(**(r.spec.retry or res.retry).model_dump())
@@ -353,6 +355,8 @@ class Gateway:
             ]
             by_name = {d.name: d for d in deps}
             deps = [by_name[c.name] for c in rank(strategy, cands, self.rng)]
+        if route.spec.prompt_affinity and req.endpoint is Endpoint.CHAT and len(deps) > 1:
+            deps = self._prefer_cached_prefix(req, route, deps)
         res = self.settings.resilience
         timeout = self.settings.server.request_timeout_s
         if req.timeout_s is not None:
@@ -475,6 +479,8 @@ class Gateway:
                 result.chunks = _teed(result.chunks, result.cache_store[1])
             return result
         await self.limits.finish(limited, result.usage.total_tokens if result.usage else None)
+        if req.prompt_digests:
+            self.affinity.served(req.prompt_digests, result.deployment)
         result.cost_usd = self.spend.cost(result.deployment, result.usage)
         if cache is not None and store is not None:
             ans = self._cacheable(result.body, result, result.cost_usd, cache.decision.ttl_s)
@@ -607,6 +613,20 @@ class Gateway:
         await self.spend.finish(None, Decimal(0), rec)
         self.metrics.cache_hit(alias, status)
         return result
+
+    def _prefer_cached_prefix(
+        self, req: GatewayRequest, route: Route, deps: list[Deployment]
+    ) -> list[Deployment]:
+        req.prompt_digests = PromptAffinity.digests(
+            route.alias, req.body, route.spec.prompt_affinity_min_tokens
+        )
+        preferred = self.affinity.preferred(req.prompt_digests)
+        if preferred is None:
+            return deps
+        first = [d for d in deps if d.name == preferred]
+        if first:
+            self.metrics.affinity_routed(route.alias)
+        return first + [d for d in deps if d.name != preferred]
 
     def _expected_cost(self, dep: Deployment, req: GatewayRequest, prompt: int) -> float | None:
         """For lowest-cost routing: this request's cost on ``dep`` (None: price unknown)."""
@@ -785,6 +805,8 @@ class Gateway:
         if stream.principal is None or stream.provider == "cache":
             return
         rec = self._record(req, stream.principal, stream.alias, stream.started, None, stream)
+        if stream.completed and req.prompt_digests:
+            self.affinity.served(req.prompt_digests, stream.deployment)
         if not stream.completed:
             rec.outcome = stream.error_code or "client_closed"
         elif stream.cache_store is not None:

@@ -118,6 +118,8 @@ class DeploymentSettings(_Model):
     breaker: BreakerSettings | None = None  # default: resilience.breaker
     # Switched off at the 'limited' degradation level and below.
     expensive: bool = False
+    # Anthropic deployments: insert cache_control markers on the stable prompt prefix.
+    prompt_caching: bool = False
 
 
 class BreakerSettings(_Model):
@@ -180,6 +182,10 @@ class AliasSettings(_Model):
     # At 'limited' and below, only these deployments (default: those not marked expensive).
     limited_deployments: tuple[str, ...] | None = None
     cache: RouteCacheSettings | None = None  # default: the global cache settings
+    # Send a conversation that extends an earlier prompt to the deployment that served
+    # it (its provider-side prompt cache), when that prefix is at least this long.
+    prompt_affinity: bool = False
+    prompt_affinity_min_tokens: int = Field(default=1024, ge=0)
 
 
 class BudgetSettings(_Model):

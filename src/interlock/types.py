@@ -105,6 +105,7 @@ class GatewayRequest:
     cache_mode: str | None = None  # x-interlock-cache: bypass | refresh
     cache_control: str | None = None  # the client's Cache-Control header
     cache_namespace: str | None = None  # the tenant's cache namespace, when caching applies
+    prompt_digests: list[str] | None = None  # prompt-cache affinity (routing/affinity.py)
 
 
 class Chunk:

@@ -65,6 +65,8 @@ class AnthropicAdapter:
 
     def build(self, req: GatewayRequest, target: Target) -> UpstreamCall:
         body = to_anthropic(req.body, target.model)
+        if target.prompt_caching:
+            add_cache_markers(body)
         if req.stream:
             body["stream"] = True
         headers = {"content-type": "application/json", **target.headers}
@@ -185,6 +187,34 @@ def to_anthropic(body: JSON, model: str) -> JSON:
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     return out
+
+
+_EPHEMERAL: JSON = {"type": "ephemeral"}
+
+
+def add_cache_markers(body: JSON) -> None:
+    """Mark the stable prefix for Anthropic's prompt cache: the last tool, the system
+    prompt and the turn before the newest user message (3 of the 4 breakpoints allowed).
+    A request that carries its own cache_control anywhere is left as the client sent it.
+    """
+    if b'"cache_control"' in orjson.dumps(body):
+        return
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
+        tools[-1] = {**tools[-1], "cache_control": _EPHEMERAL}
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        body["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+    elif isinstance(system, list) and system and isinstance(system[-1], dict):
+        system[-1] = {**system[-1], "cache_control": _EPHEMERAL}
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) >= 2:
+        prefix = messages[-2]
+        content = prefix.get("content") if isinstance(prefix, dict) else None
+        if isinstance(content, str) and content:
+            prefix["content"] = [{"type": "text", "text": content, "cache_control": _EPHEMERAL}]
+        elif isinstance(content, list) and content and isinstance(content[-1], dict):
+            content[-1] = {**content[-1], "cache_control": _EPHEMERAL}
 
 
 def _max_tokens(body: JSON) -> int:

@@ -75,6 +75,8 @@ class Target:
     api_version: str | None = None
     region: str | None = None
     project: str | None = None
+    # Anthropic: mark the stable prefix (tools, system, earlier turns) with cache_control.
+    prompt_caching: bool = False
 
 
 class Adapter(Protocol):

@@ -145,6 +145,7 @@ def build_deployments(settings: Settings) -> dict[str, Deployment]:
             api_version=p.api_version,
             region=p.region,
             project=p.project,
+            prompt_caching=d.prompt_caching,
         )
         t = d.timeouts
         out[name] = Deployment(
