@@ -62,6 +62,7 @@ from interlock.state.local import LocalState
 from interlock.state.ratelimit_local import LocalRateLimiter
 from interlock.state.ratelimit_redis import RedisRateLimiter
 from interlock.state.redis import RedisState
+from interlock.state.redis_connect import connect as connect_redis
 from interlock.state.reservations import LocalReservations, RedisReservations
 from interlock.storage.budgets import BudgetStore
 from interlock.storage.engine import create_engine, ping, run_migrations
@@ -187,20 +188,13 @@ class Gateway:
         if c.memory.enabled:
             tiers.append(MemoryTier(c.memory.max_bytes))
         if c.redis.enabled:
-            if not isinstance(self.shared, RedisState):
-                from interlock.state.redis import RedisState as _RS
-
-                tiers.append(
-                    RedisTier(
-                        _RS(settings.state.redis_url).client,
-                        settings.state.key_prefix,
-                        c.tier_timeout_s,
-                    )
+            if c.redis.url or not isinstance(self.shared, RedisState):
+                client = connect_redis(
+                    c.redis.url or settings.state.redis_url, timeout_s=max(0.5, c.tier_timeout_s)
                 )
             else:
-                tiers.append(
-                    RedisTier(self.shared.client, settings.state.key_prefix, c.tier_timeout_s)
-                )
+                client = self.shared.client
+            tiers.append(RedisTier(client, settings.state.key_prefix, c.tier_timeout_s))
         if c.sql.enabled:
             tiers.append(SqlTier(self.engine, c.tier_timeout_s))
         if not tiers:

@@ -316,6 +316,12 @@ class CacheTierSettings(_Model):
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # memory tier only
 
 
+class RedisCacheTierSettings(CacheTierSettings):
+    # "" = state.redis_url. redis://, redis+sentinel://h:p,h:p/service/db or
+    # redis+cluster://h:p,h:p (state/redis_connect.py).
+    url: str = ""
+
+
 class SemanticCacheSettings(_Model):
     # Off by default: a near-duplicate answer is a product decision, made per route.
     enabled: bool = False
@@ -356,7 +362,7 @@ class CacheSettings(_Model):
     cacheable: Literal["temperature_zero", "any"] = "temperature_zero"
     max_entry_bytes: int = Field(default=1024 * 1024, ge=1024)
     memory: CacheTierSettings = Field(default_factory=lambda: CacheTierSettings(enabled=True))
-    redis: CacheTierSettings = Field(default_factory=CacheTierSettings)  # uses state.redis_url
+    redis: RedisCacheTierSettings = Field(default_factory=RedisCacheTierSettings)
     sql: CacheTierSettings = Field(default_factory=CacheTierSettings)  # uses storage.url
     # Bound on every tier call: a tier that is down or slow is a miss, never an error.
     tier_timeout_s: float = Field(default=0.05, gt=0, le=5)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 
 class RedisTier:
     name = "l2"
 
-    def __init__(self, redis: Redis, prefix: str, timeout_s: float) -> None:
+    def __init__(self, redis: Redis | RedisCluster, prefix: str, timeout_s: float) -> None:
         self._r = redis
         self._prefix = prefix + "cache:"
         self._timeout = timeout_s

@@ -1,0 +1,59 @@
+"""One Redis client from one URL: a single server, Sentinel or Cluster.
+
+- ``redis://[:password@]host:port/db`` (or ``rediss://``): one server.
+- ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``: the current
+  master of ``service`` as the Sentinels report it; a failover is followed by the client.
+- ``redis+cluster://[:password@]host:port[,host:port...]``: a Redis Cluster (single-key
+  commands only, which is all the cache tier uses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
+
+
+def _nodes(netloc: str) -> tuple[list[tuple[str, int]], str | None]:
+    password = None
+    if "@" in netloc:
+        cred, netloc = netloc.rsplit("@", 1)
+        password = unquote(cred.split(":", 1)[1] if ":" in cred else cred) or None
+    nodes = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":")
+        if not host:
+            host, port = part, "6379"
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes, password
+
+
+def connect(url: str, *, timeout_s: float, decode_responses: bool = True) -> Redis | RedisCluster:
+    """A lazily connecting client; every socket operation is bounded by ``timeout_s``."""
+    opts: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "decode_responses": decode_responses,
+    }
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "redis+sentinel":
+        parts = urlsplit(url)
+        nodes, password = _nodes(parts.netloc)
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError("a redis+sentinel:// URL names the service: .../<service>[/<db>]")
+        db = int(path[1]) if len(path) > 1 else 0
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            nodes,
+            sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+        )
+        master: Redis = sentinel.master_for(path[0], db=db, password=password, **opts)
+        return master
+    if scheme == "redis+cluster":
+        nodes, password = _nodes(urlsplit(url).netloc)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in nodes], password=password, **opts
+        )
+    return Redis.from_url(url, health_check_interval=0, retry_on_timeout=False, **opts)
