@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-resilience install clean
+.PHONY: run test lint bench bench-resilience bench-cache install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ bench: $(STAMP)
 ## bench-resilience: success rate and p50/p99 under a scripted fault schedule (~80 s)
 bench-resilience: $(STAMP)
 	$(BIN)/python bench/resilience.py
+	$(BIN)/python bench/report.py
+
+## bench-cache: cache hits vs misses, the 1M-entry semantic index, embedding micro-batching,
+## and the semantic matcher's evaluation (~10 minutes)
+bench-cache: $(STAMP)
+	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/semantic_cache_eval.py
 	$(BIN)/python bench/report.py
 
 clean:

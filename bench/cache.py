@@ -70,7 +70,7 @@ def http_part(work: Path, duration: int) -> dict[str, Any]:
     with Procs(work) as procs:
         sim_port = harness.free_port()
         sim = procs.start("sim", [sys.executable, "-m", "interlock.sim", "--port", str(sim_port)],
-                          load_core)  # fmt: skip
+                          load_core)
         sim_url = f"http://{HOST}:{sim_port}"
         harness.wait_http(sim_url + "/v1/models", sim)
         cfg = work / "interlock.yaml"
@@ -81,7 +81,7 @@ def http_part(work: Path, duration: int) -> dict[str, Any]:
             [str(harness.VENV_BIN / "interlock"), "serve", "--config", str(cfg),
              "--port", str(port)],
             gw_core,
-        )  # fmt: skip
+        )
         url = f"http://{HOST}:{port}"
         try:
             harness.wait_http(url + "/readyz", gw)
@@ -96,17 +96,17 @@ def http_part(work: Path, duration: int) -> dict[str, Any]:
         miss_file.write_text(body("question number %d: what does a railway interlocking do?"))
         direct_file = work / "direct.json"
         direct_file.write_text(body("what does a railway interlocking do?").replace(
-            '"chat"', '"sim-small"'))  # fmt: skip
+            '"chat"', '"sim-small"'))
         harness.wrk(chat, 1, 1, hit_file, MASTER_KEY, load_core)  # warm: the entry is stored
         out: dict[str, Any] = {}
         out["direct_c1"] = harness.wrk(sim_url + "/v1/chat/completions", 1, duration,
-                                       direct_file, SIM_KEY, load_core).__dict__  # fmt: skip
+                                       direct_file, SIM_KEY, load_core).__dict__
         out["hit_c1"] = harness.wrk(chat, 1, duration, hit_file, MASTER_KEY, load_core, pid).__dict__
         out["miss_c1"] = harness.wrk(chat, 1, duration, miss_file, MASTER_KEY, load_core, pid,
-                                     script=UNIQUE_LUA).__dict__  # fmt: skip
+                                     script=UNIQUE_LUA).__dict__
         out["hit_c16"] = harness.wrk(chat, 16, duration, hit_file, MASTER_KEY, load_core, pid).__dict__
         out["miss_c16"] = harness.wrk(chat, 16, duration, miss_file, MASTER_KEY, load_core, pid,
-                                      script=UNIQUE_LUA).__dict__  # fmt: skip
+                                      script=UNIQUE_LUA).__dict__
         out["hit_vs_miss_rps"] = out["hit_c16"]["rps"] / max(1.0, out["miss_c16"]["rps"])
         return out
 
@@ -186,7 +186,7 @@ async def _clients(url: str, concurrency: int, seconds: float) -> dict[str, Any]
     lat.sort()
     return {"requests": len(lat), "rps": round(len(lat) / elapsed, 1),
             "p50_ms": round(statistics.median(lat), 2),
-            "p99_ms": round(lat[int(len(lat) * 0.99)], 2)}  # fmt: skip
+            "p99_ms": round(lat[int(len(lat) * 0.99)], 2)}
 
 
 def embed_part(work: Path, seconds: float, concurrency: int = 32) -> dict[str, Any]:
@@ -197,11 +197,11 @@ def embed_part(work: Path, seconds: float, concurrency: int = 32) -> dict[str, A
             port = harness.free_port()
             p = procs.start(f"embed-{label}",
                             [sys.executable, "-m", "interlock.localembed", "--port", str(port),
-                             "--max-batch", str(max_batch), "--threads", "1"], gw_core)  # fmt: skip
+                             "--max-batch", str(max_batch), "--threads", "1"], gw_core)
             harness.wait_http(f"http://{HOST}:{port}/healthz", p, timeout=180)
             harness.pin_self(load_core)
             out[label] = asyncio.run(_clients(f"http://{HOST}:{port}/v1/embeddings", concurrency,
-                                              seconds))  # fmt: skip
+                                              seconds))
             stats = json.loads(harness.http_json("GET", f"http://{HOST}:{port}/stats")[1])
             out[label]["mean_batch"] = round(stats["mean_batch"], 1)
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -218,7 +218,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     harness.require_tools()
     results: dict[str, Any] = {"timestamp": time.strftime("%Y%m%d-%H%M%S"),
-                               "machine": harness.machine()}  # fmt: skip
+                               "machine": harness.machine()}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         work = Path(tmp)
         if "http" not in skip:

@@ -102,12 +102,12 @@ def _half(pairs: list[Pair], sims: list[float], odd: bool) -> tuple[list[Pair], 
     return [pairs[i] for i in keep], [sims[i] for i in keep]
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None, *, save: bool = False) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_SWEEP))
     ap.add_argument("--show", choices=("none", "false_hits", "misses"), default="none",
-                    help="list the false hits or the missed positives at the default threshold")  # fmt: skip
+                    help="list the false hits or the missed positives at the default threshold")
     args = ap.parse_args(argv)
 
     default = SemanticCacheSettings().threshold
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if ok:
         best = max(ok, key=lambda r: (r["hit_rate"], r["threshold"]))
         print(f"\nbest hit rate at false-hit <= {MAX_FALSE_HIT:.0%}: {best['hit_rate']:.1%} "
-              f"(threshold {best['threshold']:.2f})")  # fmt: skip
+              f"(threshold {best['threshold']:.2f})")
     else:
         print(f"\nno threshold in the sweep keeps the false-hit rate <= {MAX_FALSE_HIT:.0%}")
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if hp:
             h = score(hp, hs, default)
             print(f"  {name:<9}: hit {h['hit_rate']:.1%}  false hit {h['false_hit_rate']:.1%}  "
-                  f"({h['pairs']} pairs)")  # fmt: skip
+                  f"({h['pairs']} pairs)")
 
     if args.show != "none":
         want_pos = args.show == "misses"
@@ -163,9 +163,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {k: v for k, v in r.items() if k != "hit_by_kind"}
     summary["hit_by_kind"] = r["hit_by_kind"]
     summary["best_hit_rate_at_1pct"] = max((x["hit_rate"] for x in ok), default=None)
+    if save:  # for bench/report.py (docs/benchmarks.md); the last line stays the JSON
+        out = Path(__file__).resolve().parent / "results"
+        out.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        sweep_rows = [
+            {k: results[t][k] for k in ("threshold", "hit_rate", "false_hit_rate", "precision")}
+            for t in sweep
+        ]
+        (out / f"semantic-eval-{stamp}.json").write_text(
+            json.dumps({"data": str(args.data), "summary": summary, "sweep": sweep_rows,
+                        "embed_s": round(t_embed, 1)}, indent=1)
+        )
+        print(f"wrote {out / f'semantic-eval-{stamp}.json'}")
     print(json.dumps(summary, sort_keys=False))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    main(save=True)
