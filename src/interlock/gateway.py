@@ -46,6 +46,7 @@ from interlock.resilience.degradation import Level
 from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
 from interlock.routing.affinity import PromptAffinity
 from interlock.routing.catalog import Catalog, Route
+from interlock.routing.embed_batch import Embedded, EmbeddingBatcher
 from interlock.routing.executor import Executor, Plan, error_class
 from interlock.routing.health import DeploymentHealth
 from interlock.routing.ladder import DegradationController
@@ -130,6 +131,15 @@ class Gateway:
             self.transport, self.health, self.metrics, self.redact, self.retry_budget, rng=self.rng
         )
         self.affinity = PromptAffinity()
+        self._embed_batchers = {
+            r.alias: EmbeddingBatcher(
+                self.executor,
+                r.spec.embedding_batch.max_batch,
+                r.spec.embedding_batch.max_wait_ms / 1000,
+            )
+            for r in self.catalog.routes()
+            if r.kind == "embeddings" and r.spec.embedding_batch.max_batch > 1
+        }
         self.ladder = DegradationController(res.degradation, self.health, self.shared, self.metrics)
         self._retry = {
             r.alias: RetryConfig(**(r.spec.retry or res.retry).model_dump())
@@ -415,7 +425,9 @@ class Gateway:
                     )
         admission: Admission | None = None
         limited: Admitted | None = None
-        flight = cache is not None and cache.decision.read and cache.decision.write and not req.stream
+        flight = (
+            cache is not None and cache.decision.read and cache.decision.write and not req.stream
+        )
         if flight:
             assert cache is not None
             assert store is not None
@@ -693,6 +705,13 @@ class Gateway:
         if req.stream:
             return await self.executor.stream(req, plan)
         texts = req.body.get("input")
+        if req.endpoint is Endpoint.EMBEDDINGS and route.alias in self._embed_batchers:
+            if isinstance(texts, str):
+                texts = [texts]
+            if isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts):
+                if self.cache is not None and req.cache_namespace is not None:
+                    return await self._embed_per_text(req, plan, texts)
+                return await self._embed_batched(req, plan, texts)
         if (
             req.endpoint is Endpoint.EMBEDDINGS
             and self.cache is not None
@@ -703,6 +722,52 @@ class Gateway:
         ):
             return await self._embed_per_text(req, plan, texts)
         return await self.executor.complete(req, plan)
+
+    async def _embed_upstream(self, req: GatewayRequest, plan: Plan, texts: list[str]) -> Embedded:
+        """Embed ``texts`` upstream: through the alias's micro-batcher when it has one."""
+        batcher = self._embed_batchers.get(plan.route.alias)
+        if batcher is not None:
+            return await batcher.embed(req, plan, texts)
+        sub_body = {**req.body, "input": texts}
+        sub = GatewayRequest(
+            Endpoint.EMBEDDINGS, req.model, sub_body, b"", request_id=req.request_id
+        )
+        resp = await self.executor.complete(sub, plan)
+        data = orjson.loads(resp.body)
+        items = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
+        if len(items) != len(texts):
+            raise UpstreamProtocolError("the provider returned a different number of embeddings")
+        return Embedded(
+            [item.get("embedding") for item in items],
+            resp.usage or Usage(0, 0),
+            resp.deployment,
+            resp.provider,
+            resp.attempts,
+            str(data.get("model") or req.model),
+            len(texts),
+        )
+
+    async def _embed_batched(
+        self, req: GatewayRequest, plan: Plan, texts: list[str]
+    ) -> GatewayResponse:
+        got = await self._embed_upstream(req, plan, texts)
+        body = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": item}
+                for i, item in enumerate(got.items)
+            ],
+            "model": got.model or req.model,
+            "usage": {
+                "prompt_tokens": got.usage.prompt_tokens,
+                "total_tokens": got.usage.prompt_tokens,
+            },
+        }
+        result = GatewayResponse(
+            200, orjson.dumps(body), got.usage, got.deployment, got.provider, got.attempts
+        )
+        result.headers.append((b"x-interlock-batch-size", str(got.batch_size).encode()))
+        return result
 
     async def _embed_per_text(
         self, req: GatewayRequest, plan: Plan, texts: list[str]
@@ -724,24 +789,18 @@ class Gateway:
         usage = Usage(0, 0)
         deployment, provider, attempts, model = "cache", "cache", [], req.model
         if missing:
-            sub_body = {**req.body, "input": missing}
-            sub = GatewayRequest(
-                Endpoint.EMBEDDINGS, req.model, sub_body, b"", request_id=req.request_id
-            )
-            resp = await self.executor.complete(sub, plan)
-            data = orjson.loads(resp.body)
-            items = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
-            if len(items) != len(missing):
-                raise UpstreamProtocolError(
-                    "the provider returned a different number of embeddings"
-                )
+            got = await self._embed_upstream(req, plan, missing)
             ttl = self.settings.cache.ttl_s
-            for text, item in zip(missing, items, strict=True):
-                found[text] = item.get("embedding")
-                self.cache.put_value(keys[text], orjson.dumps(found[text]), ttl)
-            usage = resp.usage or Usage(0, 0)
-            deployment, provider, attempts = resp.deployment, resp.provider, resp.attempts
-            model = data.get("model") or req.model
+            for text, item in zip(missing, got.items, strict=True):
+                found[text] = item
+                self.cache.put_value(keys[text], orjson.dumps(item), ttl)
+            usage = got.usage
+            deployment, provider, attempts, model = (
+                got.deployment,
+                got.provider,
+                got.attempts,
+                got.model or req.model,
+            )
         body = {
             "object": "list",
             "data": [

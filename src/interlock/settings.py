@@ -167,6 +167,13 @@ class RouteCacheSettings(_Model):
     semantic_threshold: float | None = Field(default=None, gt=0, le=1)
 
 
+class EmbeddingBatchSettings(_Model):
+    # Combine concurrent embeddings requests into one upstream call of up to this many
+    # texts (0 or 1: off), waiting at most max_wait_ms for others to join.
+    max_batch: int = Field(default=0, ge=0, le=2048)
+    max_wait_ms: float = Field(default=2.0, ge=0, le=100)
+
+
 Strategy = Literal["priority", "weighted", "least_latency", "least_busy", "lowest_cost"]
 
 
@@ -186,6 +193,8 @@ class AliasSettings(_Model):
     # it (its provider-side prompt cache), when that prefix is at least this long.
     prompt_affinity: bool = False
     prompt_affinity_min_tokens: int = Field(default=1024, ge=0)
+    # Embeddings models: micro-batch concurrent requests (one upstream call, shares billed).
+    embedding_batch: EmbeddingBatchSettings = Field(default_factory=EmbeddingBatchSettings)
 
 
 class BudgetSettings(_Model):

@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 from aiohttp import web
 
+from interlock.batcher import MicroBatcher
 from interlock.localembed import DIMENSIONS, MODEL_NAME
-from interlock.localembed.batcher import MicroBatcher
 from interlock.localembed.model import MiniLM
 
 MAX_INPUTS = 2048
