@@ -7,6 +7,7 @@ import os
 import time
 
 from interlock.api.http import ClientGone, Ctx, Receive, Scope, Send
+from interlock.api.job_runner import start_jobs, stop_jobs
 from interlock.api.router import resolve
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
@@ -34,12 +35,14 @@ class InterlockApp:
             if msg["type"] == "lifespan.startup":
                 try:
                     await self.gateway.start()
+                    await start_jobs(self.gateway, run_pool=self.gateway.settings.jobs.run_in_serve)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                await stop_jobs(self.gateway)  # drains the worker pool first
                 await self.gateway.close()
                 mark_process_dead(os.getpid())
                 await send({"type": "lifespan.shutdown.complete"})

@@ -153,6 +153,20 @@ _STREAMING = {
     },
 }
 _ADMIN_ERR = _errors(401, 403, 404)
+_JOB_REQ = {
+    "type": "object",
+    "required": ["endpoint", "body"],
+    "additionalProperties": False,
+    "properties": {
+        "endpoint": {"enum": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]},
+        "body": {"type": "object"},
+        "callback_url": {"type": "string", "format": "uri"},
+        "priority": {"oneOf": [{"enum": ["high", "normal", "low"]}, {"type": "integer", "minimum": -100, "maximum": 100}]},
+        "deadline": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number", "exclusiveMinimum": 0}]},
+        "metadata": {"type": "object"},
+    },
+}  # fmt: skip
+_JOB = {"$ref": "#/components/schemas/Job"}
 
 
 def _param(name: str) -> list[dict[str, Any]]:
@@ -201,6 +215,18 @@ def build() -> dict[str, Any]:
             "get": _op("Read a value of the caller's tenant", ok={"description": "The stored bytes, with the content type they were stored with", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(400, 401, 404)),
             "delete": _op("Delete a value", ok=_resp("Deleted"), errors=_errors(400, 401)),
         },
+        "/v1/jobs": {
+            "post": _op("Submit a job: a request run later by a worker (202 once stored; Idempotency-Key header)", body=_JOB_REQ, ok=_resp("The queued job", _JOB), errors=_errors(400, 401, 403, 404, 413, 415, 429), ok_status="202"),
+            "get": _op("The caller's jobs, newest first (?status=, ?limit=, ?after=)", ok=_resp("Job list"), errors=_errors(400, 401)),
+        },
+        "/v1/jobs/{job_id}": {
+            "parameters": param("job_id"),
+            "get": _op("One job of the caller: status, attempts, result or error, cost", ok=_resp("Job", _JOB), errors=_errors(401, 404)),
+            "delete": _op("Cancel a job that has not finished (returns the job)", ok=_resp("Job", _JOB), errors=_errors(401, 404)),
+        },
+        "/admin/jobs/dead": {"get": _op("Dead-lettered jobs, newest first (?limit=)", ok=_resp("Job list"), errors=_errors(400, 401, 403))},
+        "/admin/jobs/{job_id}/requeue": {"parameters": param("job_id"), "post": _op("Send a dead letter back to the queue", ok=_resp("Job", _JOB), errors=_errors(400, 401, 403, 404))},
+        "/admin/jobs/webhook-secret": {"get": _op("The secret job webhooks are signed with", ok=_resp("Secret"), errors=_errors(401, 403))},
         "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
         "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},
         "/metrics": {"get": _op("Prometheus metrics", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors={}, secure=False)},
@@ -229,6 +255,7 @@ def build() -> dict[str, Any]:
                         }
                     },
                 },
+                "Job": {"type": "object", "required": ["id", "object", "status", "status_url"], "properties": {"id": {"type": "string"}, "object": {"const": "job"}, "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "status_url": {"type": "string"}, "attempts": {"type": "integer"}, "result": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]}, "cost_usd": {"type": ["string", "null"]}}},
                 "Key": {"type": "object", "required": ["id", "revoked"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}, "revoked": {"type": "boolean"}}},
             },
         },

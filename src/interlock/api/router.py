@@ -11,6 +11,7 @@ from interlock.api import (
     admin_spend,
     app_cache,
     health,
+    jobs,
     messages,
     openai_routes,
     openapi,
@@ -43,6 +44,9 @@ _EXACT: dict[str, dict[str, Handler]] = {
     "/readyz": {"GET": health.readyz},
     "/metrics": {"GET": health.metrics},
     "/openapi.json": {"GET": openapi.serve},
+    "/v1/jobs": {"POST": jobs.create_job, "GET": jobs.list_jobs},
+    "/admin/jobs/dead": {"GET": jobs.dead_letters},
+    "/admin/jobs/webhook-secret": {"GET": jobs.webhook_secret},
 }
 
 # (prefix, parameter name, suffix, methods, template)
@@ -82,6 +86,23 @@ _PARAM: list[tuple[str, str, str, dict[str, Handler], str]] = [
         "/reset",
         {"POST": admin_ops.reset_deployment},
         "/admin/deployments/{deployment}/reset",
+    ),
+]
+
+_PARAM += [
+    (
+        "/v1/jobs/",
+        "job_id",
+        "",
+        {"GET": jobs.get_job, "DELETE": jobs.cancel_job},
+        "/v1/jobs/{job_id}",
+    ),
+    (
+        "/admin/jobs/",
+        "job_id",
+        "/requeue",
+        {"POST": jobs.requeue_job},
+        "/admin/jobs/{job_id}/requeue",
     ),
 ]
 

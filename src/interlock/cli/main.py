@@ -13,6 +13,7 @@ import orjson
 
 from interlock import __version__
 from interlock.cli import remote, spend_cmds
+from interlock.cli import worker as worker_cmd
 from interlock.settings import ConfigError, Settings
 
 T = TypeVar("T")
@@ -196,6 +197,7 @@ cli.add_command(remote.deployments)
 cli.add_command(spend_cmds.report)
 cli.add_command(spend_cmds.estimate)
 cli.add_command(remote.budgets)
+cli.add_command(worker_cmd.worker)
 
 
 def main() -> None:

@@ -123,12 +123,77 @@ class Metrics:
             ["model", "tier"],
             **kw,
         )
+        self.affinity_hits = Counter(
+            "interlock_prompt_affinity_total",
+            "Requests sent to the deployment holding their prompt prefix (prompt_affinity).",
+            ["model"],
+            **kw,
+        )
         self.semantic_rejections = Counter(
             "interlock_cache_semantic_rejections_total",
             "Semantic candidates above the threshold that a guard refused, by reason.",
             ["reason"],
             **kw,
         )
+
+        # Jobs. Depth and age are read from the shared queue by every process, so the
+        # processes agree and "livemax" (not a sum) is the right aggregate.
+        self.job_queue_depth = Gauge(
+            "interlock_jobs_queue_depth",
+            "Queued jobs (runnable or scheduled), by priority.",
+            ["priority"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.job_oldest_age = Gauge(
+            "interlock_jobs_oldest_queued_age_seconds",
+            "How long the longest-waiting runnable job has waited.",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.jobs_finished = Counter(
+            "interlock_jobs_finished_total",
+            "Jobs finished by this process's workers (and cancellations), by status.",
+            ["status"],
+            **kw,
+        )
+        self.job_wait = Histogram(
+            "interlock_jobs_wait_seconds",
+            "Time a job waited from runnable (queued, or due after a backoff) to started.",
+            buckets=_LATENCY_BUCKETS,
+            **kw,
+        )
+        self.webhook_deliveries = Counter(
+            "interlock_webhook_deliveries_total",
+            "Job webhook deliveries, by outcome (delivered, failed, disabled, refused).",
+            ["outcome"],
+            **kw,
+        )
+        self._job_priorities: set[str] = set()
+
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """This object's registry (None in multiprocess mode, where files hold values)."""
+        return self._registry
+
+    def set_job_queue(self, by_priority: dict[int, int], oldest_age_s: float | None) -> None:
+        """Publish the queue's depth; priorities that emptied are set to 0, not left stale."""
+        current = {str(p): n for p, n in by_priority.items()}
+        for label in self._job_priorities - current.keys():
+            self.job_queue_depth.labels(label).set(0)
+        for label, n in current.items():
+            self.job_queue_depth.labels(label).set(n)
+        self._job_priorities |= current.keys()
+        self.job_oldest_age.set(oldest_age_s or 0.0)
+
+    def job_finished(self, status: str) -> None:
+        self.jobs_finished.labels(status).inc()
+
+    def job_started(self, waited_s: float) -> None:
+        self.job_wait.observe(max(0.0, waited_s))
+
+    def webhook_delivery(self, outcome: str) -> None:
+        self.webhook_deliveries.labels(outcome).inc()
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         # Label lookups are cached: the label sets are bounded by construction.
@@ -185,6 +250,9 @@ class Metrics:
 
     def cache_hit(self, model: str, status: str) -> None:
         self.cache_hits.labels(model, status).inc()
+
+    def affinity_routed(self, model: str) -> None:
+        self.affinity_hits.labels(model).inc()
 
     def semantic_rejected(self, reason: str) -> None:
         # Reasons come from the matcher's fixed vocabulary; cap length all the same.

@@ -307,6 +307,11 @@ class JobQueue(Protocol):
 
     async def set_webhook_state(self, job_id: str, state: str | None) -> bool: ...
 
+    async def pending_webhooks(self, finished_before: float, limit: int = 100) -> list[Job]:
+        """Finished jobs whose ``webhook_state`` is still ``pending`` (a webhook is owed),
+        finished at or before ``finished_before``."""
+        ...
+
     async def depth(self) -> QueueDepth:
         """Queued jobs (runnable or scheduled) per priority and in total."""
         ...

@@ -582,6 +582,36 @@ class RedisJobQueue:
         waiting = [s for s in scores if s <= now]
         return max(0.0, now - min(waiting)) if waiting else None
 
+    async def pending_webhooks(self, finished_before: float, limit: int = 100) -> list[Job]:
+        """Finished jobs whose webhook is still owed, finished at or before ``finished_before``.
+
+        Redis keeps no index of these, so this SCANs the job hashes: it is meant for a
+        worker's startup sweep and a slow periodic one, not for a hot path.
+        """
+        found: list[str] = []
+        finished = {JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value}
+        async with self._guard():
+            cursor: int = 0
+            while True:
+                cursor, keys = await self._r.scan(cursor, match=self._key("job:*"), count=1000)
+                if keys:
+                    pipe = self._r.pipeline(transaction=False)
+                    for k in keys:
+                        pipe.hmget(k, "id", "status", "webhook_state", "finished_at")
+                    for row in await pipe.execute():
+                        jid, status, state, at = (_s(v) if v is not None else None for v in row)
+                        if (
+                            jid is not None
+                            and state == "pending"
+                            and status in finished
+                            and at is not None
+                            and float(at) <= finished_before
+                        ):
+                            found.append(jid)
+                if cursor == 0 or len(found) >= limit:
+                    break
+        return await self._get_many(found[:limit])
+
     async def list(
         self,
         owner: str,

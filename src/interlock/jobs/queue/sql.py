@@ -506,6 +506,23 @@ class SqlJobQueue:
             oldest = (await conn.execute(q)).scalar_one_or_none()
         return None if oldest is None else max(0.0, now - float(oldest))
 
+    async def pending_webhooks(self, finished_before: float, limit: int = 100) -> list[Job]:
+        """Finished jobs whose webhook is still owed, finished at or before ``finished_before``
+        (oldest first): what a worker re-delivers after a restart."""
+        q = (
+            select(jobs)
+            .where(
+                c.webhook_state == "pending",
+                c.status.in_((SUCCEEDED, FAILED, CANCELLED)),
+                c.finished_at <= finished_before,
+            )
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(q)).fetchall()
+        return [_job(r) for r in rows]
+
     async def list(
         self,
         owner: str,
