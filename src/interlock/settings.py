@@ -37,6 +37,9 @@ class ServerSettings(_Model):
     # The ceiling for one request end to end; a deployment's own timeouts are tighter.
     request_timeout_s: float = Field(default=600.0, gt=0)
     access_log: bool = False
+    # --workers N: a worker that does not answer the supervisor's ping for this long is
+    # killed and replaced (uvicorn's default of 5 s kills healthy workers on a busy host).
+    worker_healthcheck_s: int = Field(default=30, ge=1, le=600)
 
 
 class StorageSettings(_Model):

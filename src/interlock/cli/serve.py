@@ -255,7 +255,13 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
         fh.write(orjson.dumps(dump_settings(worker_settings)))
     os.environ[RESOLVED_ENV] = resolved
     atexit.register(_cleanup, resolved, metrics_dir)
-    uvicorn.run("interlock.cli.serve:app_from_env", factory=True, workers=server.workers, **common)
+    uvicorn.run(
+        "interlock.cli.serve:app_from_env",
+        factory=True,
+        workers=server.workers,
+        timeout_worker_healthcheck=server.worker_healthcheck_s,
+        **common,
+    )
 
 
 def _cleanup(resolved: str, metrics_dir: str) -> None:
