@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.alerts import AlertService, BudgetReading
 from interlock.auth.service import KeyService, load_or_create_pepper
 from interlock.cache.keys import cache_key
 from interlock.cache.memory import MemoryTier
@@ -38,6 +39,7 @@ from interlock.errors import (
     ServiceUnavailable,
     UpstreamProtocolError,
 )
+from interlock.jobs.notify import load_or_create_webhook_secret
 from interlock.localembed import MODEL_NAME as LOCAL_EMBED_MODEL
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
 from interlock.providers.tokens import estimate_request_tokens
@@ -52,11 +54,15 @@ from interlock.routing.health import DeploymentHealth
 from interlock.routing.ladder import DegradationController
 from interlock.routing.loop import Periodic
 from interlock.routing.strategies import Candidate, rank
+from interlock.routing.tiers.escalation import failed_check
+from interlock.routing.tiers.learned import LearnedModel
+from interlock.routing.tiers.router import TierChoice, TierRouter, embedding_text
 from interlock.settings import Settings
 from interlock.spend.accounting import Accountant, Admission
 from interlock.spend.enforcer import BudgetEnforcer
 from interlock.spend.ledger import LedgerRecord, LedgerWriter
 from interlock.spend.limits import Admitted, RateLimits
+from interlock.spend.observe import RecordObserver
 from interlock.spend.ratelimit import RateLimiter
 from interlock.state.base import SharedState
 from interlock.state.local import LocalState
@@ -69,8 +75,11 @@ from interlock.storage.budgets import BudgetStore
 from interlock.storage.engine import create_engine, ping, run_migrations
 from interlock.storage.keys import KeyStore
 from interlock.storage.ledger import LedgerStore
+from interlock.telemetry import requestinfo
+from interlock.telemetry.logs import body_excerpt
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
+from interlock.telemetry.tracing import Tracing
 from interlock.types import (
     Chunk,
     Endpoint,
@@ -110,14 +119,26 @@ def _shared_state(settings: Settings) -> SharedState:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, metrics: Metrics | None = None, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics()
+        tel = settings.telemetry
+        self.metrics = metrics or Metrics(
+            enabled=tel.metrics, max_label_values=tel.max_label_values
+        )
+        self.tracing = tracing or Tracing(tel.tracing)
         self.redact = Redactor(secrets_of(settings))
         master = settings.auth.master_key
         if master is not None:
             self.redact.add(master.get_secret_value())
+        for secret in (settings.jobs.webhooks.secret, *(s.secret for s in settings.alerts.sinks)):
+            if secret is not None:
+                self.redact.add(secret.get_secret_value())
         self.deployments = build_deployments(settings)
+        self.metrics.declare_deployments(
+            {name: d.settings.max_concurrency for name, d in self.deployments.items()}
+        )
         self.catalog = Catalog(settings, self.deployments)
         self.transport = Transport()
         self.shared = _shared_state(settings)
@@ -128,9 +149,16 @@ class Gateway:
         )
         self.rng = random.Random()
         self.executor = Executor(
-            self.transport, self.health, self.metrics, self.redact, self.retry_budget, rng=self.rng
+            self.transport,
+            self.health,
+            self.metrics,
+            self.redact,
+            self.retry_budget,
+            rng=self.rng,
+            tracing=self.tracing,
         )
         self.affinity = PromptAffinity()
+        self.tier_routers = _tier_routers(settings)
         self._embed_batchers = {
             r.alias: EmbeddingBatcher(
                 self.executor,
@@ -160,6 +188,13 @@ class Gateway:
             cache_ttl_s=settings.auth.cache_ttl_s,
             stale_on_error_s=settings.auth.stale_on_error_s,
         )
+        self.alerts = AlertService(
+            settings.alerts,
+            self.metrics,
+            self._budget_readings,
+            settings.state_dir,
+            default_secret=self._webhook_secret,
+        )
         self.started_at = time.time()
         self._started = False
         self._budget_reload: Periodic | None = None
@@ -188,7 +223,14 @@ class Gateway:
             str(Path(settings.state_dir) / "spool"),
             flush_interval_s=spend.ledger_flush_interval_s,
         )
-        return Accountant(spend, self.deployments, enforcer, writer)
+        return Accountant(
+            spend,
+            self.deployments,
+            enforcer,
+            writer,
+            on_finish=RecordObserver(self.metrics, spend.reservation_hold_s),
+            tracing=self.tracing,
+        )
 
     def _cache(self, settings: Settings) -> TieredCache | None:
         c = settings.cache
@@ -261,10 +303,13 @@ class Gateway:
             self._semantic_sync.start()
         self.health.start()
         await self.ladder.start()
+        self.alerts.start()
         self._started = True
 
     async def close(self) -> None:
         self._started = False
+        await self.alerts.stop()
+        self.tracing.shutdown()
         await self.ladder.stop()
         await self.health.stop()
         if self._budget_reload is not None:
@@ -311,7 +356,29 @@ class Gateway:
         return Readiness(all(checks.values()), checks)
 
     async def authenticate(self, token: str | None) -> Principal:
-        return await self.keys.authenticate(token)
+        with self.tracing.span("auth"):
+            return await self.keys.authenticate(token)
+
+    async def _budget_readings(self) -> list[BudgetReading]:
+        """Every budget's current window, for the budget gauges and the spend alerts
+        (computed by the enforcer, which owns the counters)."""
+        out = []
+        for b in list(self.spend.enforcer.budgets):
+            st = await self.spend.enforcer.status(b)
+            rem, planned = st["remaining_usd"], st["budget_usd"]
+            reading = BudgetReading(
+                b.id, b.scope, b.subject, b.window, float(st["spent_usd"]),
+                float(planned) if planned is not None else None,
+                float(rem) if rem is not None else None,
+            )  # fmt: skip
+            out.append(reading)
+        return out
+
+    def _webhook_secret(self) -> str:
+        """Alert webhooks without their own secret are signed like job webhooks."""
+        hooks = self.settings.jobs.webhooks
+        configured = hooks.secret.get_secret_value() if hooks.secret is not None else None
+        return load_or_create_webhook_secret(configured, self.settings.state_dir)[0]
 
     def route_for(self, req: GatewayRequest, principal: Principal) -> Route:
         route = self.catalog.resolve(req.model, req.endpoint)
@@ -401,15 +468,21 @@ class Gateway:
     ) -> GatewayResponse | GatewayStream:
         """The request path: admit (degradation, budgets), route, execute, fall back, account."""
         started = time.perf_counter()
-        route = self.route_for(req, principal)
+        route = await self._tiered(req, self.route_for(req, principal))
         level = self.ladder.effective
         store = self.cache
+        logs = self.settings.telemetry.logs
+        if logs.bodies and (info := requestinfo.current()) is not None:
+            info.body = body_excerpt(req.raw, self.redact, logs.max_body_chars)
         cache = self._cache_plan(req, principal, route) if store is not None else None
         if cache is not None and cache.decision.read:
             assert store is not None
-            ans = await store.get(
-                cache.key, max_age_s=cache.decision.max_age_s, allow_stale=level >= Level.CACHED
-            )
+            with self.tracing.span("cache.lookup", **{"interlock.model": route.alias}):
+                ans = await store.get(
+                    cache.key,
+                    max_age_s=cache.decision.max_age_s,
+                    allow_stale=level >= Level.CACHED,
+                )
             if ans is not None:
                 return await self._from_cache(req, principal, route.alias, started, ans)
             threshold = self._semantic_threshold(route)
@@ -423,6 +496,7 @@ class Gateway:
                     return await self._from_cache(
                         req, principal, route.alias, started, ans, "hit-semantic"
                     )
+            self.metrics.cache_miss(route.alias)
         admission: Admission | None = None
         limited: Admitted | None = None
         flight = (
@@ -453,6 +527,10 @@ class Gateway:
                 result = await self._run(req, route, level)
             except InterlockError as err:
                 result = await self._fallback(req, route, level, err)
+            if isinstance(result, GatewayResponse) and req.tier_choice is not None:
+                result, admission = await self._escalate(
+                    req, principal, route, level, started, admission, result
+                )
         except InterlockError as err:
             if flight:
                 assert cache is not None and store is not None
@@ -472,6 +550,7 @@ class Gateway:
         result.cache = "miss" if cache is not None else "bypass"
         if limited is not None:
             result.headers.extend(limited.headers)
+        result.headers.extend(_tier_headers(req))
         if isinstance(result, GatewayStream):
             result.admission, result.principal, result.alias, result.started = (
                 admission,
@@ -614,6 +693,7 @@ class Gateway:
             result = GatewayResponse(200, ans.body, ans.usage, ans.deployment, "cache")
         result.cache = status
         result.cost_usd = Decimal(0)
+        result.headers.extend(_tier_headers(req))
         rec = self._record(req, principal, alias, started, None, result)
         rec.cache, rec.saved_usd, rec.provider = status, ans.cost_usd, "cache"
         await self.spend.finish(None, Decimal(0), rec)
@@ -681,6 +761,7 @@ class Gateway:
             model=alias,
             stream=req.stream,
             latency_ms=(time.perf_counter() - started) * 1000,
+            tier=req.tier,
         )
         if result is not None:
             rec.deployment, rec.provider = result.deployment, result.provider
@@ -701,7 +782,8 @@ class Gateway:
     async def _run(
         self, req: GatewayRequest, route: Route, level: Level
     ) -> GatewayResponse | GatewayStream:
-        plan = self.plan(req, route, level)
+        with self.tracing.span("route", **{"interlock.model": route.alias}):
+            plan = self.plan(req, route, level)
         if req.stream:
             return await self.executor.stream(req, plan)
         texts = req.body.get("input")
@@ -873,8 +955,104 @@ class Gateway:
         rec.ttft_ms = ttft_s * 1000 if ttft_s is not None else None
         await self.spend.finish(stream.admission, stream.cost_usd, rec)
 
+    # -- model selection (tiered aliases: routing/tiers, docs/routing.md) ---------------
+
+    async def _tiered(self, req: GatewayRequest, route: Route) -> Route:
+        """A tiered alias: pick the tier and return the route of the alias serving it."""
+        router = self.tier_routers.get(route.alias)
+        if router is None:
+            return route  # a concrete model: no routing, x-interlock-tier is ignored
+        embedding = None
+        if router.uses_embedding and not req.tier_pin:
+            embedding = await self._router_embedding(router, req)
+        choice = router.choose(req.body, req.tier_pin, embedding)
+        req.tier, req.tier_reason, req.tier_choice = choice.tier, choice.reason, choice
+        self.metrics.tier_routed(route.alias, choice.tier)
+        target = self.catalog.get(choice.alias)
+        assert target is not None  # settings check every tier's alias
+        return target
+
+    async def _router_embedding(self, router: TierRouter, req: GatewayRequest) -> Any:
+        """The learned path's embedding; None (feature path only) when it cannot be had."""
+        try:
+            async with asyncio.timeout(self.settings.cache.semantic.embed_timeout_s):
+                if router.description_vectors is None and router.cfg.specialized:
+                    import numpy as np
+
+                    texts = [t.description for t in router.cfg.specialized.values()]
+                    router.description_vectors = np.stack(await self._semantic_embed(texts))
+                (vec,) = await self._semantic_embed([embedding_text(req.body)])
+                return vec
+        except (InterlockError, TimeoutError) as exc:
+            log.warning("tier router: no embedding (%s); feature path only", type(exc).__name__)
+            return None
+
+    async def _escalate(
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        route: Route,
+        level: Level,
+        started: float,
+        admission: Admission | None,
+        result: GatewayResponse,
+    ) -> tuple[GatewayResponse, Admission | None]:
+        """Retry once on the next tier up when the answer fails a cheap check. Both calls
+        are charged: the first is recorded as its own ledger row (outcome ``escalated``)."""
+        choice: TierChoice = req.tier_choice
+        router = self.tier_routers.get(req.model)
+        if router is None or not router.cfg.escalate or result.status != 200:
+            return result, admission
+        failed = failed_check(req.body, result.body, router.cfg.escalate_on)
+        up = router.next_up(choice) if failed is not None else None
+        upper = self.catalog.get(up.alias) if up is not None else None
+        if up is None or upper is None:
+            return result, admission
+        try:
+            again = await self.spend.admit(req, principal, self._cost_candidates(upper))
+        except InterlockError:
+            return result, admission  # e.g. the budget cannot cover a second call
+        try:
+            better = await self._run(req, upper, level)
+        except InterlockError:
+            if again is not None:
+                await self.spend.enforcer.release(again.reservation)
+            return result, admission
+        if not isinstance(better, GatewayResponse):  # pragma: no cover - never streamed
+            return result, admission
+        first = self._record(req, principal, route.alias, started, None, result)
+        first.request_id = f"{first.request_id[:46]}:{choice.tier[:16]}"
+        first.outcome = "escalated"
+        await self.spend.finish(admission, self.spend.cost(result.deployment, result.usage), first)
+        self.metrics.tier_escalated(req.model, choice.tier, up.tier, str(failed))
+        req.tier, req.tier_choice = up.tier, up
+        req.tier_reason = f"escalated from {choice.tier} ({failed}); {choice.reason}"[:200]
+        better.fallback = up.alias
+        better.headers.append((b"x-interlock-escalated", f"{choice.tier}:{failed}".encode()))
+        return better, again
+
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
+
+
+def _tier_routers(settings: Settings) -> dict[str, TierRouter]:
+    """One router per tiered alias (its learned artifact loaded once, at start)."""
+    routers = {}
+    for alias, spec in settings.models.items():
+        if spec.tiers is None:
+            continue
+        path = spec.tiers.model_path
+        routers[alias] = TierRouter(alias, spec.tiers, LearnedModel.load(path) if path else None)
+    return routers
+
+
+def _tier_headers(req: GatewayRequest) -> list[tuple[bytes, bytes]]:
+    if req.tier is None:
+        return []
+    return [
+        (b"x-interlock-tier", req.tier.encode()),
+        (b"x-interlock-route-reason", (req.tier_reason or "").encode()),
+    ]
 
 
 async def _one_batch(chunks: list[Chunk]) -> AsyncGenerator[list[Chunk], None]:

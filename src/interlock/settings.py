@@ -180,8 +180,58 @@ class EmbeddingBatchSettings(_Model):
 Strategy = Literal["priority", "weighted", "least_latency", "least_busy", "lowest_cost"]
 
 
+class SpecializedTierSettings(_Model):
+    model: str  # the alias (route group) that serves this tier
+    # What the tier is for; matched by meaning when the learned router is enabled.
+    description: str = Field(min_length=1)
+    keywords: tuple[str, ...] = ()  # whole words/phrases, case-insensitive
+    patterns: tuple[str, ...] = ()  # regular expressions, matched per message
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> SpecializedTierSettings:
+        for p in self.patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {p!r} is not a valid regular expression: {exc}"
+                ) from None
+        return self
+
+
+EscalationCheck = Literal["empty", "refusal", "invalid_json", "tool_arguments"]
+
+
+class TierSettings(_Model):
+    # The aliases serving each size; a tier left out is served by the next larger one.
+    small: str | None = None
+    medium: str | None = None
+    large: str | None = None
+    specialized: dict[str, SpecializedTierSettings] = Field(default_factory=dict)
+    # The quality/cost knob: above 0 fewer requests go small and more go large.
+    quality_bias: float = Field(default=0.0, ge=-1.0, le=1.0)
+    # Retry a non-streamed answer once on the next tier up when it fails a cheap check.
+    escalate: bool = False
+    escalate_on: tuple[EscalationCheck, ...] = (
+        "empty",
+        "refusal",
+        "invalid_json",
+        "tool_arguments",
+    )
+    # A learned router artifact (`interlock router train`); null: the feature path only.
+    model_path: str | None = None
+    # Learned path: cosine similarity to a specialised tier's description that selects it.
+    specialized_similarity: float = Field(default=0.45, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _some_tier(self) -> TierSettings:
+        if not (self.small or self.medium or self.large):
+            raise ValueError("set at least one of small, medium and large")
+        return self
+
+
 class AliasSettings(_Model):
-    deployments: tuple[str, ...] = Field(min_length=1)
+    deployments: tuple[str, ...] = ()  # at least one, unless the alias has tiers
     description: str = ""
     strategy: Strategy = "priority"
     retry: RetrySettings | None = None  # default: resilience.retry
@@ -198,6 +248,16 @@ class AliasSettings(_Model):
     prompt_affinity_min_tokens: int = Field(default=1024, ge=0)
     # Embeddings models: micro-batch concurrent requests (one upstream call, shares billed).
     embedding_batch: EmbeddingBatchSettings = Field(default_factory=EmbeddingBatchSettings)
+    # Model selection: each request goes to the cheapest adequate tier's alias.
+    tiers: TierSettings | None = None
+
+    @model_validator(mode="after")
+    def _deployments_or_tiers(self) -> AliasSettings:
+        if not self.deployments and self.tiers is None:
+            raise ValueError("deployments: at least one is required (or tiers)")
+        if self.deployments and self.tiers is not None:
+            raise ValueError("an alias has either deployments or tiers, not both")
+        return self
 
 
 class BudgetSettings(_Model):
@@ -414,6 +474,18 @@ class JobWebhookSettings(_Model):
     max_total_s: float = Field(default=900.0, ge=0)
 
 
+class JobBatchSettings(_Model):
+    # The OpenAI Batch API (/v1/files, /v1/batches; docs/batch.md). Files live in the
+    # storage database, so these bound what one key can make it hold.
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_lines: int = Field(default=50_000, ge=1)
+    max_stored_bytes_per_key: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    # Each line runs as a job at this priority: below "low" (-10), so interactive jobs go first.
+    priority: int = Field(default=-20, ge=-100, le=100)
+    max_in_flight: int = Field(default=256, ge=1, le=100_000)  # queued jobs per batch at once
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class JobSettings(_Model):
     # auto: the storage database (SQLite or PostgreSQL); redis: state.redis_url.
     backend: Literal["auto", "sql", "redis"] = "auto"
@@ -432,6 +504,111 @@ class JobSettings(_Model):
     metrics_interval_s: float = Field(default=5.0, gt=0)
     max_metadata_bytes: int = Field(default=4096, ge=2)
     webhooks: JobWebhookSettings = Field(default_factory=JobWebhookSettings)
+    batch: JobBatchSettings = Field(default_factory=JobBatchSettings)
+
+
+class LogSettings(_Model):
+    # One JSON line per request on stderr (logger "interlock.access"); false: none at all.
+    enabled: bool = True
+    format: Literal["json", "text"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # Opt-in: the request body (secrets redacted, truncated) in each request line.
+    bodies: bool = False
+    max_body_chars: int = Field(default=2000, ge=0, le=1_000_000)
+
+
+class TracingSettings(_Model):
+    # Off by default: no span objects at all on the request path.
+    enabled: bool = False
+    # OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (/v1/traces is appended).
+    otlp_endpoint: str | None = None
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    service_name: str = "interlock"
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class TelemetrySettings(_Model):
+    # false: the request path records no Prometheus metrics (/metrics still answers).
+    metrics: bool = True
+    # Label values per scope (key, user, team, feature) before the rest become "other".
+    max_label_values: int = Field(default=50, ge=1, le=10_000)
+    logs: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+
+
+AlertMetric = Literal["latency_p95", "error_rate", "queue_depth", "daily_spend"]
+
+
+class AlertRuleSettings(_Model):
+    metric: AlertMetric
+    # latency_p95: multiples of the baseline; error_rate: fractions; queue_depth: jobs;
+    # daily_spend: fractions of the planned daily budget (budget_usd).
+    warning: float = Field(gt=0)
+    critical: float = Field(gt=0)
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    route: str | None = None  # latency/error: one route template, e.g. /v1/chat/completions
+    team: str | None = None  # daily_spend: only budgets of this team
+    window_s: float | None = Field(default=None, gt=0)  # default: alerts.window_s
+    baseline_s: float | None = Field(default=None, gt=0)  # latency: set by hand
+    for_s: float = Field(default=0.0, ge=0)  # the condition must hold this long
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlertRuleSettings:
+        if self.critical < self.warning:
+            raise ValueError("critical must not be below warning")
+        return self
+
+
+def _default_alert_rules() -> tuple[AlertRuleSettings, ...]:
+    return (
+        AlertRuleSettings(metric="latency_p95", warning=2.0, critical=5.0),
+        AlertRuleSettings(metric="error_rate", warning=0.01, critical=0.05),
+        AlertRuleSettings(metric="queue_depth", warning=1000, critical=10000),
+        AlertRuleSettings(metric="daily_spend", warning=1.2, critical=1.5),
+    )
+
+
+class AlertSinkSettings(_Model):
+    kind: Literal["webhook", "slack", "log"]
+    url: str | None = None  # webhook, slack
+    # webhook: Standard Webhooks secret (whsec_...); default: the job webhook secret.
+    secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _url_when_needed(self) -> AlertSinkSettings:
+        if self.kind != "log" and not self.url:
+            raise ValueError(f"a {self.kind} sink needs a url")
+        return self
+
+
+class AlertSettings(_Model):
+    enabled: bool = True
+    interval_s: float = Field(default=15.0, gt=0)
+    window_s: float = Field(default=300.0, gt=0)  # the sliding window rules look at
+    # Latency baseline: p95 over this much history before the window (unless set by hand).
+    baseline_window_s: float = Field(default=3600.0, gt=0)
+    cooldown_s: float = Field(default=600.0, ge=0)  # no re-fire of one alert sooner
+    min_requests: int = Field(default=20, ge=1)  # fewer in the window: no verdict
+    recent: int = Field(default=200, ge=1, le=10_000)  # resolved alerts kept
+    rules: tuple[AlertRuleSettings, ...] = Field(default_factory=_default_alert_rules)
+    sinks: tuple[AlertSinkSettings, ...] = (AlertSinkSettings(kind="log"),)
+    # Hosts/CIDRs alert webhooks may reach although private (e.g. ["127.0.0.1"]).
+    allow_hosts: tuple[str, ...] = ()
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class LaunchSettings(_Model):
+    """What ``interlock check`` (launch readiness) compares the deployment against."""
+
+    peak_rps: float | None = Field(default=None, gt=0)  # the declared expected peak, requests/s
+    peak_tpm: int | None = Field(default=None, ge=1)  # expected peak tokens per minute
+    # alias -> its share of the peak (0..1); aliases left out are not quota-checked
+    traffic_share: dict[str, float] = Field(default_factory=dict)
+    loadtest_multiple: float = Field(default=2.0, ge=1)  # the load test must reach this × peak
+    loadtest_report: str | None = None  # an `interlock loadtest --json` result
+    loadtest_max_age_days: float = Field(default=7.0, gt=0)
+    runbooks_dir: str = "docs/runbooks"
 
 
 class Settings(_Model):
@@ -449,6 +626,9 @@ class Settings(_Model):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     local_embeddings: LocalEmbeddingSettings = Field(default_factory=LocalEmbeddingSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    launch: LaunchSettings = Field(default_factory=LaunchSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:
@@ -478,6 +658,8 @@ class Settings(_Model):
                         f"models.{alias}.limited_deployments: {dep_name!r} is not one of "
                         "the alias's deployments"
                     )
+            if spec.tiers is not None:
+                self._check_tiers(alias, spec.tiers)
             for i, fb in enumerate(spec.fallbacks):
                 for other in fb.models:
                     if other not in self.models or other == alias:
@@ -486,6 +668,21 @@ class Settings(_Model):
                             f"configured alias (known: {sorted(self.models)})"
                         )
         return self
+
+    def _check_tiers(self, alias: str, tiers: TierSettings) -> None:
+        targets = {name: getattr(tiers, name) for name in ("small", "medium", "large")}
+        targets.update({f"specialized.{n}.model": t.model for n, t in tiers.specialized.items()})
+        for where, other in targets.items():
+            if other is None:
+                continue
+            spec = self.models.get(other)
+            if spec is None or other == alias or spec.tiers is not None:
+                raise ValueError(
+                    f"models.{alias}.tiers.{where}: {other!r} is not another configured alias "
+                    f"with deployments (known: {sorted(self.models)})"
+                )
+            if any(self.deployments[d].kind != "chat" for d in spec.deployments):
+                raise ValueError(f"models.{alias}.tiers.{where}: {other!r} is not a chat model")
 
 
 class ConfigError(Exception):

@@ -106,6 +106,10 @@ class GatewayRequest:
     cache_control: str | None = None  # the client's Cache-Control header
     cache_namespace: str | None = None  # the tenant's cache namespace, when caching applies
     prompt_digests: list[str] | None = None  # prompt-cache affinity (routing/affinity.py)
+    tier_pin: str | None = None  # the client's x-interlock-tier (tiered aliases only)
+    tier: str | None = None  # the tier a tiered alias chose (ledger, x-interlock-tier)
+    tier_reason: str | None = None  # why (x-interlock-route-reason)
+    tier_choice: Any = None  # the routing.tiers.TierChoice, for escalation
 
 
 class Chunk:

@@ -50,6 +50,7 @@ async def read_request(ctx: Ctx, gw: Gateway, check: Validator) -> tuple[Princip
     req.tags = request_tags(ctx, body)
     req.cache_mode = cache_mode(ctx)
     req.cache_control = ctx.header(b"cache-control")
+    req.tier_pin = ctx.header(b"x-interlock-tier")
     if had_meta:
         req.raw = b""  # the body changed: the adapter re-serialises it
     return principal, req

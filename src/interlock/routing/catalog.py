@@ -33,7 +33,8 @@ class Catalog:
         routes: dict[str, Route] = {}
         for alias, spec in settings.models.items():
             chain = tuple(deployments[d] for d in spec.deployments)
-            routes[alias] = Route(alias, chain[0].kind, chain, spec)
+            # A tiered alias has no deployments of its own: it serves chat via its tiers.
+            routes[alias] = Route(alias, chain[0].kind if chain else "chat", chain, spec)
         # A deployment nobody aliased is still reachable under its upstream model name.
         implicit: dict[str, list[Deployment]] = {}
         aliased = {d for spec in settings.models.values() for d in spec.deployments}
