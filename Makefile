@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-resilience bench-cache install clean
+.PHONY: run test lint bench bench-resilience bench-cache bench-jobs install clean
+.PHONY: browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +22,19 @@ run: $(STAMP)
 	$(BIN)/interlock serve
 
 ## test: install and run every test (lint and types included)
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+## browser: Debian's Chromium + ChromeDriver for the dashboard's browser test. Installed
+## here only when CI=true; on a laptop without them that test is skipped with the reason.
+browser:
+	@if [ "$$CI" = "true" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	    || echo "warning: could not install chromium/chromium-driver; the browser test will fail"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -41,6 +50,10 @@ bench: $(STAMP)
 bench-resilience: $(STAMP)
 	$(BIN)/python bench/resilience.py
 	$(BIN)/python bench/report.py
+
+## bench-jobs: jobs/s end to end per queue backend (SQLite, PostgreSQL, Redis) and a 10x burst (~2 min)
+bench-jobs: $(STAMP)
+	$(BIN)/python bench/jobs.py
 
 ## bench-cache: cache hits vs misses, the 1M-entry semantic index, embedding micro-batching,
 ## and the semantic matcher's evaluation (~10 minutes)

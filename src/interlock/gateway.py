@@ -763,6 +763,9 @@ class Gateway:
             latency_ms=(time.perf_counter() - started) * 1000,
             tier=req.tier,
         )
+        # Feature tags on every record (cache hits and refusals included), not only on
+        # requests that reached budget admission.
+        rec.tags = list(dict.fromkeys((*principal.tags, *req.tags)))
         if result is not None:
             rec.deployment, rec.provider = result.deployment, result.provider
             rec.attempts, rec.fallback = len(result.attempts), result.fallback

@@ -71,7 +71,9 @@ def test_openapi_matches_the_router(http: httpx.Client) -> None:
     served = {
         p: m
         for p, m in router.routes().items()
-        if p.startswith(("/v1", "/admin", "/healthz", "/readyz", "/metrics", "/openapi"))
+        if p.startswith(
+            ("/v1", "/admin", "/healthz", "/readyz", "/metrics", "/openapi", "/dashboard")
+        )
     }
     assert documented == served
     assert doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"][

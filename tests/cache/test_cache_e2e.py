@@ -295,3 +295,24 @@ def test_redis_down_or_frozen_is_a_bounded_miss(
     finally:
         g.stop()
         proxy.close()
+
+
+def test_cache_hits_keep_their_feature_tags(gw: GatewayProcess) -> None:
+    import sqlite3
+
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        for _ in range(2):
+            r = c.post("/v1/chat/completions", json=BODY,
+                       headers={**ADMIN, "x-interlock-tags": "feature:search"})
+            assert r.status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        db = sqlite3.connect(gw.workdir / "state" / "interlock.db")
+        rows = db.execute("SELECT cache, tags FROM ledger ORDER BY created_at").fetchall()
+        db.close()
+        if len(rows) >= 2:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert [r[0] for r in rows] == ["miss", "hit-l1"]
+    assert all("feature:search" in str(r[1]) for r in rows), rows

@@ -167,6 +167,18 @@ _JOB_REQ = {
     },
 }  # fmt: skip
 _JOB = {"$ref": "#/components/schemas/Job"}
+_FILE = {"$ref": "#/components/schemas/File"}
+_BATCH = {"$ref": "#/components/schemas/Batch"}
+_BATCH_REQ = {
+    "type": "object",
+    "required": ["input_file_id", "endpoint", "completion_window"],
+    "properties": {
+        "input_file_id": {"type": "string"},
+        "endpoint": {"enum": ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"]},
+        "completion_window": {"const": "24h"},
+        "metadata": {"type": ["object", "null"]},
+    },
+}
 
 
 def _param(name: str) -> list[dict[str, Any]]:
@@ -203,6 +215,7 @@ def build() -> dict[str, Any]:
             "get": _op("Budgets with spend, reserved, remaining, burn rate and projected exhaustion", ok=_resp("Budgets"), errors=_errors(401, 403)),
             "post": _op("Create a budget", body=_BUDGET_REQ, ok=_resp("Budget"), errors=_errors(400, 401, 403), ok_status="201"),
         },
+        "/admin/alerts": {"get": _op("Alerts: firing and recently resolved (latency, error rate, queue depth, daily spend), the rules, and budget threshold alerts; ?state=firing|resolved", ok=_resp("Alerts"), errors=_errors(401, 403))},
         "/admin/budgets/alerts": {"get": _op("Budget threshold alerts (50/80/100% of limit, 120/150% of budget)", ok=_resp("Alerts"), errors=_errors(401, 403))},
         "/admin/budgets/{budget_id}": {
             "parameters": param("budget_id"),
@@ -227,9 +240,28 @@ def build() -> dict[str, Any]:
         "/admin/jobs/dead": {"get": _op("Dead-lettered jobs, newest first (?limit=)", ok=_resp("Job list"), errors=_errors(400, 401, 403))},
         "/admin/jobs/{job_id}/requeue": {"parameters": param("job_id"), "post": _op("Send a dead letter back to the queue", ok=_resp("Job", _JOB), errors=_errors(400, 401, 403, 404))},
         "/admin/jobs/webhook-secret": {"get": _op("The secret job webhooks are signed with", ok=_resp("Secret"), errors=_errors(401, 403))},
+        "/v1/files": {
+            "post": {**_op("Upload a batch input file (multipart: purpose=batch, file=JSONL), checked line by line", ok=_resp("File", _FILE), errors=_errors(400, 401, 413, 415)), "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["purpose", "file"], "properties": {"purpose": {"const": "batch"}, "file": {"type": "string", "format": "binary"}}}}}}},
+            "get": _op("The caller's files, newest first (?purpose=, ?limit=, ?after=, ?order=)", ok=_resp("File list"), errors=_errors(400, 401)),
+        },
+        "/v1/files/{file_id}": {
+            "parameters": param("file_id"),
+            "get": _op("One file of the caller", ok=_resp("File", _FILE), errors=_errors(401, 404)),
+            "delete": _op("Delete a file of the caller", ok=_resp("Deleted"), errors=_errors(401, 404)),
+        },
+        "/v1/files/{file_id}/content": {"parameters": param("file_id"), "get": _op("A file's bytes (JSONL)", ok={"description": "The file", "content": {"application/jsonl": {"schema": {"type": "string"}}}}, errors=_errors(401, 404))},
+        "/v1/batches": {
+            "post": _op("Create a batch from an uploaded file; its lines run as low-priority jobs", body=_BATCH_REQ, ok=_resp("Batch", _BATCH), errors=_errors(400, 401, 404, 413, 415)),
+            "get": _op("The caller's batches, newest first (?limit=, ?after=)", ok=_resp("Batch list"), errors=_errors(400, 401)),
+        },
+        "/v1/batches/{batch_id}": {"parameters": param("batch_id"), "get": _op("One batch of the caller: status, request_counts, output and error file ids", ok=_resp("Batch", _BATCH), errors=_errors(401, 404))},
+        "/v1/batches/{batch_id}/cancel": {"parameters": param("batch_id"), "post": _op("Cancel a batch (cancelling, then cancelled with what already ran)", ok=_resp("Batch", _BATCH), errors=_errors(401, 404))},
         "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
         "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},
         "/metrics": {"get": _op("Prometheus metrics", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors={}, secure=False)},
+        "/dashboard": {"get": _op("The live dashboard page (a login form for an admin key; see docs/dashboard.md)", ok={"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, errors={}, secure=False)},
+        "/dashboard/static/{asset}": {"parameters": param("asset"), "get": _op("A file of the dashboard page (its script, styles and the vendored uPlot)", ok={"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(404), secure=False)},
+        "/admin/dashboard/data": {"get": _op("One dashboard sample: cumulative traffic counters, latency buckets, spend today, budgets, queue, circuits, degradation (process-wide)", ok=_resp("Dashboard sample"), errors=_errors(401, 403))},
         "/openapi.json": {"get": _op("This document", ok=_resp("OpenAPI 3.1"), errors={}, secure=False)},
     }  # fmt: skip
     return {
@@ -256,6 +288,8 @@ def build() -> dict[str, Any]:
                     },
                 },
                 "Job": {"type": "object", "required": ["id", "object", "status", "status_url"], "properties": {"id": {"type": "string"}, "object": {"const": "job"}, "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "status_url": {"type": "string"}, "attempts": {"type": "integer"}, "result": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]}, "cost_usd": {"type": ["string", "null"]}}},
+                "File": {"type": "object", "required": ["id", "object", "bytes", "created_at", "filename", "purpose"], "properties": {"id": {"type": "string"}, "object": {"const": "file"}, "bytes": {"type": "integer"}, "created_at": {"type": "integer"}, "filename": {"type": "string"}, "purpose": {"enum": ["batch", "batch_output"]}, "status": {"type": "string"}}},
+                "Batch": {"type": "object", "required": ["id", "object", "endpoint", "input_file_id", "completion_window", "status", "created_at", "request_counts"], "properties": {"id": {"type": "string"}, "object": {"const": "batch"}, "endpoint": {"type": "string"}, "input_file_id": {"type": "string"}, "completion_window": {"type": "string"}, "status": {"enum": ["validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"]}, "output_file_id": {"type": ["string", "null"]}, "error_file_id": {"type": ["string", "null"]}, "errors": {"type": ["object", "null"]}, "request_counts": {"type": "object", "properties": {"total": {"type": "integer"}, "completed": {"type": "integer"}, "failed": {"type": "integer"}}}, "metadata": {"type": ["object", "null"]}}},
                 "Key": {"type": "object", "required": ["id", "revoked"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}, "revoked": {"type": "boolean"}}},
             },
         },

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from interlock.api import (
     admin,
+    admin_alerts,
     admin_ops,
     admin_spend,
     app_cache,
+    batches,
+    dashboard,
     health,
     jobs,
     messages,
@@ -39,6 +42,7 @@ _EXACT: dict[str, dict[str, Handler]] = {
     "/admin/deployments": {"GET": admin_ops.list_deployments},
     "/admin/budgets": {"GET": admin_spend.list_budgets, "POST": admin_spend.create_budget},
     "/admin/budgets/alerts": {"GET": admin_spend.budget_alerts},
+    "/admin/alerts": {"GET": admin_alerts.list_alerts},
     "/admin/degradation": {"GET": admin_ops.get_degradation, "PUT": admin_ops.put_degradation},
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
@@ -47,6 +51,10 @@ _EXACT: dict[str, dict[str, Handler]] = {
     "/v1/jobs": {"POST": jobs.create_job, "GET": jobs.list_jobs},
     "/admin/jobs/dead": {"GET": jobs.dead_letters},
     "/admin/jobs/webhook-secret": {"GET": jobs.webhook_secret},
+    "/v1/files": {"POST": batches.upload_file, "GET": batches.list_files},
+    "/v1/batches": {"POST": batches.create_batch, "GET": batches.list_batches},
+    "/dashboard": {"GET": dashboard.page},
+    "/admin/dashboard/data": {"GET": dashboard.data},
 }
 
 # (prefix, parameter name, suffix, methods, template)
@@ -103,6 +111,47 @@ _PARAM += [
         "/requeue",
         {"POST": jobs.requeue_job},
         "/admin/jobs/{job_id}/requeue",
+    ),
+]
+
+_PARAM.append(
+    (
+        "/dashboard/static/",
+        "asset",
+        "",
+        {"GET": dashboard.static},
+        "/dashboard/static/{asset}",
+    )
+)
+
+_PARAM += [
+    (
+        "/v1/files/",
+        "file_id",
+        "/content",
+        {"GET": batches.file_content},
+        "/v1/files/{file_id}/content",
+    ),
+    (
+        "/v1/files/",
+        "file_id",
+        "",
+        {"GET": batches.get_file, "DELETE": batches.delete_file},
+        "/v1/files/{file_id}",
+    ),
+    (
+        "/v1/batches/",
+        "batch_id",
+        "/cancel",
+        {"POST": batches.cancel_batch},
+        "/v1/batches/{batch_id}/cancel",
+    ),
+    (
+        "/v1/batches/",
+        "batch_id",
+        "",
+        {"GET": batches.get_batch},
+        "/v1/batches/{batch_id}",
     ),
 ]
 

@@ -12,7 +12,9 @@ import click
 import orjson
 
 from interlock import __version__
-from interlock.cli import remote, spend_cmds
+from interlock.cli import remote, router_cmds, spend_cmds
+from interlock.cli import check_cmd, loadtest_cmd
+from interlock.cli import alerts_cmd
 from interlock.cli import worker as worker_cmd
 from interlock.settings import ConfigError, Settings
 
@@ -195,9 +197,14 @@ def config_check(config: str | None) -> None:
 cli.add_command(remote.degradation)
 cli.add_command(remote.deployments)
 cli.add_command(spend_cmds.report)
+spend_cmds.report.add_command(router_cmds.report_routing)
+cli.add_command(router_cmds.router)
 cli.add_command(spend_cmds.estimate)
 cli.add_command(remote.budgets)
 cli.add_command(worker_cmd.worker)
+cli.add_command(alerts_cmd.alerts)
+cli.add_command(loadtest_cmd.loadtest)
+cli.add_command(check_cmd.check)
 
 
 def main() -> None:
