@@ -34,6 +34,9 @@ from interlock.api import validate
 from interlock.api.messages_format import messages_to_openai, openai_to_message
 from interlock.errors import AuthenticationFailed, InterlockError, InvalidRequest, error_payload
 from interlock.gateway import Gateway
+from interlock.jobs.batch.driver import BatchDriver
+from interlock.jobs.batch.service import BatchService
+from interlock.jobs.batch.store import BatchStore
 from interlock.jobs.notify import JobNotifier, load_or_create_webhook_secret
 from interlock.jobs.queue import JobQueue, QueueLimits, RedisJobQueue, SqlJobQueue
 from interlock.jobs.queue.base import Job, JobStatus
@@ -229,6 +232,14 @@ class JobRuntime:
             on_outcome=gw.metrics.webhook_delivery,
         )
         self.principals = Principals(gw)
+        # The Batch API keeps files and batches in the storage database whatever the
+        # queue backend; its driver runs wherever a worker pool runs.
+        batch_store = BatchStore(gw.engine)
+        self.batches = BatchService(batch_store, self.settings.batch)
+        self.batch_driver = BatchDriver(
+            batch_store, self.queue, self.settings.batch, max_attempts=self.settings.max_attempts
+        )
+        self.depth_total = 0
         self.pool: WorkerPool | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -236,6 +247,7 @@ class JobRuntime:
     async def start(self, *, run_pool: bool, concurrency: int | None = None) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
+        self.gw.ladder.queue_depth = lambda: float(self.depth_total)
         self._loops.append(loop.create_task(self._every(s.metrics_interval_s, self._metrics)))
         if not run_pool:
             return
@@ -256,6 +268,9 @@ class JobRuntime:
         )
         self.pool.start()
         self._loops.append(loop.create_task(self._sweeps()))
+        self._loops.append(
+            loop.create_task(self._every(s.batch.poll_interval_s, self.batch_driver.tick))
+        )
 
     async def _run(self, job: Job) -> Outcome:
         return await run_job(self.gw, self.principals, job)
@@ -277,6 +292,9 @@ class JobRuntime:
         depth = await self.queue.depth()
         oldest = await self.queue.oldest_age_s()
         self.gw.metrics.set_job_queue(depth["by_priority"], oldest)
+        # The degradation ladder's queue_depth signal reads the same poll (queued jobs of
+        # every priority, from the shared queue, so every replica sees the same value).
+        self.depth_total = depth["total"]
 
     async def _sweeps(self) -> None:
         try:
