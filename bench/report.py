@@ -612,6 +612,13 @@ def _cache_md() -> str:
     return out
 
 
+def _sections_md() -> str:
+    """Hand-written sections (bench/sections/*.md), each with its own command and run."""
+    folder = harness.BENCH_DIR / "sections"
+    parts = [f.read_text().strip() for f in sorted(folder.glob("*.md")) if f.name != "README.md"]
+    return "\n\n".join(parts) + "\n" if parts else ""
+
+
 def write_doc() -> Path:
     cores = _latest("core")
     if not cores:
@@ -776,6 +783,7 @@ vs granian 14k on a trivial app, and an aiohttp relay 5.3k req/s vs httpx 0.54k.
 {_resilience_md()}
 
 {_cache_md()}
+{_sections_md()}
 """
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(doc)
