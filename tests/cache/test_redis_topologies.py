@@ -50,30 +50,42 @@ class Servers:
         self.root = root
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def redis(self, port: int, *extra: str) -> subprocess.Popen[bytes]:
-        d = self.root / str(port)
-        d.mkdir()
-        p = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(d),
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.procs.append(p)
-        _wait(lambda: _cli(port, "ping").strip() == "PONG", f"redis on {port}")
-        return p
+    def redis(self, *extra: str, port: int | None = None) -> int:
+        """Start a redis-server on a free port (retried: a port can be taken meanwhile)."""
+        for _ in range(5):
+            p_port = port or free_port()
+            d = self.root / f"{p_port}-{len(self.procs)}"
+            d.mkdir()
+            conf = [a.replace("{port}", str(p_port)) for a in extra]
+            p = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(p_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(d),
+                    *conf,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 30
+            while p.poll() is None and _cli(p_port, "ping").strip() != "PONG":
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            if p.poll() is None and _cli(p_port, "ping").strip() == "PONG":
+                self.procs.append(p)
+                return p_port
+            p.kill()
+            p.wait(5)
+        raise AssertionError("could not start redis-server")
 
     def stop(self) -> None:
         for p in self.procs:
@@ -91,9 +103,9 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
 
 
 async def test_sentinel_follows_a_failover(servers: Servers, tmp_path: Path) -> None:
-    master, replica, sport = free_port(), free_port(), free_port()
-    servers.redis(master)
-    servers.redis(replica, "--replicaof", "127.0.0.1", str(master))
+    master = servers.redis()
+    replica = servers.redis("--replicaof", "127.0.0.1", str(master))
+    sport = free_port()
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
         f"port {sport}\nbind 127.0.0.1\n"
@@ -128,9 +140,10 @@ async def test_sentinel_follows_a_failover(servers: Servers, tmp_path: Path) -> 
 
 
 async def test_cluster(servers: Servers) -> None:
-    ports = [free_port() for _ in range(3)]
-    for p in ports:
-        servers.redis(p, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{p}.conf")
+    ports = [
+        servers.redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes-{port}.conf")
+        for _ in range(3)
+    ]
     out = subprocess.run(
         [
             "redis-cli",

@@ -60,7 +60,7 @@ def test_empty_optional_secret_means_no_key() -> None:
             "deployments.d.provider: unknown provider",
         ),
         ({"models": {"m": {"deployments": ["ghost"]}}}, "models.m.deployments: unknown deployment"),
-        ({"models": {"m": {"deployments": []}}}, "models.m.deployments"),
+        ({"models": {"m": {"deployments": []}}}, "models.m: Value error, deployments: at least"),
     ],
 )
 def test_validation_errors_name_file_and_field(data: dict, expected: str) -> None:
