@@ -8,10 +8,12 @@ import time
 
 from interlock.api.http import ClientGone, Ctx, Receive, Scope, Send
 from interlock.api.job_runner import start_jobs, stop_jobs
+from interlock.api.observe import Observed
 from interlock.api.router import resolve
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
 from interlock.settings import Settings
+from interlock.telemetry import logs
 from interlock.telemetry.metrics import mark_process_dead
 
 log = logging.getLogger("interlock.app")
@@ -34,6 +36,7 @@ class InterlockApp:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
+                    logs.configure(self.gateway.settings.telemetry.logs, self.gateway.redact)
                     await self.gateway.start()
                     await start_jobs(self.gateway, run_pool=self.gateway.settings.jobs.run_in_serve)
                 except Exception as exc:
@@ -55,9 +58,10 @@ class InterlockApp:
         route = "unmatched"
         gauge = gw.metrics.in_flight.labels("all")
         gauge.inc()
+        obs = Observed(ctx, gw)
         try:
             match = resolve(scope["method"], scope["path"], ctx.path_params)
-            route = match.route
+            route = obs.info.route = match.route
             await match.handler(ctx, gw)
         except InterlockError as err:
             if ctx.status == 0:
@@ -77,6 +81,7 @@ class InterlockApp:
                 ctx.status < 400 or ctx.status >= 500 or ctx.error_code == "upstream_rate_limited"
             ):
                 gw.ladder.record(ctx.status, ctx.error_code, elapsed)
+            obs.finish(ctx, gw, route, elapsed)
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> InterlockApp:

@@ -609,6 +609,13 @@ class LaunchSettings(_Model):
     loadtest_report: str | None = None  # an `interlock loadtest --json` result
     loadtest_max_age_days: float = Field(default=7.0, gt=0)
     runbooks_dir: str = "docs/runbooks"
+    # Capacity planning (`interlock report capacity`, `interlock simulate`): non-streaming
+    # req/s one gateway replica sustains at 100 % of one core (docs/benchmarks.md: ~470 µs
+    # of CPU per request), a stream's CPU in requests (917 / 470 µs), and the utilisation
+    # replicas are sized for at the peak.
+    replica_rps: float = Field(default=2100.0, gt=0)
+    stream_cost: float = Field(default=1.95, ge=1)
+    target_utilisation: float = Field(default=0.7, gt=0, le=1)
 
 
 class Settings(_Model):

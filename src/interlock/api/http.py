@@ -22,6 +22,7 @@ from interlock.errors import (
     UnsupportedMediaType,
     error_body,
 )
+from interlock.telemetry.redact import redact_key_shapes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -138,6 +139,8 @@ class Ctx:
 
     async def respond_error(self, err: InterlockError) -> None:
         self.error_code = err.code
+        # Messages may quote client input (a model name); a pasted key is not repeated.
+        err.message = redact_key_shapes(err.message)
         await self.respond(err.status, error_body(err), err.headers())
 
     async def start_stream(self, status: int = 200) -> None:

@@ -41,6 +41,7 @@ from interlock.routing.health import DeploymentHealth
 from interlock.settings import HedgeSettings
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
+from interlock.telemetry.tracing import Tracing
 from interlock.types import Attempt, Chunk, GatewayRequest, GatewayResponse, GatewayStream, Usage
 
 # A 429 without Retry-After still keeps the deployment cool for this long.
@@ -109,7 +110,9 @@ class Executor:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing
         self._transport = transport
         self._health = health
         self._metrics = metrics
@@ -174,6 +177,8 @@ class Executor:
         elapsed = self._clock() - started
         attempts.append(Attempt(dep.name, dep.provider, err.code, elapsed))
         self._metrics.observe_attempt(dep.provider, dep.name, err.code, elapsed)
+        if self._tracing is not None:
+            self._tracing.attempt(dep.name, dep.provider, err.code, elapsed, len(attempts))
 
     def _release_error(self, dep: Deployment, err: UpstreamError, started: float) -> None:
         cls = error_class(err)
@@ -274,6 +279,8 @@ class Executor:
         self._health.release(dep.name, ok=True, duration_s=elapsed, counts_as_failure=False)
         attempts.append(Attempt(dep.name, dep.provider, "ok", elapsed))
         self._metrics.observe_attempt(dep.provider, dep.name, "ok", elapsed)
+        if self._tracing is not None:
+            self._tracing.attempt(dep.name, dep.provider, "ok", elapsed, len(attempts))
         self._latency.setdefault(
             plan.route.alias, _Quantile(plan.hedge.quantile if plan.hedge else 0.95)
         ).add(elapsed)
@@ -405,6 +412,8 @@ class Executor:
             ttft = self._clock() - started
             attempts.append(Attempt(dep.name, dep.provider, "ok", ttft))
             self._metrics.observe_attempt(dep.provider, dep.name, "ok", ttft)
+            if self._tracing is not None:
+                self._tracing.attempt(dep.name, dep.provider, "ok", ttft, len(attempts))
             result = GatewayStream(
                 chunks=_empty(), deployment=dep.name, provider=dep.provider, attempts=attempts
             )

@@ -123,6 +123,7 @@ class DeploymentHealth:
         if not ok:
             return False
         st.in_flight += 1
+        self._metrics.upstream_busy(name, 1)
         st._trim(now)
         st.starts.append(now)
         if tokens:
@@ -143,6 +144,8 @@ class DeploymentHealth:
         failure that says nothing about the deployment's health (a client error, a 429)."""
         st = self._states[name]
         now = self._clock()
+        if st.in_flight > 0:
+            self._metrics.upstream_busy(name, -1)
         st.in_flight = max(0, st.in_flight - 1)
         if retry_after_s is not None:
             st.cooldown_until = max(st.cooldown_until, now + retry_after_s)

@@ -9,7 +9,9 @@ record).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from interlock.errors import ServiceUnavailable
@@ -20,6 +22,7 @@ from interlock.spend.cost import cost_of, worst_case
 from interlock.spend.enforcer import BudgetEnforcer, Reservation
 from interlock.spend.ledger import LedgerRecord, LedgerWriter
 from interlock.spend.prices import PriceDecision, PriceTable, UnknownPricePolicy, resolve_price
+from interlock.telemetry.tracing import Tracing
 from interlock.types import GatewayRequest, Principal, Usage
 
 log = logging.getLogger("interlock.spend")
@@ -32,6 +35,11 @@ class Admission:
     reservation: Reservation | None
     tags: tuple[str, ...]
     worst_usd: Decimal
+    at: float = field(default_factory=time.monotonic)  # to tell an expired reservation
+
+# Told about every finished record (metrics, the request's log line), with the age of its
+# reservation in seconds (None: nothing was reserved).
+OnFinish = Callable[[LedgerRecord, float | None], None]
 
 
 class Accountant:
@@ -42,8 +50,13 @@ class Accountant:
         enforcer: BudgetEnforcer,
         ledger: LedgerWriter,
         table: PriceTable | None = None,
+        *,
+        on_finish: OnFinish | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._cfg = cfg
+        self._on_finish = on_finish
+        self._tracing = tracing
         self.enforcer = enforcer
         self.ledger = ledger
         table = table or PriceTable.load()
@@ -104,6 +117,18 @@ class Accountant:
 
     async def finish(self, admission: Admission | None, cost: Decimal, rec: LedgerRecord) -> None:
         """Settle (or release, at cost 0) and spool the ledger record."""
+        if self._tracing is not None and self._tracing.enabled:
+            with self._tracing.span("accounting", **{"interlock.cost_usd": float(cost)}):
+                await self._finish(admission, cost, rec)
+        else:
+            await self._finish(admission, cost, rec)
+        if self._on_finish is not None:
+            age = None
+            if admission is not None and admission.reservation is not None:
+                age = time.monotonic() - admission.at
+            self._on_finish(rec, age)
+
+    async def _finish(self, admission: Admission | None, cost: Decimal, rec: LedgerRecord) -> None:
         if admission is not None:
             rec.tags = list(admission.tags)
             await self.enforcer.settle(admission.reservation, cost)

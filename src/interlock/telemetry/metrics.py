@@ -9,6 +9,8 @@ aliases and deployments, status codes), never from raw client input.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -21,15 +23,34 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _mp
 
+from interlock.telemetry.labels import LabelCap
+from interlock.telemetry.requestinfo import current as _current_request
+
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
+_OVERHEAD_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+_COST_BUCKETS = (
+    0.0, 0.000001, 0.00001, 0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+)  # fmt: skip
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        enabled: bool = True,
+        max_label_values: int = 50,
+    ) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # False (telemetry.metrics: false): the request path records nothing; the
+        # background gauges (queue, circuits, budgets) are still kept.
+        self.enabled = enabled
+        self.caps = {s: LabelCap(max_label_values) for s in ("key", "user", "team", "feature")}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._attempt_children: dict[tuple[str, str, str], Any] = {}
         self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -129,6 +150,19 @@ class Metrics:
             ["model"],
             **kw,
         )
+        # Tier names come from the configuration (bounded), like aliases.
+        self.tier_routes = Counter(
+            "interlock_tier_routed_total",
+            "Requests of a tiered alias, by alias and the tier chosen (docs/routing.md).",
+            ["model", "tier"],
+            **kw,
+        )
+        self.tier_escalations = Counter(
+            "interlock_tier_escalations_total",
+            "Answers retried on the next tier up, by alias, from/to tier and failed check.",
+            ["model", "from_tier", "to_tier", "check"],
+            **kw,
+        )
         self.semantic_rejections = Counter(
             "interlock_cache_semantic_rejections_total",
             "Semantic candidates above the threshold that a guard refused, by reason.",
@@ -170,6 +204,268 @@ class Metrics:
             **kw,
         )
         self._job_priorities: set[str] = set()
+        self._init_observability(reg, kw)
+
+    # -- observability: errors, cost, capacity, waste, overhead (issue 7) -----------
+
+    def _init_observability(self, reg: CollectorRegistry | None, kw: dict[str, Any]) -> None:
+        self.errors = Counter(
+            "interlock_errors_total",
+            "Failed requests by route and error type (client, upstream_4xx, upstream_5xx, "
+            "timeout, rate_limited, budget, circuit_open, degraded, internal).",
+            ["route", "type"],
+            **kw,
+        )
+        self.cache_misses = Counter(
+            "interlock_cache_misses_total",
+            "Cache lookups that found nothing (the request went upstream), by model.",
+            ["model"],
+            **kw,
+        )
+        self.cache_saved = Counter(
+            "interlock_cache_saved_usd_total",
+            "Money cache hits saved: what the cached answer cost when it was bought.",
+            ["model"],
+            **kw,
+        )
+        self.spend = Counter(
+            "interlock_spend_usd_total",
+            "Money spent (USD), by model alias and deployment.",
+            ["model", "deployment"],
+            **kw,
+        )
+        self.spend_per_request = Histogram(
+            "interlock_request_cost_usd",
+            "Cost of one request (USD), by model alias; cache hits cost 0.",
+            ["model"],
+            buckets=_COST_BUCKETS,
+            **kw,
+        )
+        self.tenant_spend = Counter(
+            "interlock_tenant_spend_usd_total",
+            "Money spent (USD) per key, user, team or feature tag; subjects past "
+            "telemetry.max_label_values are counted as 'other'.",
+            ["scope", "subject"],
+            **kw,
+        )
+        self.tenant_tokens = Counter(
+            "interlock_tenant_tokens_total",
+            "Tokens per key, user, team or feature tag and direction (capped like spend).",
+            ["scope", "subject", "direction"],
+            **kw,
+        )
+        self.tenant_requests = Counter(
+            "interlock_tenant_requests_total",
+            "Requests that reached accounting per key, user, team or feature, by outcome "
+            "(ok; error: 5xx; refused: 4xx such as budget or rate limit).",
+            ["scope", "subject", "outcome"],
+            **kw,
+        )
+        budget_labels = ["budget", "scope", "subject", "window"]
+        self.budget_spent = Gauge(
+            "interlock_budget_spent_usd",
+            "Spend in the budget's current window (USD).",
+            budget_labels,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.budget_remaining = Gauge(
+            "interlock_budget_remaining_usd",
+            "What the hard limit still allows in the current window (USD); "
+            "budgets without a limit have no series.",
+            budget_labels,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.budget_planned = Gauge(
+            "interlock_budget_planned_usd",
+            "The planned (alert-only) budget of the window (USD).",
+            budget_labels,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.deployment_in_flight = Gauge(
+            "interlock_deployment_in_flight",
+            "Upstream calls in progress, by deployment.",
+            ["deployment"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.deployment_capacity = Gauge(
+            "interlock_deployment_capacity",
+            "Configured concurrent calls per deployment and process (max_concurrency; "
+            "0: unlimited). Utilisation = in_flight / (capacity x processes).",
+            ["deployment"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.waste = Counter(
+            "interlock_waste_total",
+            "Work that bought nothing: retried and failed upstream attempts, streams cut "
+            "short, budget reservations that expired unsettled.",
+            ["kind"],
+            **kw,
+        )
+        self.overhead = Histogram(
+            "interlock_gateway_overhead_seconds",
+            "Time the gateway itself added: request time minus upstream time (non-streamed), "
+            "or time to first token minus upstream time to first byte (streamed).",
+            ["route"],
+            buckets=_OVERHEAD_BUCKETS,
+            **kw,
+        )
+        self.recovery = Histogram(
+            "interlock_circuit_recovery_seconds",
+            "Outage length: time from a deployment's circuit opening to closing again.",
+            ["deployment"],
+            buckets=_LATENCY_BUCKETS,
+            **kw,
+        )
+        self.alerts_firing = Gauge(
+            "interlock_alerts_firing",
+            "Alerts firing now, by rule and severity (1 firing, 0 not).",
+            ["rule", "severity"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.alert_transitions = Counter(
+            "interlock_alert_transitions_total",
+            "Alert state changes, by rule, severity and new state (firing, resolved).",
+            ["rule", "severity", "state"],
+            **kw,
+        )
+        self._error_children: dict[tuple[str, str], Any] = {}
+        self._overhead_children: dict[str, Any] = {}
+        self._opened_at: dict[str, float] = {}
+        self._busy_children: dict[str, Any] = {}
+        self._spend_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._tenant_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def declare_deployments(self, capacities: dict[str, int | None]) -> None:
+        """Series for every deployment from the start (closed circuit, idle), so a
+        dashboard shows them before their first transition."""
+        for name, cap in capacities.items():
+            self.circuit_state.labels(name).set(0)
+            self.deployment_capacity.labels(name).set(cap or 0)
+            self.deployment_in_flight.labels(name).inc(0)
+
+    def upstream_busy(self, deployment: str, delta: int) -> None:
+        if not self.enabled:
+            return
+        child = self._busy_children.get(deployment)
+        if child is None:
+            child = self._busy_children[deployment] = self.deployment_in_flight.labels(deployment)
+        child.inc(delta)
+
+    def observe_error(self, route: str, kind: str) -> None:
+        if not self.enabled:
+            return
+        key = (route, kind)
+        child = self._error_children.get(key)
+        if child is None:
+            child = self._error_children[key] = self.errors.labels(route, kind)
+        child.inc()
+
+    def observe_overhead(self, route: str, seconds: float) -> None:
+        if not self.enabled:
+            return
+        child = self._overhead_children.get(route)
+        if child is None:
+            child = self._overhead_children[route] = self.overhead.labels(route)
+        child.observe(max(0.0, seconds))
+
+    def cache_miss(self, model: str) -> None:
+        if self.enabled:
+            self.cache_misses.labels(model).inc()
+
+    def wasted(self, kind: str, n: int = 1) -> None:
+        if self.enabled:
+            self.waste.labels(kind).inc(n)
+
+    def observe_spend(
+        self,
+        *,
+        model: str,
+        deployment: str,
+        cost_usd: float,
+        saved_usd: float,
+        prompt: int,
+        completion: int,
+        outcome: str,
+        subjects: Iterable[tuple[str, str | None]],
+    ) -> None:
+        """One accounted request: money and tokens by model and by (capped) tenant.
+        ``outcome`` is ok, error (the gateway or upstream failed: 5xx) or refused (4xx)."""
+        if not self.enabled:
+            return
+        # Children are cached: labels() takes a lock and builds a tuple on every call.
+        per_model = self._spend_children.get((model, deployment))
+        if per_model is None:
+            per_model = self._spend_children[(model, deployment)] = (
+                self.spend.labels(model, deployment),
+                self.cache_saved.labels(model),
+                self.spend_per_request.labels(model),
+            )
+        if cost_usd:
+            per_model[0].inc(cost_usd)
+        if saved_usd:
+            per_model[1].inc(saved_usd)
+        per_model[2].observe(cost_usd)
+        for scope, raw in subjects:
+            if raw is None:
+                continue
+            key = (scope, raw, outcome)
+            c = self._tenant_children.get(key)
+            if c is None:
+                subject = self.caps[scope].label(raw)
+                c = self._tenant_children[key] = (
+                    self.tenant_requests.labels(scope, subject, outcome),
+                    self.tenant_spend.labels(scope, subject),
+                    self.tenant_tokens.labels(scope, subject, "prompt"),
+                    self.tenant_tokens.labels(scope, subject, "completion"),
+                )
+            c[0].inc()
+            if cost_usd:
+                c[1].inc(cost_usd)
+            if prompt:
+                c[2].inc(prompt)
+            if completion:
+                c[3].inc(completion)
+
+    def set_budget(
+        self,
+        labels: tuple[str, str, str, str],
+        spent: float,
+        remaining: float | None,
+        planned: float | None,
+    ) -> None:
+        self.budget_spent.labels(*labels).set(spent)
+        if remaining is not None:
+            self.budget_remaining.labels(*labels).set(remaining)
+        if planned is not None:
+            self.budget_planned.labels(*labels).set(planned)
+
+    def set_alert(self, rule: str, severity: str, firing: bool, changed: bool) -> None:
+        self.alerts_firing.labels(rule, severity).set(1 if firing else 0)
+        if changed:
+            self.alert_transitions.labels(
+                rule, severity, "firing" if firing else "resolved"
+            ).inc()
+
+    def collect(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of every process as {(name, sorted labels): value}: what the alert
+        engine reads, so its verdicts agree with /metrics across worker processes."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        else:
+            assert self._registry is not None
+            registry = self._registry
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in registry.collect():
+            for sample in family.samples:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return out
 
     @property
     def registry(self) -> CollectorRegistry | None:
@@ -196,6 +492,8 @@ class Metrics:
         self.webhook_deliveries.labels(outcome).inc()
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+        if not self.enabled:
+            return
         # Label lookups are cached: the label sets are bounded by construction.
         key = (route, model, status)
         children = self._request_children.get(key)
@@ -210,6 +508,13 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:
+        info = _current_request()
+        if info is not None:
+            info.upstream_s += seconds  # for the gateway-overhead histogram
+        if not self.enabled:
+            return
+        if outcome != "ok":
+            self.waste.labels("failed_call").inc()
         key = (provider, deployment, outcome)
         child = self._attempt_children.get(key)
         if child is None:
@@ -217,6 +522,8 @@ class Metrics:
         child.observe(seconds)
 
     def observe_tokens(self, model: str, deployment: str, prompt: int, completion: int) -> None:
+        if not self.enabled:
+            return
         key = (model, deployment)
         children = self._token_children.get(key)
         if children is None:
@@ -230,6 +537,12 @@ class Metrics:
             children[1].inc(completion)
 
     def observe_ttft(self, model: str, seconds: float) -> None:
+        info = _current_request()
+        if info is not None and info.upstream_s:
+            self.observe_overhead(info.route, seconds - info.upstream_s)
+            info.overhead_done = True
+        if not self.enabled:
+            return
         child = self._ttft_children.get(model)
         if child is None:
             child = self._ttft_children[model] = self.ttft.labels(model)
@@ -238,9 +551,15 @@ class Metrics:
     def circuit_transition(self, deployment: str, state: str, value: int) -> None:
         self.circuit_state.labels(deployment).set(value)
         self.circuit_transitions.labels(deployment, state).inc()
+        now = time.monotonic()
+        if state == "open":
+            self._opened_at.setdefault(deployment, now)
+        elif state == "closed" and deployment in self._opened_at:
+            self.recovery.labels(deployment).observe(now - self._opened_at.pop(deployment))
 
     def retry(self, deployment: str, reason: str) -> None:
         self.retries.labels(deployment, reason).inc()
+        self.waste.labels("retry").inc()
 
     def fallback(self, model: str, fallback: str, reason: str) -> None:
         self.fallbacks.labels(model, fallback, reason).inc()
@@ -249,10 +568,18 @@ class Metrics:
         self.hedges.labels(model, outcome).inc()
 
     def cache_hit(self, model: str, status: str) -> None:
+        if not self.enabled:
+            return
         self.cache_hits.labels(model, status).inc()
 
     def affinity_routed(self, model: str) -> None:
         self.affinity_hits.labels(model).inc()
+
+    def tier_routed(self, model: str, tier: str) -> None:
+        self.tier_routes.labels(model, tier).inc()
+
+    def tier_escalated(self, model: str, from_tier: str, to_tier: str, check: str) -> None:
+        self.tier_escalations.labels(model, from_tier, to_tier, check).inc()
 
     def semantic_rejected(self, reason: str) -> None:
         # Reasons come from the matcher's fixed vocabulary; cap length all the same.

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 # Shapes of credentials that an upstream may echo back in an error message.
 _PATTERNS = re.compile(
     r"(sk-[A-Za-z0-9_\-]{8,}|sk-il-[A-Za-z0-9_\-]+|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{20,}"
-    r"|Bearer\s+[A-Za-z0-9._\-]{8,}|https?://[^\s\"']+)"
+    r"|Bearer\s+[A-Za-z0-9._\-]{8,}|whsec_[A-Za-z0-9+/=]{8,}|https?://[^\s\"']+)"
 )
 
 
@@ -26,3 +26,15 @@ class Redactor:
             if s in text:
                 text = text.replace(s, "[redacted]")
         return _PATTERNS.sub("[redacted]", text)
+
+
+# Only the credential shapes (no URLs): for messages that echo client input back to the
+# client, e.g. an unknown model name that is really a pasted API key.
+_KEY_SHAPES = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{20,}"
+    r"|Bearer\s+[A-Za-z0-9._\-]{8,}|whsec_[A-Za-z0-9+/=]{8,})"
+)
+
+
+def redact_key_shapes(text: str) -> str:
+    return _KEY_SHAPES.sub("[redacted]", text)

@@ -196,14 +196,19 @@ class WebhookSender:
         data: dict[str, Any],
         *,
         webhook_id: str | None = None,
+        raw_body: bytes | None = None,
     ) -> DeliveryResult:
         """Deliver ``data`` as event ``event_type`` to ``url``, retrying as the module says.
+
+        ``raw_body``, when given, is sent instead of the Standard Webhooks envelope (still
+        signed, with the same SSRF guard and retries): Slack-compatible receivers want
+        their own shape, ``{"text": ...}``.
 
         Raises only for the caller's own mistakes (bad ``event_type``/``webhook_id``, data
         that is not JSON-serialisable); everything about the receiver is in the result.
         """
         wid = check_webhook_id(webhook_id) if webhook_id is not None else new_webhook_id()
-        body = build_body(event_type, data)
+        body = raw_body if raw_body is not None else build_body(event_type, data)
         try:
             target = check_url(url, self.allow)
         except UnsafeWebhookURL as exc:
