@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-resilience bench-cache bench-jobs install clean
+.PHONY: run test lint bench bench-resilience bench-cache bench-jobs bench-simulate bench-scaling install clean
 .PHONY: browser
 
 $(BIN)/python:
@@ -61,6 +61,14 @@ bench-cache: $(STAMP)
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/semantic_cache_eval.py
 	$(BIN)/python bench/report.py
+
+## bench-simulate: `interlock simulate` at 1x vs a real load test (cost and p95 error, ~40 s)
+bench-simulate: $(STAMP)
+	$(BIN)/python bench/simulate_validation.py
+
+## bench-scaling: 3 gateways + 2 workers on Redis/PostgreSQL behind nginx, one SIGKILLed (~45 s)
+bench-scaling: $(STAMP)
+	$(BIN)/python bench/scaling.py
 
 clean:
 	rm -rf $(VENV) .interlock .pytest_cache .mypy_cache .ruff_cache

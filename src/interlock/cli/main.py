@@ -12,9 +12,16 @@ import click
 import orjson
 
 from interlock import __version__
-from interlock.cli import remote, router_cmds, spend_cmds
-from interlock.cli import check_cmd, loadtest_cmd
-from interlock.cli import alerts_cmd
+from interlock.cli import (
+    alerts_cmd,
+    capacity_cmd,
+    check_cmd,
+    loadtest_cmd,
+    remote,
+    router_cmds,
+    simulate_cmd,
+    spend_cmds,
+)
 from interlock.cli import worker as worker_cmd
 from interlock.settings import ConfigError, Settings
 
@@ -205,6 +212,8 @@ cli.add_command(worker_cmd.worker)
 cli.add_command(alerts_cmd.alerts)
 cli.add_command(loadtest_cmd.loadtest)
 cli.add_command(check_cmd.check)
+cli.add_command(simulate_cmd.simulate)
+spend_cmds.report.add_command(capacity_cmd.report_capacity)
 
 
 def main() -> None:
