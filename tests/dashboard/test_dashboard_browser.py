@@ -217,7 +217,14 @@ def test_dashboard_live_numbers_match_metrics(gateway: GatewayProcess, tmp_path:
         assert state.text == "closed"
         assert driver.find_element("id", "degradation").text.startswith("level: full")
         assert driver.find_element("id", "kpi-queue").text == "0"
-        # The chatbot tag overspent its planned budget: a budget alert is active.
+        # The chatbot tag overspent its planned budget: a budget alert is active. Budget
+        # alerts are raised by the worker process that sees the spend, and the browser's
+        # keep-alive connection stays on one worker: spend through fresh connections so
+        # that every worker has seen it.
+        for _ in range(12):
+            httpx.post(gateway.url + "/v1/chat/completions", timeout=30,
+                       headers={"authorization": f"Bearer {keys['support']}"},
+                       json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
         wait_for(lambda: "tag chatbot" in driver.find_element("id", "alerts-body").text,
                  timeout=30, what="the budget alert")  # fmt: skip
         assert "alert" in driver.find_element("id", "alert-count").text
