@@ -28,12 +28,13 @@ test: $(STAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-## browser: Debian's Chromium + ChromeDriver for the dashboard's browser test. Installed
-## here only when CI=true; on a laptop without them that test is skipped with the reason.
+## browser: what some tests need from Debian: Chromium + ChromeDriver (the dashboard's
+## browser test), wrk and nginx (the scaling test). Installed here only when CI=true; on a
+## laptop without them those tests are skipped with the reason.
 browser:
-	@if [ "$$CI" = "true" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
-	    || echo "warning: could not install chromium/chromium-driver; the browser test will fail"; \
+	@if [ "$$CI" = "true" ] && ! { command -v chromium && command -v chromedriver && command -v wrk && command -v nginx; } >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver wrk nginx-light) \
+	    || echo "warning: could not install chromium/chromium-driver/wrk/nginx; tests that need them will fail"; \
 	fi
 
 lint: $(STAMP)
