@@ -52,6 +52,8 @@ async def create_job(ctx: Ctx, gw: Gateway) -> None:
         body_check(gw, principal),
         ctx.header(b"idempotency-key"),
     )
+    if created and rt.pool is not None:
+        rt.pool.wake()
     location = f"/v1/jobs/{job.id}".encode()
     headers = [(b"location", location)]
     if not created:

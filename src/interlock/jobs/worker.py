@@ -172,9 +172,14 @@ class WorkerPool:
 
     # -- leasing ------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Lease now (a job was just submitted in this process)."""
+        self._wake.set()
+
     async def _lease_loop(self) -> None:
         cfg = self.config
         failures = 0
+        idle = 0  # empty polls in a row: an idle queue is polled less and less often
         while not self._stopping.is_set():
             free = cfg.concurrency - len(self._tasks)
             got = 0
@@ -193,7 +198,11 @@ class WorkerPool:
                     self._spawn(job)
             if got and got == free:
                 continue  # there may be more: lease again once a slot frees
-            await self._pause(cfg.poll_interval_s)
+            # Polling an empty queue costs the serving process a database round trip each
+            # time; back off to 8x the interval (jobs submitted here wake the pool at once,
+            # other replicas' jobs wait at most that long).
+            idle = 0 if got or self._tasks else min(idle + 1, 3)
+            await self._pause(cfg.poll_interval_s * 2**idle)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass, a slot frees (when full), or the pool stops."""
