@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 
 from interlock.api import validate
 from interlock.api.messages_format import messages_to_openai, openai_to_message
+from interlock.auth.service import principal_of
 from interlock.errors import AuthenticationFailed, InterlockError, InvalidRequest, error_payload
 from interlock.gateway import Gateway
 from interlock.jobs.batch.driver import BatchDriver
@@ -156,20 +157,7 @@ class Principals:
         rec = await self._gw.keys.get(key_id)
         if rec is None or rec.revoked_at is not None:
             raise gone
-        lim = rec.limits
-        return Principal(
-            key_id=rec.key_id,
-            user=rec.user,
-            team=rec.team,
-            tags=tuple(rec.tags),
-            models=tuple(rec.models),
-            is_admin=rec.is_admin,
-            rpm=lim.get("rpm"),
-            tpm=lim.get("tpm"),
-            max_concurrency=lim.get("max_concurrency"),
-            priority=int(lim.get("priority", 9)),
-            max_wait_s=float(lim.get("max_wait_s", 0.0)),
-        )
+        return principal_of(rec)
 
 
 def is_retryable(err: InterlockError) -> bool:

@@ -163,20 +163,7 @@ class KeyService:
             raise AuthenticationFailed("invalid API key")
         if rec.revoked_at is not None:
             raise AuthenticationFailed("API key has been revoked", code="api_key_revoked")
-        lim = rec.limits
-        return Principal(
-            key_id=rec.key_id,
-            user=rec.user,
-            team=rec.team,
-            tags=tuple(rec.tags),
-            models=tuple(rec.models),
-            is_admin=rec.is_admin,
-            rpm=lim.get("rpm"),
-            tpm=lim.get("tpm"),
-            max_concurrency=lim.get("max_concurrency"),
-            priority=int(lim.get("priority", 9)),
-            max_wait_s=float(lim.get("max_wait_s", 0.0)),
-        )
+        return principal_of(rec)
 
     def forget(self) -> None:
         """Drop this process's cache (tests, and after an admin change in this process)."""
@@ -251,3 +238,22 @@ class KeyService:
 
     async def has_admin(self) -> bool:
         return await self._store.has_admin()
+
+
+def principal_of(rec: KeyRecord) -> Principal:
+    """The request identity a stored key record grants (its user, team, tags, limits)."""
+    lim = rec.limits
+    return Principal(
+        key_id=rec.key_id,
+        user=rec.user,
+        team=rec.team,
+        tags=tuple(rec.tags),
+        models=tuple(rec.models),
+        is_admin=rec.is_admin,
+        rpm=lim.get("rpm"),
+        tpm=lim.get("tpm"),
+        max_concurrency=lim.get("max_concurrency"),
+        priority=int(lim.get("priority", 9)),
+        max_wait_s=float(lim.get("max_wait_s", 0.0)),
+    )
+
