@@ -1,7 +1,8 @@
 """The composition root: builds and owns every long-lived object; ``Gateway.handle``.
 
-The HTTP API, the CLI and (later) the job worker all go through one :class:`Gateway`,
-so there is exactly one request path.
+The HTTP API, the CLI and the job workers all go through one :class:`Gateway`, so there
+is exactly one request path. The answer cache, the embeddings paths and model-tier
+selection live beside this module (``answers.py``, ``embeddings.py``, ``tiers.py``).
 """
 
 from __future__ import annotations
@@ -18,29 +19,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.alerts import AlertService, BudgetReading
 from interlock.auth.service import KeyService, load_or_create_pepper
-from interlock.cache.keys import cache_key
 from interlock.cache.memory import MemoryTier
-from interlock.cache.policy import CacheDecision, decide
 from interlock.cache.redis_tier import RedisTier
-from interlock.cache.replay import StreamAssembler, replay_chunks
+from interlock.cache.replay import StreamAssembler
 from interlock.cache.sql_tier import SqlTier
-from interlock.cache.tiered import CachedAnswer, Tier, TieredCache
+from interlock.cache.tiered import Tier, TieredCache
 from interlock.errors import (
     Degraded,
     InterlockError,
     PermissionDenied,
     ServiceUnavailable,
-    UpstreamProtocolError,
 )
+from interlock.gateway.answers import AnswerCachePath
+from interlock.gateway.embeddings import EmbeddingsPath
+from interlock.gateway.tiers import TierPath, tier_headers, tier_routers_for
 from interlock.jobs.notify import load_or_create_webhook_secret
-from interlock.localembed import MODEL_NAME as LOCAL_EMBED_MODEL
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
 from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import Transport
@@ -48,15 +47,12 @@ from interlock.resilience.degradation import Level
 from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
 from interlock.routing.affinity import PromptAffinity
 from interlock.routing.catalog import Catalog, Route
-from interlock.routing.embed_batch import Embedded, EmbeddingBatcher
+from interlock.routing.embed_batch import EmbeddingBatcher
 from interlock.routing.executor import Executor, Plan, error_class
 from interlock.routing.health import DeploymentHealth
 from interlock.routing.ladder import DegradationController
 from interlock.routing.loop import Periodic
 from interlock.routing.strategies import Candidate, rank
-from interlock.routing.tiers.escalation import failed_check
-from interlock.routing.tiers.learned import LearnedModel
-from interlock.routing.tiers.router import TierChoice, TierRouter, embedding_text
 from interlock.settings import Settings
 from interlock.spend.accounting import Accountant, Admission
 from interlock.spend.enforcer import BudgetEnforcer
@@ -91,18 +87,9 @@ from interlock.types import (
 )
 
 if TYPE_CHECKING:  # the semantic cache (numpy, usearch) is imported only when enabled
-    from interlock.cache.semantic.cache import Probe, SemanticCache
-    from interlock.cache.semantic.index import Vector
+    from interlock.cache.semantic.cache import SemanticCache
 
 log = logging.getLogger("interlock.gateway")
-
-
-@dataclass(slots=True)
-class _CachePlan:
-    key: str  # the exact-match key
-    decision: CacheDecision
-    namespace: str  # the tenant's
-    probe: Probe | None = None  # the semantic lookup, remembered with the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +105,7 @@ def _shared_state(settings: Settings) -> SharedState:
     return LocalState()
 
 
-class Gateway:
+class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
     def __init__(
         self, settings: Settings, *, metrics: Metrics | None = None, tracing: Tracing | None = None
     ) -> None:
@@ -158,7 +145,7 @@ class Gateway:
             tracing=self.tracing,
         )
         self.affinity = PromptAffinity()
-        self.tier_routers = _tier_routers(settings)
+        self.tier_routers = tier_routers_for(settings)
         self._embed_batchers = {
             r.alias: EmbeddingBatcher(
                 self.executor,
@@ -550,7 +537,7 @@ class Gateway:
         result.cache = "miss" if cache is not None else "bypass"
         if limited is not None:
             result.headers.extend(limited.headers)
-        result.headers.extend(_tier_headers(req))
+        result.headers.extend(tier_headers(req))
         if isinstance(result, GatewayStream):
             result.admission, result.principal, result.alias, result.started = (
                 admission,
@@ -582,122 +569,6 @@ class Gateway:
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
             )
-        return result
-
-    # -- the answer cache ---------------------------------------------------------------
-
-    def _cache_plan(
-        self, req: GatewayRequest, principal: Principal, route: Route
-    ) -> _CachePlan | None:
-        if self.cache is None:
-            return None
-        decision = decide(
-            self.settings.cache,
-            route.spec.cache,
-            req.endpoint,
-            req.body,
-            req.cache_mode,
-            req.cache_control,
-        )
-        if decision is None:
-            return None
-        if self.settings.cache.namespace == "team" and principal.team:
-            namespace = "team:" + principal.team
-        else:
-            namespace = "key:" + principal.key_id
-        if decision.write:
-            req.cache_namespace = namespace
-        key = cache_key(namespace, route.alias, req.endpoint.value, req.body)
-        return _CachePlan(key, decision, namespace)
-
-    def _cacheable(
-        self, body: bytes, result: GatewayResponse | GatewayStream, cost: Decimal, ttl_s: float
-    ) -> CachedAnswer | None:
-        """Only complete, successful answers are stored (never filtered or errored ones)."""
-        if len(body) > self.settings.cache.max_entry_bytes or b'"content_filter"' in body:
-            return None
-        now = time.time()
-        return CachedAnswer(
-            body, result.usage, result.deployment, result.provider, cost, now, now + ttl_s
-        )
-
-    def _store_answer(self, plan: _CachePlan, ans: CachedAnswer) -> None:
-        assert self.cache is not None
-        self.cache.put(plan.key, ans)
-        if plan.probe is not None and self.semantic is not None:
-            self.semantic.remember(plan.probe, plan.key, ans.fresh_until)
-
-    def _semantic_threshold(self, route: Route) -> float | None:
-        """The route's similarity threshold, or None when it is not matched by meaning."""
-        if self.semantic is None:
-            return None
-        cfg, spec = self.settings.cache.semantic, route.spec.cache
-        enabled = spec.semantic if spec is not None and spec.semantic is not None else cfg.enabled
-        if not enabled:
-            return None
-        if spec is not None and spec.semantic_threshold is not None:
-            return spec.semantic_threshold
-        return cfg.threshold
-
-    async def _semantic_hit(
-        self, plan: _CachePlan, threshold: float, level: Level
-    ) -> CachedAnswer | None:
-        assert self.semantic is not None and self.cache is not None
-        if plan.probe is None:
-            return None
-        match = self.semantic.match(plan.probe, threshold)
-        for reason in match.rejected if match else ():
-            self.metrics.semantic_rejected(reason)
-        if match is None:
-            return None
-        return await self.cache.get(
-            match.candidate.key,
-            max_age_s=plan.decision.max_age_s,
-            allow_stale=level >= Level.CACHED,
-        )
-
-    async def _semantic_embed(self, texts: list[str]) -> list[Vector]:
-        """Embed lookups with the configured embeddings model (the local one by default)."""
-        alias = self.settings.cache.semantic.embedder or LOCAL_EMBED_MODEL
-        route = self.catalog.resolve(alias, Endpoint.EMBEDDINGS)
-        body: dict[str, Any] = {"model": alias, "input": texts}
-        req = GatewayRequest(Endpoint.EMBEDDINGS, alias, body, orjson.dumps(body))
-        resp = await self.executor.complete(req, self.plan(req, route, Level.FULL))
-        import numpy as np
-
-        data = sorted(orjson.loads(resp.body)["data"], key=lambda d: d["index"])
-        return [np.asarray(d["embedding"], dtype=np.float32) for d in data]
-
-    async def _from_cache(
-        self,
-        req: GatewayRequest,
-        principal: Principal,
-        alias: str,
-        started: float,
-        ans: CachedAnswer,
-        status: str | None = None,
-    ) -> GatewayResponse | GatewayStream:
-        """A cached answer: costs $0, and the ledger records what it saved."""
-        status = status or f"hit-{ans.tier}"
-        result: GatewayResponse | GatewayStream
-        if req.stream:
-            chunks = replay_chunks(ans.body, req.include_usage, ans.usage)
-            result = GatewayStream(
-                _one_batch(chunks),
-                ans.deployment,
-                "cache",
-                usage=ans.usage or Usage(),
-                completed=True,
-            )
-        else:
-            result = GatewayResponse(200, ans.body, ans.usage, ans.deployment, "cache")
-        result.cache = status
-        result.cost_usd = Decimal(0)
-        result.headers.extend(_tier_headers(req))
-        rec = self._record(req, principal, alias, started, None, result)
-        rec.cache, rec.saved_usd, rec.provider = status, ans.cost_usd, "cache"
-        await self.spend.finish(None, Decimal(0), rec)
-        self.metrics.cache_hit(alias, status)
         return result
 
     def _prefer_cached_prefix(
@@ -808,102 +679,6 @@ class Gateway:
             return await self._embed_per_text(req, plan, texts)
         return await self.executor.complete(req, plan)
 
-    async def _embed_upstream(self, req: GatewayRequest, plan: Plan, texts: list[str]) -> Embedded:
-        """Embed ``texts`` upstream: through the alias's micro-batcher when it has one."""
-        batcher = self._embed_batchers.get(plan.route.alias)
-        if batcher is not None:
-            return await batcher.embed(req, plan, texts)
-        sub_body = {**req.body, "input": texts}
-        sub = GatewayRequest(
-            Endpoint.EMBEDDINGS, req.model, sub_body, b"", request_id=req.request_id
-        )
-        resp = await self.executor.complete(sub, plan)
-        data = orjson.loads(resp.body)
-        items = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
-        if len(items) != len(texts):
-            raise UpstreamProtocolError("the provider returned a different number of embeddings")
-        return Embedded(
-            [item.get("embedding") for item in items],
-            resp.usage or Usage(0, 0),
-            resp.deployment,
-            resp.provider,
-            resp.attempts,
-            str(data.get("model") or req.model),
-            len(texts),
-        )
-
-    async def _embed_batched(
-        self, req: GatewayRequest, plan: Plan, texts: list[str]
-    ) -> GatewayResponse:
-        got = await self._embed_upstream(req, plan, texts)
-        body = {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": item}
-                for i, item in enumerate(got.items)
-            ],
-            "model": got.model or req.model,
-            "usage": {
-                "prompt_tokens": got.usage.prompt_tokens,
-                "total_tokens": got.usage.prompt_tokens,
-            },
-        }
-        result = GatewayResponse(
-            200, orjson.dumps(body), got.usage, got.deployment, got.provider, got.attempts
-        )
-        result.headers.append((b"x-interlock-batch-size", str(got.batch_size).encode()))
-        return result
-
-    async def _embed_per_text(
-        self, req: GatewayRequest, plan: Plan, texts: list[str]
-    ) -> GatewayResponse:
-        """Embeddings cached per input text: a list with 3 new texts out of 100 costs 3."""
-        assert self.cache is not None and req.cache_namespace is not None
-        params = {k: v for k, v in req.body.items() if k not in ("input", "model", "user")}
-        alias = plan.route.alias
-        keys = {
-            t: cache_key(req.cache_namespace, alias, "embedding-text", {"input": t, **params})
-            for t in texts
-        }
-        found: dict[str, Any] = {}
-        for text, key in keys.items():
-            raw = await self.cache.get_value(key)
-            if raw is not None:
-                found[text] = orjson.loads(raw)
-        missing = [t for t in keys if t not in found]
-        usage = Usage(0, 0)
-        deployment, provider, attempts, model = "cache", "cache", [], req.model
-        if missing:
-            got = await self._embed_upstream(req, plan, missing)
-            ttl = self.settings.cache.ttl_s
-            for text, item in zip(missing, got.items, strict=True):
-                found[text] = item
-                self.cache.put_value(keys[text], orjson.dumps(item), ttl)
-            usage = got.usage
-            deployment, provider, attempts, model = (
-                got.deployment,
-                got.provider,
-                got.attempts,
-                got.model or req.model,
-            )
-        body = {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": found[t]}
-                for i, t in enumerate(texts)
-            ],
-            "model": model,
-            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
-        }
-        result = GatewayResponse(200, orjson.dumps(body), usage, deployment, provider, attempts)
-        if not missing:
-            result.headers.append((b"x-interlock-embedding-cache", b"all"))
-        elif len(missing) < len(keys):
-            result.headers.append(
-                (b"x-interlock-embedding-cache", f"{len(keys) - len(missing)}/{len(keys)}".encode())
-            )
-        return result
-
     async def _fallback(
         self, req: GatewayRequest, route: Route, level: Level, err: InterlockError
     ) -> GatewayResponse | GatewayStream:
@@ -958,108 +733,8 @@ class Gateway:
         rec.ttft_ms = ttft_s * 1000 if ttft_s is not None else None
         await self.spend.finish(stream.admission, stream.cost_usd, rec)
 
-    # -- model selection (tiered aliases: routing/tiers, docs/routing.md) ---------------
-
-    async def _tiered(self, req: GatewayRequest, route: Route) -> Route:
-        """A tiered alias: pick the tier and return the route of the alias serving it."""
-        router = self.tier_routers.get(route.alias)
-        if router is None:
-            return route  # a concrete model: no routing, x-interlock-tier is ignored
-        embedding = None
-        if router.uses_embedding and not req.tier_pin:
-            embedding = await self._router_embedding(router, req)
-        choice = router.choose(req.body, req.tier_pin, embedding)
-        req.tier, req.tier_reason, req.tier_choice = choice.tier, choice.reason, choice
-        self.metrics.tier_routed(route.alias, choice.tier)
-        target = self.catalog.get(choice.alias)
-        assert target is not None  # settings check every tier's alias
-        return target
-
-    async def _router_embedding(self, router: TierRouter, req: GatewayRequest) -> Any:
-        """The learned path's embedding; None (feature path only) when it cannot be had."""
-        try:
-            async with asyncio.timeout(self.settings.cache.semantic.embed_timeout_s):
-                if router.description_vectors is None and router.cfg.specialized:
-                    import numpy as np
-
-                    texts = [t.description for t in router.cfg.specialized.values()]
-                    router.description_vectors = np.stack(await self._semantic_embed(texts))
-                (vec,) = await self._semantic_embed([embedding_text(req.body)])
-                return vec
-        except (InterlockError, TimeoutError) as exc:
-            log.warning("tier router: no embedding (%s); feature path only", type(exc).__name__)
-            return None
-
-    async def _escalate(
-        self,
-        req: GatewayRequest,
-        principal: Principal,
-        route: Route,
-        level: Level,
-        started: float,
-        admission: Admission | None,
-        result: GatewayResponse,
-    ) -> tuple[GatewayResponse, Admission | None]:
-        """Retry once on the next tier up when the answer fails a cheap check. Both calls
-        are charged: the first is recorded as its own ledger row (outcome ``escalated``)."""
-        choice: TierChoice = req.tier_choice
-        router = self.tier_routers.get(req.model)
-        if router is None or not router.cfg.escalate or result.status != 200:
-            return result, admission
-        failed = failed_check(req.body, result.body, router.cfg.escalate_on)
-        up = router.next_up(choice) if failed is not None else None
-        upper = self.catalog.get(up.alias) if up is not None else None
-        if up is None or upper is None:
-            return result, admission
-        try:
-            again = await self.spend.admit(req, principal, self._cost_candidates(upper))
-        except InterlockError:
-            return result, admission  # e.g. the budget cannot cover a second call
-        try:
-            better = await self._run(req, upper, level)
-        except InterlockError:
-            if again is not None:
-                await self.spend.enforcer.release(again.reservation)
-            return result, admission
-        if not isinstance(better, GatewayResponse):  # pragma: no cover - never streamed
-            return result, admission
-        first = self._record(req, principal, route.alias, started, None, result)
-        first.request_id = f"{first.request_id[:46]}:{choice.tier[:16]}"
-        first.outcome = "escalated"
-        await self.spend.finish(admission, self.spend.cost(result.deployment, result.usage), first)
-        self.metrics.tier_escalated(req.model, choice.tier, up.tier, str(failed))
-        req.tier, req.tier_choice = up.tier, up
-        req.tier_reason = f"escalated from {choice.tier} ({failed}); {choice.reason}"[:200]
-        better.fallback = up.alias
-        better.headers.append((b"x-interlock-escalated", f"{choice.tier}:{failed}".encode()))
-        return better, again
-
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
-
-
-def _tier_routers(settings: Settings) -> dict[str, TierRouter]:
-    """One router per tiered alias (its learned artifact loaded once, at start)."""
-    routers = {}
-    for alias, spec in settings.models.items():
-        if spec.tiers is None:
-            continue
-        path = spec.tiers.model_path
-        routers[alias] = TierRouter(alias, spec.tiers, LearnedModel.load(path) if path else None)
-    return routers
-
-
-def _tier_headers(req: GatewayRequest) -> list[tuple[bytes, bytes]]:
-    if req.tier is None:
-        return []
-    return [
-        (b"x-interlock-tier", req.tier.encode()),
-        (b"x-interlock-route-reason", (req.tier_reason or "").encode()),
-    ]
-
-
-async def _one_batch(chunks: list[Chunk]) -> AsyncGenerator[list[Chunk], None]:
-    yield chunks
 
 
 async def _teed(
