@@ -15,12 +15,12 @@ import orjson
 
 from interlock.cli.spend_cmds import (
     _config_option,
-    _settings,
     _since_option,
     _until_option,
     _window,
     _window_line,
     _with_engine,
+    cli_settings,
 )
 
 __all__ = ["report_capacity"]
@@ -72,7 +72,7 @@ def report_capacity(
     from interlock.capacity import CapacityParams, capacity_report, read_calls
     from interlock.capacity.report import DEFAULT_MULTIPLES
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     start, end = _window(since, until)
 
     async def go(engine: Any) -> Any:

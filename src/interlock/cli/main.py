@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -23,7 +22,7 @@ from interlock.cli import (
     spend_cmds,
 )
 from interlock.cli import worker as worker_cmd
-from interlock.settings import ConfigError, Settings
+from interlock.settings import Settings
 
 T = TypeVar("T")
 
@@ -66,18 +65,6 @@ def sim(ctx: click.Context) -> None:
     sim_main.main(args)
 
 
-def _settings(config: str | None) -> Settings:
-    from interlock.cli.serve import config_path, resolve, sim_enabled, with_simulator
-    from interlock.settings import parse_settings
-
-    env = dict(os.environ)
-    try:
-        settings, data, source = resolve(config_path(config, env), env)
-        if sim_enabled(data):
-            settings = parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    return settings
 
 
 def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -132,7 +119,7 @@ def keys_create(
         )
 
     try:
-        rec, token = _with_keys(_settings(config), go)
+        rec, token = _with_keys(spend_cmds.cli_settings(config), go)
     except Exception as exc:  # an InvalidRequest from validation
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -153,7 +140,7 @@ def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
     async def go(svc: Any) -> Any:
         return await svc.list(include_revoked=include_revoked)
 
-    records = [r.public() for r in _with_keys(_settings(config), go)]
+    records = [r.public() for r in _with_keys(spend_cmds.cli_settings(config), go)]
     if as_json:
         click.echo(orjson.dumps(records).decode())
         return
@@ -175,7 +162,7 @@ def keys_revoke(config: str | None, key_id: str) -> None:
     async def go(svc: Any) -> Any:
         return await svc.revoke(key_id)
 
-    rec = _with_keys(_settings(config), go)
+    rec = _with_keys(spend_cmds.cli_settings(config), go)
     if rec is None:
         raise click.ClickException(f"no key with id {key_id}")
     click.echo(f"revoked {rec.key_id}")
@@ -193,7 +180,7 @@ def config_check(config: str | None) -> None:
     from interlock.providers.registry import build_deployments
     from interlock.routing.catalog import Catalog
 
-    settings = _settings(config)
+    settings = spend_cmds.cli_settings(config)
     catalog = Catalog(settings, build_deployments(settings))
     click.echo(f"configuration OK: {len(settings.providers)} providers, "
                f"{len(settings.deployments)} deployments, {len(catalog.names())} models")  # fmt: skip

@@ -15,13 +15,13 @@ import click
 from interlock.cli.spend_cmds import (
     _config_option,
     _format_option,
-    _settings,
     _since_option,
     _text,
     _until_option,
     _window,
     _window_line,
     _with_engine,
+    cli_settings,
     render,
 )
 from interlock.settings import Settings
@@ -123,7 +123,7 @@ def report_routing(
     from interlock.spend.routing_report import routing_savings
 
     start, end = _window(since, until)
-    settings = _settings(config)
+    settings = cli_settings(config)
     alias, price = _large_price(settings, model)
 
     async def go(engine: Any) -> Any:

@@ -17,7 +17,7 @@ import click
 import orjson
 import yaml
 
-from interlock.cli.spend_cmds import _prices, _settings, _window, _with_engine
+from interlock.cli.spend_cmds import _prices, _window, _with_engine, cli_settings
 from interlock.settings import Settings
 
 __all__ = ["simulate"]
@@ -144,7 +144,7 @@ def simulate(
     from interlock.simulate.routing import candidate_from_settings
     from interlock.simulate.service import parse_latency
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     demands, span, models, hit_model, source = _traffic(
         settings, ledger_config, profile, since, until
     )
@@ -182,7 +182,7 @@ def simulate(
         "results": results,
     }
     if baseline_config is not None:
-        baseline = run(_settings(baseline_config))
+        baseline = run(cli_settings(baseline_config))
         doc["baseline"] = baseline
         doc["difference"] = [compare(b, c) for b, c in zip(baseline, results, strict=True)]
     if json_path == "-":
@@ -226,7 +226,7 @@ def _traffic(
         _, hit = fit_latency_models([])
         return demands, span, models, hit, f"profile {profile}"
     start, end = _window(since, until)
-    source_settings = _settings(ledger_config) if ledger_config else settings
+    source_settings = cli_settings(ledger_config) if ledger_config else settings
 
     async def go(engine: Any) -> Any:
         return await read_calls(engine, start, end)

@@ -98,18 +98,16 @@ def _rate(value: str, name: str) -> Decimal:
     return out
 
 
-def _settings(config: str | None) -> Settings:
-    from interlock.cli.serve import config_path, resolve, sim_enabled, with_simulator
-    from interlock.settings import parse_settings
+def cli_settings(config: str | None) -> Settings:
+    """The configuration a CLI command reads (a simulator, if enabled, is not started:
+    its deployments point at a placeholder address, which reading the ledger never uses)."""
+    from interlock.cli.serve import config_path, resolve
 
     env = dict(os.environ)
     try:
-        settings, data, source = resolve(config_path(config, env), env)
-        if sim_enabled(data):
-            settings = parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
+        return resolve(config_path(config, env), env)[0]
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    return settings
 
 
 def _upstream(settings: Settings) -> dict[str, tuple[str, str | None]]:
@@ -265,7 +263,7 @@ def report_spend(config: str | None, by: str, since: str, until: str | None, fmt
     async def go(engine: Any) -> tuple[Any, Any]:
         return await spend_by(engine, by, start, end), await totals(engine, start, end)
 
-    rows, total = _with_engine(_settings(config), go)
+    rows, total = _with_engine(cli_settings(config), go)
     click.echo(render(rows, [("group", by.upper(), "str"), *_SPEND_COLUMNS], fmt))
     if fmt == "table":
         per = total.cost_usd / total.requests if total.requests else Decimal(0)
@@ -293,7 +291,7 @@ def report_top(
     async def go(engine: Any) -> Any:
         return await top_spenders(engine, by, start, limit, end)
 
-    rows = _with_engine(_settings(config), go)
+    rows = _with_engine(cli_settings(config), go)
     ranked = [{"rank": i, **r} for i, r in enumerate(rows, 1)]
     click.echo(render(ranked, [("rank", "#", "int"), ("group", by.upper(), "str"),
                                *_SPEND_COLUMNS], fmt))  # fmt: skip
@@ -317,7 +315,7 @@ def report_waste(config: str | None, since: str, until: str | None, fmt: str) ->
     async def go(engine: Any) -> Any:
         return await waste(engine, start, end)
 
-    w = _with_engine(_settings(config), go)
+    w = _with_engine(cli_settings(config), go)
     if fmt == "json":
         _echo_json(w)
         return
@@ -407,7 +405,7 @@ def report_optimise(config: str | None, since: str, until: str | None, cache_hit
     discount = _rate(batch_discount, "--batch-discount")
     table = _prices(prices_path)
     named = _targets(targets)
-    settings = _settings(config)
+    settings = cli_settings(config)
 
     async def go(engine: Any) -> Any:
         return await optimisation(engine, start, table, until=end, upstream=_upstream(settings),
@@ -501,7 +499,7 @@ def estimate_ledger(config: str | None, days: int, cache_hit_rate: str | None,
 
     hit = _rate(cache_hit_rate, "--cache-hit-rate") if cache_hit_rate else Decimal(0)
     table = _prices(prices_path)
-    settings = _settings(config)
+    settings = cli_settings(config)
 
     async def go(engine: Any) -> Any:
         return await from_ledger(engine, days, table, cheaper_tier=cheaper_tier,
