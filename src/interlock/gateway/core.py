@@ -455,7 +455,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
     ) -> GatewayResponse | GatewayStream:
         """The request path: admit (degradation, budgets), route, execute, fall back, account."""
         started = time.perf_counter()
-        route = await self._tiered(req, self.route_for(req, principal))
+        route = await self._tiered(req, self.route_for(req, principal), principal)
         level = self.ladder.effective
         store = self.cache
         logs = self.settings.telemetry.logs
@@ -509,11 +509,13 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             limited = await self.limits.admit(
                 principal, route.alias, lambda: self._token_estimate(req)
             )
-            admission = await self.spend.admit(req, principal, self._cost_candidates(route))
+            admission = await self.spend.admit(
+                req, principal, self._cost_candidates(route, principal)
+            )
             try:
                 result = await self._run(req, route, level)
             except InterlockError as err:
-                result = await self._fallback(req, route, level, err)
+                result = await self._fallback(req, principal, route, level, err)
             if isinstance(result, GatewayResponse) and req.tier_choice is not None:
                 result, admission = await self._escalate(
                     req, principal, route, level, started, admission, result
@@ -602,13 +604,14 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         choices = n if isinstance(n, int) and n > 1 else 1
         return estimate_request_tokens(req.body) + (out * choices if isinstance(out, int) else 0)
 
-    def _cost_candidates(self, route: Route) -> list[Deployment]:
-        """Every deployment the request might be charged on, fallbacks included."""
+    def _cost_candidates(self, route: Route, principal: Principal) -> list[Deployment]:
+        """Every deployment the request might be charged on, fallbacks included (those
+        the key may use: ``_fallback`` never tries the others)."""
         deps = list(route.deployments)
         for fb in route.spec.fallbacks:
             for alias in fb.models:
                 other = self.catalog.get(alias)
-                if other is not None:
+                if other is not None and principal.may_use(alias):
                     deps.extend(other.deployments)
         return deps
 
@@ -680,7 +683,12 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         return await self.executor.complete(req, plan)
 
     async def _fallback(
-        self, req: GatewayRequest, route: Route, level: Level, err: InterlockError
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        route: Route,
+        level: Level,
+        err: InterlockError,
     ) -> GatewayResponse | GatewayStream:
         cls = error_class(err)
         for fb in route.spec.fallbacks:
@@ -689,6 +697,10 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             for alias in fb.models:
                 other = self.catalog.get(alias)
                 if other is None or other.kind != route.kind:
+                    continue
+                # The key's model allowlist holds on every path: an alias it may not use
+                # is skipped, not tried (the client sees the primary's error instead).
+                if not principal.may_use(alias):
                     continue
                 try:
                     result = await self._run(req, other, level)

@@ -6,9 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from interlock.errors import (
-    InterlockError,
-)
+from interlock.errors import InterlockError, PermissionDenied
 from interlock.gateway.base import GatewayBase
 from interlock.resilience.degradation import Level
 from interlock.routing.catalog import Route
@@ -27,15 +25,32 @@ log = logging.getLogger("interlock.gateway")
 
 
 class TierPath(GatewayBase):
-    async def _tiered(self, req: GatewayRequest, route: Route) -> Route:
-        """A tiered alias: pick the tier and return the route of the alias serving it."""
+    async def _tiered(self, req: GatewayRequest, route: Route, principal: Principal) -> Route:
+        """A tiered alias: pick the tier and return the route of the alias serving it.
+
+        The key's model allowlist applies to the tier's alias too: a pinned tier the key
+        may not use is refused (403 ``model_not_allowed``, the client named it); a chosen
+        one is replaced by the nearest size the key may use (docs/decisions.md)."""
         router = self.tier_routers.get(route.alias)
         if router is None:
             return route  # a concrete model: no routing, x-interlock-tier is ignored
         embedding = None
         if router.uses_embedding and not req.tier_pin:
             embedding = await self._router_embedding(router, req)
-        choice = router.choose(req.body, req.tier_pin, embedding)
+        chosen = router.choose(req.body, req.tier_pin, embedding)
+        if req.tier_pin:
+            choice = chosen if principal.may_use(chosen.alias) else None
+        else:
+            choice = router.nearest_allowed(chosen, principal.may_use)
+        if choice is None:
+            raise PermissionDenied(
+                f"This key may not use the model '{chosen.alias}' that serves tier "
+                f"'{chosen.tier}' of '{route.alias}'"
+                if req.tier_pin
+                else f"This key may use none of the tiers of '{route.alias}'",
+                code="model_not_allowed",
+                param="x-interlock-tier" if req.tier_pin else "model",
+            )
         req.tier, req.tier_reason, req.tier_choice = choice.tier, choice.reason, choice
         self.metrics.tier_routed(route.alias, choice.tier)
         target = self.catalog.get(choice.alias)
@@ -74,12 +89,12 @@ class TierPath(GatewayBase):
         if router is None or not router.cfg.escalate or result.status != 200:
             return result, admission
         failed = failed_check(req.body, result.body, router.cfg.escalate_on)
-        up = router.next_up(choice) if failed is not None else None
+        up = router.next_up(choice, principal.may_use) if failed is not None else None
         upper = self.catalog.get(up.alias) if up is not None else None
         if up is None or upper is None:
             return result, admission
         try:
-            again = await self.spend.admit(req, principal, self._cost_candidates(upper))
+            again = await self.spend.admit(req, principal, self._cost_candidates(upper, principal))
         except InterlockError:
             return result, admission  # e.g. the budget cannot cover a second call
         try:

@@ -16,7 +16,7 @@ matches no configured specialised tier goes to the large tier.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,13 +147,32 @@ class TierRouter:
             return None
         return list(self.cfg.specialized)[i], float(sims[i])
 
-    def next_up(self, choice: TierChoice) -> TierChoice | None:
-        """The escalation target: the next larger configured size (specialised: large)."""
+    def next_up(
+        self, choice: TierChoice, allowed: Callable[[str], bool] = lambda _alias: True
+    ) -> TierChoice | None:
+        """The escalation target: the next larger configured size (specialised: large)
+        whose alias the caller may use."""
         start = SIZES.index(choice.kind) + 1 if choice.kind in SIZES else len(SIZES) - 1
         for name in SIZES[start:]:
             alias = self._sizes[name]
-            if alias and alias != choice.alias:
+            if alias and alias != choice.alias and allowed(alias):
                 return TierChoice(name, name, alias, f"escalated from {choice.tier}")
+        return None
+
+    def nearest_allowed(
+        self, choice: TierChoice, allowed: Callable[[str], bool]
+    ) -> TierChoice | None:
+        """``choice`` when the caller may use its alias, else the nearest configured size
+        it may use: larger sizes first (under-routing is the quality risk), then smaller;
+        a specialised tier is replaced from ``large`` down. None: no tier is allowed."""
+        if allowed(choice.alias):
+            return choice
+        start = SIZES.index(choice.kind) if choice.kind in SIZES else len(SIZES) - 1
+        for name in (*SIZES[start:], *reversed(SIZES[:start])):
+            alias = self._sizes[name]
+            if alias and allowed(alias):
+                reason = f"{choice.reason}; {choice.tier} not allowed for this key: {name}"
+                return TierChoice(name, name, alias, _header(reason))
         return None
 
 
