@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-resilience bench-cache bench-jobs bench-simulate bench-scaling install clean
+.PHONY: run test drills lint bench bench-resilience bench-cache bench-jobs bench-simulate bench-scaling install clean
 .PHONY: browser
 
 $(BIN)/python:
@@ -21,12 +21,19 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/interlock serve
 
-## test: install and run every test (lint and types included)
+## test: install and run every test (lint and types included) except the long fault drills
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not drill"
+
+## drills: the long fault drills (`@pytest.mark.drill`, ~25 min at most: replicas killed,
+## Redis frozen, the database cut, slow clients); each prints its figures and appends them
+## to test-output/drills.json (docs/reliability.md). Needs Redis and PostgreSQL.
+drills: $(STAMP)
+	$(BIN)/python -m pytest -q -m drill -rA; status=$$?; \
+	  $(BIN)/python -m tests.drills.report; exit $$status
 
 ## browser: what some tests need from Debian: Chromium + ChromeDriver (the dashboard's
 ## browser test), wrk and nginx (the scaling test). Installed here only when CI=true; on a
