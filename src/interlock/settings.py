@@ -425,6 +425,17 @@ class LocalEmbeddingSettings(_Model):
     threads: int = Field(default=0, ge=0)  # torch threads; 0: its default
 
 
+class AppCacheSettings(_Model):
+    """The application cache (``/v1/cache/...``): what one tenant may keep there."""
+
+    # Bytes a tenant (its team, or its key) may hold at once: each value counts its size,
+    # its name and 256 bytes of overhead until it expires or is deleted. Shared by every
+    # replica through Redis when Redis is configured.
+    max_bytes_per_tenant: int = Field(default=8 * 1024 * 1024, ge=1024)
+    default_ttl_s: float = Field(default=3600.0, gt=0)  # a write without ttl (capped by max)
+    max_ttl_s: float = Field(default=86400.0, gt=0, le=30 * 86400)
+
+
 class CacheSettings(_Model):
     enabled: bool = True
     # Whose entries a request may see: its team's (keys without a team: their own), or
@@ -439,6 +450,7 @@ class CacheSettings(_Model):
     # Bound on every tier call: a tier that is down or slow is a miss, never an error.
     tier_timeout_s: float = Field(default=0.05, gt=0, le=5)
     semantic: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
+    app: AppCacheSettings = Field(default_factory=AppCacheSettings)
 
 
 class StateSettings(_Model):
@@ -532,6 +544,11 @@ class TelemetrySettings(_Model):
     metrics: bool = True
     # Label values per scope (key, user, team, feature) before the rest become "other".
     max_label_values: int = Field(default=50, ge=1, le=10_000)
+    # Of those, the values one tenant (a team, or a key without one) may introduce per
+    # scope: past it that tenant's new values are "other", and no one else's.
+    max_label_values_per_tenant: int = Field(default=10, ge=1, le=10_000)
+    # Set: GET /metrics needs "Authorization: Bearer <token>" (401 without it).
+    metrics_token: SecretStr | None = None
     logs: LogSettings = Field(default_factory=LogSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
 
@@ -725,7 +742,10 @@ def _drop_empty_secrets(value: Any) -> Any:
         return {
             k: _drop_empty_secrets(v)
             for k, v in value.items()
-            if not (v == "" and k in {"api_key", "master_key", "key_hash_secret", "secret"})
+            if not (
+                v == ""
+                and k in {"api_key", "master_key", "key_hash_secret", "secret", "metrics_token"}
+            )
         }
     if isinstance(value, list):
         return [_drop_empty_secrets(v) for v in value]

@@ -59,7 +59,10 @@ def test_a_scripted_mix_is_counted_exactly_across_two_workers(
 ) -> None:
     admin = {"authorization": f"Bearer {MASTER_KEY}"}
     with httpx.Client(base_url=gw2.url, headers=admin, timeout=30) as c:
-        r = c.post("/admin/keys", json={"name": "m", "user": "alice", "team": "red"})
+        # The feature tag is declared on the key: only declared tags become labels.
+        r = c.post(
+            "/admin/keys", json={"name": "m", "user": "alice", "team": "red", "tags": ["search"]}
+        )
         assert r.status_code == 201, r.text
         key = r.json()["key"]
         before = scrape(c.get("/metrics").text)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
+
 from interlock.api.http import Ctx
+from interlock.errors import AuthenticationFailed
 from interlock.gateway import Gateway
 
 
@@ -19,6 +22,15 @@ async def readyz(ctx: Ctx, gw: Gateway) -> None:
 
 
 async def metrics(ctx: Ctx, gw: Gateway) -> None:
+    token = gw.settings.telemetry.metrics_token
+    if token is not None:
+        # A scrape token, not a virtual key: Prometheus holds only this one secret.
+        given = (ctx.bearer() or "").encode()
+        if not hmac.compare_digest(given, token.get_secret_value().encode()):
+            raise AuthenticationFailed(
+                "/metrics needs the scrape token: 'Authorization: Bearer <telemetry.metrics_token>'",
+                code="invalid_metrics_token",
+            )
     body, ctype = gw.metrics.render()
     ctx.status = 200
     await ctx.send(

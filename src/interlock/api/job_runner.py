@@ -134,9 +134,14 @@ class Principals:
     def __init__(self, gw: Gateway) -> None:
         self._gw = gw
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._generation = gw.keys.generation
 
     async def get(self, key_id: str) -> Principal:
         now = time.monotonic()
+        if self._generation != self._gw.keys.generation:
+            # A key was changed or revoked in this process: re-read every owner.
+            self._cache.clear()
+            self._generation = self._gw.keys.generation
         hit = self._cache.get(key_id)
         if hit is not None and hit[1] > now:
             return hit[0]

@@ -119,6 +119,9 @@ class KeyService:
         self._ttl = cache_ttl_s
         self._clock = clock
         self._cache: dict[bytes, tuple[Principal, float]] = {}
+        # Bumped by forget(): other caches of principals (the job runner's) drop theirs
+        # too, so a key revoked or restricted in this process stops at once everywhere.
+        self.generation = 0
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -168,6 +171,7 @@ class KeyService:
     def forget(self) -> None:
         """Drop this process's cache (tests, and after an admin change in this process)."""
         self._cache.clear()
+        self.generation += 1
 
     async def create(
         self,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+
+from interlock.state.redis_call import RedisCalls
 
 
 class RedisTier:
@@ -14,11 +15,17 @@ class RedisTier:
     def __init__(self, redis: Redis | RedisCluster, prefix: str, timeout_s: float) -> None:
         self._r = redis
         self._prefix = prefix + "cache:"
-        self._timeout = timeout_s
+        # Its own RedisCalls even on the shared client: a slow cache read is a miss, and
+        # must not make the budgets think Redis is down. Loop lag is not charged to Redis.
+        self._calls = RedisCalls(timeout_s, name="redis (cache tier)")
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The connection (the app cache's quota keeps its counts beside the entries)."""
+        return self._r
 
     async def _bounded(self, aw: Any) -> Any:
-        async with asyncio.timeout(self._timeout):
-            return await aw
+        return await self._calls(aw)  # RedisUnavailable: the tiered cache counts a miss
 
     async def get(self, key: str) -> bytes | None:
         value = await self._bounded(self._r.get(self._prefix + key))

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from interlock.alerts import AlertService, BudgetReading
 from interlock.auth.service import KeyService, load_or_create_pepper
 from interlock.cache.memory import MemoryTier
+from interlock.cache.quota import quota_for
 from interlock.cache.redis_tier import RedisTier
 from interlock.cache.replay import StreamAssembler
 from interlock.cache.sql_tier import SqlTier
@@ -112,14 +113,20 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         self.settings = settings
         tel = settings.telemetry
         self.metrics = metrics or Metrics(
-            enabled=tel.metrics, max_label_values=tel.max_label_values
+            enabled=tel.metrics,
+            max_label_values=tel.max_label_values,
+            max_label_values_per_tenant=tel.max_label_values_per_tenant,
         )
         self.tracing = tracing or Tracing(tel.tracing)
         self.redact = Redactor(secrets_of(settings))
         master = settings.auth.master_key
         if master is not None:
             self.redact.add(master.get_secret_value())
-        for secret in (settings.jobs.webhooks.secret, *(s.secret for s in settings.alerts.sinks)):
+        for secret in (
+            settings.jobs.webhooks.secret,
+            tel.metrics_token,
+            *(s.secret for s in settings.alerts.sinks),
+        ):
             if secret is not None:
                 self.redact.add(secret.get_secret_value())
         self.deployments = build_deployments(settings)
@@ -163,6 +170,13 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         self.engine: AsyncEngine = create_engine(settings.storage)
         self.spend = self._accountant(settings)
         self.cache = self._cache(settings)
+        self.app_quota = quota_for(
+            settings.cache.app.max_bytes_per_tenant,
+            self.cache,
+            self.shared.client if isinstance(self.shared, RedisState) else None,
+            settings.state.key_prefix,
+            max(0.5, settings.state.redis_timeout_s * 4),
+        )
         self.semantic = self._semantic(settings)
         self.limits = self._rate_limits(settings)
         pepper_cfg = settings.auth.key_hash_secret
@@ -640,6 +654,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         # Feature tags on every record (cache hits and refusals included), not only on
         # requests that reached budget admission.
         rec.tags = list(dict.fromkeys((*principal.tags, *req.tags)))
+        rec.label_tags = principal.tags
         if result is not None:
             rec.deployment, rec.provider = result.deployment, result.provider
             rec.attempts, rec.fallback = len(result.attempts), result.fallback

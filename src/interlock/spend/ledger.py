@@ -40,6 +40,9 @@ class LedgerRecord:
     user_id: str | None = None
     team_id: str | None = None
     tags: list[str] = field(default_factory=list)
+    # The key's own (operator-declared) tags: the only ones that become metric labels.
+    # Not stored: the ledger keeps every tag in ``tags``.
+    label_tags: tuple[str, ...] = ()
     model: str | None = None
     deployment: str | None = None
     provider: str | None = None

@@ -42,12 +42,15 @@ class RecordObserver:
             prompt=rec.prompt_tokens,
             completion=rec.completion_tokens,
             outcome=outcome,
+            # Request tags (x-interlock-tags, metadata.tags) are client-chosen: they stay
+            # ledger dimensions; only the tags the operator declared on the key are labels.
             subjects=(
                 ("key", rec.key_id),
                 ("user", rec.user_id),
                 ("team", rec.team_id),
-                *(("feature", t) for t in rec.tags),
+                *(("feature", t) for t in rec.label_tags),
             ),
+            tenant=f"team:{rec.team_id}" if rec.team_id else f"key:{rec.key_id}",
         )
         if not ok and rec.status < 400:
             m.wasted("partial_stream")  # charged for what was generated, but unfinished

@@ -3,7 +3,9 @@
 With several worker processes ``PROMETHEUS_MULTIPROC_DIR`` is set by ``interlock serve``
 before any worker starts, prometheus_client then keeps values in per-process files and
 ``/metrics`` aggregates them. Label values come from fixed sets (routes, configured
-aliases and deployments, status codes), never from raw client input.
+aliases and deployments, status codes) or from what operators name (key ids, users,
+teams, the feature tags declared on a key; capped per scope and per tenant), never from
+raw client input.
 """
 
 from __future__ import annotations
@@ -45,12 +47,16 @@ class Metrics:
         *,
         enabled: bool = True,
         max_label_values: int = 50,
+        max_label_values_per_tenant: int | None = None,
     ) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         # False (telemetry.metrics: false): the request path records nothing; the
         # background gauges (queue, circuits, budgets) are still kept.
         self.enabled = enabled
-        self.caps = {s: LabelCap(max_label_values) for s in ("key", "user", "team", "feature")}
+        self.caps = {
+            s: LabelCap(max_label_values, max_label_values_per_tenant)
+            for s in ("key", "user", "team", "feature")
+        }
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._attempt_children: dict[tuple[str, str, str], Any] = {}
         self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -339,7 +345,9 @@ class Metrics:
         self._opened_at: dict[str, float] = {}
         self._busy_children: dict[str, Any] = {}
         self._spend_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-        self._tenant_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+        self._tenant_children: dict[
+            tuple[str, str, str, str | None], tuple[Any, Any, Any, Any]
+        ] = {}
 
     def declare_deployments(self, capacities: dict[str, int | None]) -> None:
         """Series for every deployment from the start (closed circuit, idle), so a
@@ -393,9 +401,13 @@ class Metrics:
         completion: int,
         outcome: str,
         subjects: Iterable[tuple[str, str | None]],
+        tenant: str | None = None,
     ) -> None:
-        """One accounted request: money and tokens by model and by (capped) tenant.
-        ``outcome`` is ok, error (the gateway or upstream failed: 5xx) or refused (4xx)."""
+        """One accounted request: money and tokens by model and by (capped) subject.
+        ``outcome`` is ok, error (the gateway or upstream failed: 5xx) or refused (4xx).
+        ``subjects`` are operator-made names only (key id, user, team, the key's declared
+        feature tags); ``tenant`` (team, else key) is charged for the label slots its new
+        subjects take (telemetry.max_label_values_per_tenant)."""
         if not self.enabled:
             return
         # Children are cached: labels() takes a lock and builds a tuple on every call.
@@ -414,10 +426,10 @@ class Metrics:
         for scope, raw in subjects:
             if raw is None:
                 continue
-            key = (scope, raw, outcome)
+            key = (scope, raw, outcome, tenant)
             c = self._tenant_children.get(key)
             if c is None:
-                subject = self.caps[scope].label(raw)
+                subject = self.caps[scope].label(raw, tenant)
                 c = self._tenant_children[key] = (
                     self.tenant_requests.labels(scope, subject, outcome),
                     self.tenant_spend.labels(scope, subject),
@@ -448,9 +460,7 @@ class Metrics:
     def set_alert(self, rule: str, severity: str, firing: bool, changed: bool) -> None:
         self.alerts_firing.labels(rule, severity).set(1 if firing else 0)
         if changed:
-            self.alert_transitions.labels(
-                rule, severity, "firing" if firing else "resolved"
-            ).inc()
+            self.alert_transitions.labels(rule, severity, "firing" if firing else "resolved").inc()
 
     def collect(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of every process as {(name, sorted labels): value}: what the alert
