@@ -28,6 +28,7 @@ from interlock.alerts.readings import BudgetReading, read
 from interlock.alerts.rules import rules_from
 from interlock.alerts.sinks import LogSink, Sink, SlackSink, WebhookSink
 from interlock.settings import AlertSettings
+from interlock.storage.files import private_dir, write_private
 from interlock.telemetry.metrics import Metrics
 from interlock.webhooks import WebhookSender
 
@@ -98,7 +99,7 @@ class AlertService:
     def _lead(self) -> bool:
         if self._lock_fd is not None:
             return True
-        self._state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._state_dir)
         fd = os.open(self._state_dir / "alerts.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -208,7 +209,4 @@ class AlertService:
         return self._state_dir / "alerts-state.json"
 
     def _write_state(self) -> None:
-        path = self._state_file()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps(self._state()))
-        tmp.replace(path)
+        write_private(self._state_file(), orjson.dumps(self._state()))  # 0600, atomic

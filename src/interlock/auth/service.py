@@ -17,6 +17,7 @@ from typing import Any
 
 from interlock.auth import secrets
 from interlock.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
+from interlock.storage.files import private_dir
 from interlock.storage.keys import KeyRecord, KeyStore
 from interlock.types import Principal
 
@@ -31,7 +32,7 @@ def load_or_create_pepper(configured: str | None, state_dir: str) -> bytes:
     path = Path(state_dir) / "key_hash_secret"
     if path.exists():
         return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = _secrets.token_hex(32).encode()
     # O_EXCL: when several processes race on a first start, exactly one value wins.
     try:

@@ -20,6 +20,7 @@ from interlock.app import create_app
 from interlock.childproc import start_module_process
 from interlock.cli import defaults
 from interlock.settings import ConfigError, Settings, dump_settings, parse_settings
+from interlock.storage.files import private_dir
 
 RESOLVED_ENV = "INTERLOCK_RESOLVED_SETTINGS"
 
@@ -246,8 +247,7 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
     if server.workers == 1:
         uvicorn.run(create_app(worker_settings), **common)
         return
-    state = Path(settings.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
+    state = private_dir(settings.state_dir)
     metrics_dir = tempfile.mkdtemp(prefix="prometheus-", dir=state)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     fd, resolved = tempfile.mkstemp(prefix="resolved-", suffix=".json", dir=state)

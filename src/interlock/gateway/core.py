@@ -69,7 +69,8 @@ from interlock.state.redis import RedisState
 from interlock.state.redis_connect import connect as connect_redis
 from interlock.state.reservations import LocalReservations, RedisReservations
 from interlock.storage.budgets import BudgetStore
-from interlock.storage.engine import create_engine, ping, run_migrations
+from interlock.storage.engine import create_engine, ping, run_migrations, sqlite_path
+from interlock.storage.files import private_dir, secure_state
 from interlock.storage.keys import KeyStore
 from interlock.storage.ledger import LedgerStore
 from interlock.telemetry import requestinfo
@@ -278,6 +279,9 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         return RateLimits(settings.spend, limiter)
 
     async def start(self) -> None:
+        # State files are private (0600/0700): what an older version left readable by
+        # other users is tightened now, with a warning (storage/files.py).
+        secure_state(self.settings.state_dir, sqlite_path(self.settings.storage.url))
         if self.settings.storage.run_migrations:
             await run_migrations(self.engine, self.settings.storage.db_schema)
         await self.transport.start()
@@ -333,8 +337,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
     async def _roll_up(self) -> None:
         """Retention: ledger rows past spend.retention_days become daily aggregates."""
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.spend.retention_days)
-        lock_path = Path(self.settings.state_dir) / "rollup.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = private_dir(self.settings.state_dir) / "rollup.lock"
         # Processes sharing this state dir (SQLite) take turns; PostgreSQL also locks.
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

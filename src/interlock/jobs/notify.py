@@ -33,6 +33,7 @@ from pathlib import Path
 from interlock.jobs.queue.base import Clock, Job, JobQueue
 from interlock.jobs.service import webhook_data
 from interlock.settings import JobWebhookSettings
+from interlock.storage.files import private_dir
 from interlock.webhooks import DeliveryResult, WebhookSender, generate_secret
 
 log = logging.getLogger("interlock.jobs.notify")
@@ -51,7 +52,7 @@ def load_or_create_webhook_secret(configured: str | None, state_dir: str) -> tup
     path = Path(state_dir) / SECRET_FILE
     if path.exists():
         return path.read_text().strip(), False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = generate_secret()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -108,7 +109,7 @@ class JobNotifier:
             return []
 
     async def _remember_disabled(self, url: str) -> None:
-        self._disabled_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._disabled_path.parent)
         fd = os.open(self._disabled_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as fh:
             fh.write(url.replace("\n", "") + "\n")

@@ -11,18 +11,31 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from interlock.settings import StorageSettings
+from interlock.storage.files import private_dir, private_file
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_path(url: str) -> str | None:
+    """The database file of a SQLite URL (None: another database, or in memory)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return u.database
+
+
 def create_engine(cfg: StorageSettings) -> AsyncEngine:
     url = make_url(cfg.url)
     kwargs: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(cfg.url)
+        if path is not None:
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files
+            # the database file's mode, so they are private too whatever the umask.
+            private_dir(Path(path).parent)
+            private_file(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_size"] = cfg.pool_size

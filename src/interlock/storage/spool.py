@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from interlock.storage.files import private_dir, write_private
+
 _SUFFIX = ".jsonl"
 
 
@@ -39,9 +41,7 @@ class SpoolFile:
             return 0
 
     def commit(self, offset: int) -> None:
-        tmp = self.checkpoint_path.with_suffix(".ckpt.tmp")
-        tmp.write_text(str(offset))
-        os.replace(tmp, self.checkpoint_path)
+        write_private(self.checkpoint_path, str(offset).encode())  # 0600, atomic
 
     def read(self, max_records: int) -> tuple[list[Any], int]:
         """Records after the checkpoint (at most ``max_records``) and the offset after them."""
@@ -90,7 +90,7 @@ class Spool:
         self.current: SpoolFile | None = None
 
     def open(self) -> SpoolFile:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         path = self.dir / f"{self.prefix}-{os.getpid()}-{time.time_ns()}{_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
