@@ -95,7 +95,10 @@ async def test_reservations_all_or_nothing_and_expiry() -> None:
     assert await r.read("a") == (0, 0)  # nothing held on 'a' either
     assert (await r.reserve([a], 90, "r2", 60)).ok
     assert not (await r.reserve([a], 20, "r3", 60)).ok  # 90 held + 20 > 100
-    now[0] += 61  # r2's holder died: its hold expires
+    now[0] += 61  # r2's holder died: its hold expires and is charged, not released
+    assert not (await r.reserve([a], 20, "r4", 60)).ok
+    assert await r.read("a") == (90, 0)
+    await r.settle(["a"], "r2", 5)  # the replayed record corrects it to the actual cost
     assert (await r.reserve([a], 20, "r4", 60)).ok
 
 

@@ -1,9 +1,24 @@
-"""Budget counters with reservations: reserve worst case, settle actual, release on failure.
+"""Budget counters with reservations: reserve worst case, settle actual, charge the lost.
 
 Amounts are integers (nano-dollars). A counter key holds settled spend; each in-flight
-reservation is a hold with an expiry, so a replica that dies mid-request cannot keep
-budget locked beyond ``hold_s``. A reservation is all-or-nothing across every budget
-that applies to the request.
+reservation is a hold with an expiry. A reservation is all-or-nothing across every
+budget that applies to the request.
+
+A hold is never silently released. It ends in exactly one of these ways:
+
+* **settle** (``actual``): the hold is replaced by the actual cost (release = settle at 0);
+* **expire**: its owner vanished (or the request outlived ``hold_s``): the hold becomes
+  settled spend at its *reserved* amount, and its id and amount are kept next to the
+  counter (``<key>:x``, with the counter's lifetime) so that a late settle of that id
+  *corrects* the counter (``settled += actual − charged``) and a late release refunds it;
+* **charge** (mode ``"c"``): a request admitted while the shared state was unreachable
+  (no hold was ever placed) adds its actual cost once, when the state is back; its id is
+  remembered (``<key>:c``) so a retried charge never adds twice.
+
+A settle of an id the counter knows nothing of (already settled, or never reserved there)
+is a no-op, so settling twice — a retried settle, a replayed spool — never double-counts.
+Because expired holds stay counted, settled + held never reads below what was admitted,
+with or without the owner's help: the hard limit holds when a replica dies.
 
 ``LocalReservations`` is the embedded single-writer path (plain Python between awaits,
 so each call is atomic on the event loop); ``RedisReservations`` does the same in one
@@ -36,10 +51,17 @@ class Reserved:
     denied: int = -1  # index of the budget that refused
     spent: int = 0  # settled + held of the refusing budget
     uninitialised: tuple[str, ...] = ()
+    # settled + held of every counter as this reservation saw it (its own hold included):
+    # what a replica last knew, for a bounded allowance while the state is unreachable.
+    seen: tuple[int, ...] = ()
 
 
 class StateUnavailable(Exception):
     """The shared state could not be reached in time."""
+
+
+# Settle modes: settle (or correct) a hold; charge an admission that placed no hold.
+HOLD, CHARGE = "h", "c"
 
 
 @dataclass(slots=True)
@@ -47,11 +69,25 @@ class _Counter:
     settled: int = 0
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)
     expires: float = 0.0
+    charged_holds: dict[str, int] = field(default_factory=dict)  # expired: id -> amount
+    charges: set[str] = field(default_factory=set)  # ids charged without a hold
 
     def held(self, now: float) -> int:
         for rid in [r for r, (_, exp) in self.holds.items() if exp <= now]:
-            del self.holds[rid]
+            amount, _ = self.holds.pop(rid)
+            self.settled += amount  # the owner is gone: charged, never released
+            self.charged_holds[rid] = amount
         return sum(a for a, _ in self.holds.values())
+
+    def settle(self, rid: str, actual: int, mode: str) -> None:
+        hold = self.holds.pop(rid, None)
+        if hold is not None:
+            self.settled += actual
+        elif rid in self.charged_holds:
+            self.settled += actual - self.charged_holds.pop(rid)
+        elif mode == CHARGE and rid not in self.charges:
+            self.charges.add(rid)
+            self.settled += actual
 
 
 class LocalReservations:
@@ -77,25 +113,25 @@ class LocalReservations:
         missing = tuple(h.key for h, c in zip(holds, counters, strict=True) if c is None)
         if missing:
             return Reserved(False, uninitialised=missing)
+        seen: list[int] = []
         for i, (h, c) in enumerate(zip(holds, counters, strict=True)):
             assert c is not None
-            spent = c.settled + c.held(now)
+            spent = c.held(now) + c.settled
             if h.limit >= 0 and spent + amount > h.limit:
                 return Reserved(False, i, spent)
+            seen.append(spent + amount)
         for h, c in zip(holds, counters, strict=True):
             assert c is not None
             c.holds[rid] = (amount, now + hold_s)
             c.expires = max(c.expires, now + h.ttl_s)
-        return Reserved(True)
+        return Reserved(True, seen=tuple(seen))
 
-    async def settle(self, keys: list[str], rid: str, actual: int) -> None:
+    async def settle(self, keys: list[str], rid: str, actual: int, mode: str = HOLD) -> None:
         now = self._clock()
         for key in keys:
             c = self._get(key, now)
-            if c is None:
-                continue
-            c.holds.pop(rid, None)
-            c.settled += actual
+            if c is not None:
+                c.settle(rid, actual, mode)
 
     async def release(self, keys: list[str], rid: str) -> None:
         await self.settle(keys, rid, 0)
@@ -103,9 +139,14 @@ class LocalReservations:
     async def read(self, key: str) -> tuple[int, int] | None:
         now = self._clock()
         c = self._get(key, now)
-        return None if c is None else (c.settled, c.held(now))
+        if c is None:
+            return None
+        held = c.held(now)
+        return c.settled, held
 
 
+# KEYS: counters. ARGV: amount, hold_s, rid, limits..., ttls...
+# -> {-1, 0, {}, seen...} | {refusing index, spent, {}} | {-2, 0, missing keys}
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -118,20 +159,28 @@ for i = 1, n do
   if redis.call('EXISTS', KEYS[i]) == 0 then table.insert(missing, KEYS[i]) end
 end
 if #missing > 0 then return {-2, 0, missing} end
+local seen = {}
 for i = 1, n do
   local k = KEYS[i]
   local expired = redis.call('ZRANGEBYSCORE', k .. ':h', '-inf', now)
   if #expired > 0 then
+    -- The owner is gone (or the request outlived its hold): charge the reserved amount,
+    -- never release it; remember it so that a late settle corrects instead of adding.
     for _, id in ipairs(expired) do
       local a = tonumber(redis.call('HGET', k .. ':a', id) or '0')
       redis.call('HDEL', k .. ':a', id)
       redis.call('DECRBY', k .. ':r', a)
+      redis.call('INCRBY', k, a)
+      redis.call('HSET', k .. ':x', id, a)
     end
     redis.call('ZREMRANGEBYSCORE', k .. ':h', '-inf', now)
+    local ttl = redis.call('TTL', k)
+    if ttl > 0 then redis.call('EXPIRE', k .. ':x', ttl) end
   end
   local spent = tonumber(redis.call('GET', k)) + tonumber(redis.call('GET', k .. ':r') or '0')
   local limit = tonumber(ARGV[3 + i])
   if limit >= 0 and spent + amount > limit then return {i - 1, spent, {}} end
+  seen[i] = spent + amount
 end
 for i = 1, n do
   local k = KEYS[i]
@@ -143,22 +192,37 @@ for i = 1, n do
   redis.call('EXPIRE', k .. ':a', ttl)
   redis.call('EXPIRE', k .. ':r', ttl)
 end
-return {-1, 0, {}}
+return {-1, 0, {}, seen}
 """
 
+# KEYS: counters. ARGV: rid, actual, mode ('h' settle a hold | 'c' charge without one).
 _SETTLE = """
 local rid = ARGV[1]
 local actual = tonumber(ARGV[2])
+local mode = ARGV[3]
 for i = 1, #KEYS do
   local k = KEYS[i]
+  -- A counter that vanished (Redis restarted) is re-seeded from the ledger instead.
+  local live = redis.call('EXISTS', k) == 1
   local a = redis.call('HGET', k .. ':a', rid)
   if a then
     redis.call('HDEL', k .. ':a', rid)
     redis.call('ZREM', k .. ':h', rid)
     redis.call('DECRBY', k .. ':r', tonumber(a))
+    if live and actual ~= 0 then redis.call('INCRBY', k, actual) end
+  else
+    local x = redis.call('HGET', k .. ':x', rid)
+    if x then
+      -- Expired and charged at its reserved amount: correct to the actual cost.
+      redis.call('HDEL', k .. ':x', rid)
+      if live then redis.call('INCRBY', k, actual - tonumber(x)) end
+    elseif mode == 'c' and live and redis.call('HSETNX', k .. ':c', rid, actual) == 1 then
+      redis.call('INCRBY', k, actual)
+      local ttl = redis.call('TTL', k)
+      if ttl > 0 then redis.call('EXPIRE', k .. ':c', ttl) end
+    end
+    -- Otherwise already settled (or never held here): nothing to add, ever.
   end
-  -- A counter that vanished (Redis restarted) is re-seeded from the ledger instead.
-  if actual ~= 0 and redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, actual) end
 end
 return 0
 """
@@ -189,7 +253,8 @@ class RedisReservations:
         keys = [self._k(h.key) for h in holds]
         args: list[str | int | float] = [amount, hold_s, rid]
         args += [h.limit for h in holds] + [h.ttl_s for h in holds]
-        code, spent, missing = await self._bounded(self._reserve(keys=keys, args=args))
+        reply = await self._bounded(self._reserve(keys=keys, args=args))
+        code, spent, missing = reply[0], reply[1], reply[2]
         if code == -2:
             plen = len(self._prefix)
             return Reserved(
@@ -200,10 +265,10 @@ class RedisReservations:
             )
         if code >= 0:
             return Reserved(False, int(code), int(spent))
-        return Reserved(True)
+        return Reserved(True, seen=tuple(int(s) for s in reply[3]))
 
-    async def settle(self, keys: list[str], rid: str, actual: int) -> None:
-        await self._bounded(self._settle(keys=[self._k(k) for k in keys], args=[rid, actual]))
+    async def settle(self, keys: list[str], rid: str, actual: int, mode: str = HOLD) -> None:
+        await self._bounded(self._settle(keys=[self._k(k) for k in keys], args=[rid, actual, mode]))
 
     async def release(self, keys: list[str], rid: str) -> None:
         await self.settle(keys, rid, 0)
