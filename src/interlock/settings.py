@@ -381,6 +381,9 @@ class SpendSettings(_Model):
     reservation_hold_s: float = Field(default=900.0, gt=0)
     # Budgets created through the admin API reach every process within this.
     budget_reload_s: float = Field(default=2.0, gt=0, le=300)
+    # fail_open is bounded: while Redis is down each process enforces this share of
+    # every rate limit on its own (spend/limits.py).
+    rate_limits_local_share: float = Field(default=1.0, gt=0, le=1)
 
 
 class CacheTierSettings(_Model):
@@ -457,8 +460,11 @@ class StateSettings(_Model):
     # local: state in this process (one replica); redis: shared by every replica.
     backend: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Every Redis call is bounded by this; past it the replica uses its local state.
-    redis_timeout_s: float = Field(default=0.05, gt=0, le=5)
+    # Every Redis call may take this much of Redis's own time (event-loop lag is added
+    # back, state/redis_call.py), and never more than redis_timeout_max_s in wall-clock
+    # time; past it Redis counts as down and calls fail fast until a probe succeeds.
+    redis_timeout_s: float = Field(default=0.25, gt=0, le=5)
+    redis_timeout_max_s: float = Field(default=1.0, gt=0, le=30)
     sync_interval_s: float = Field(default=0.25, gt=0, le=5)
     key_prefix: str = "interlock:"
 

@@ -103,7 +103,12 @@ class Readiness:
 def _shared_state(settings: Settings) -> SharedState:
     if settings.state.backend == "redis":
         s = settings.state
-        return RedisState(s.redis_url, timeout_s=s.redis_timeout_s, prefix=s.key_prefix)
+        return RedisState(
+            s.redis_url,
+            timeout_s=s.redis_timeout_s,
+            max_s=s.redis_timeout_max_s,
+            prefix=s.key_prefix,
+        )
     return LocalState()
 
 
@@ -208,7 +213,10 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         reservations: LocalReservations | RedisReservations
         if isinstance(self.shared, RedisState):
             reservations = RedisReservations(
-                self.shared.client, settings.state.key_prefix, settings.state.redis_timeout_s * 4
+                self.shared.client,
+                settings.state.key_prefix,
+                settings.state.redis_timeout_s,
+                calls=self.shared.calls,
             )
         else:
             reservations = LocalReservations()
@@ -272,7 +280,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         limiter: RateLimiter
         if isinstance(self.shared, RedisState):
             limiter = RedisRateLimiter(
-                self.shared.client, settings.state.key_prefix, settings.state.redis_timeout_s * 4
+                self.shared.client, settings.state.key_prefix, calls=self.shared.calls
             )
         else:
             limiter = LocalRateLimiter()

@@ -20,7 +20,8 @@ class BreakerSnapshot:
 
 
 class SharedState(Protocol):
-    healthy: bool
+    @property
+    def healthy(self) -> bool: ...
 
     async def start(self) -> None: ...
 

@@ -7,8 +7,10 @@ other client's command runs in between. The scripts read the clock with Redis's
 PEXPIRE equal to the time until the bucket is full again (then the key means nothing
 and vanishes); concurrency leases are a ZSET per key scored by expiry.
 
-Every call is bounded by ``timeout_s``; a Redis error or timeout raises
-:class:`RateLimitBackendError` and the caller picks fail-open or fail-closed.
+Every call is bounded by the :class:`~interlock.state.redis_call.RedisCalls` given (the
+one the shared state uses, so the limiter fails fast once Redis is known to be down);
+an unavailable Redis raises :class:`RateLimitBackendError` and the caller picks
+fail-open (bounded: a local allowance per replica) or fail-closed.
 
 For Redis Cluster, put a hash tag in the prefix (``"{rl}:"``): one call's keys must
 share a slot.
@@ -23,7 +25,6 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from interlock.state.ratelimit_local import (
     EPSILON,
@@ -36,6 +37,7 @@ from interlock.state.ratelimit_local import (
     validate,
     wait_for_capacity,
 )
+from interlock.state.redis_call import RedisCalls, RedisUnavailable
 
 T = TypeVar("T")
 
@@ -125,13 +127,21 @@ def _text(value: Any) -> str:
 class RedisRateLimiter:
     """The :class:`~interlock.state.ratelimit_local.RateLimiter` for N replicas.
 
-    ``redis`` is owned by the caller (it may be shared; this class never closes it).
+    ``redis`` is owned by the caller (it may be shared; this class never closes it);
+    ``calls`` bounds each call (default: a private :class:`RedisCalls` of ``timeout_s``).
     """
 
-    def __init__(self, redis: Redis, prefix: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        timeout_s: float = 0.25,
+        *,
+        calls: RedisCalls | None = None,
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._timeout = timeout_s
+        self._calls = calls or RedisCalls(timeout_s)
         self._acquire = redis.register_script(_ACQUIRE)
         self._adjust = redis.register_script(_ADJUST)
         self._lease = redis.register_script(_LEASE)
@@ -145,12 +155,9 @@ class RedisRateLimiter:
 
     async def _call(self, aw: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self._timeout):
-                return await aw
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RateLimitBackendError(
-                f"rate-limit store unavailable: {type(exc).__name__}"
-            ) from exc
+            return await self._calls(aw)
+        except RedisUnavailable as exc:
+            raise RateLimitBackendError(f"rate-limit store unavailable: {exc}") from exc
 
     async def acquire(
         self,

@@ -1,16 +1,18 @@
 """Shared state in Redis, so every replica sees the same breakers and degradation level.
 
-Each call is bounded by ``redis_timeout_s``; on any failure the backend marks itself
-unhealthy, logs once, and answers ``None``/no-op so the caller keeps its local view.
-A frozen Redis (SIGSTOP) therefore costs each request at most one timeout, and the
-background sync — not the request path — is where Redis is read.
+Every call goes through one :class:`~interlock.state.redis_call.RedisCalls` (``calls``),
+shared with the budget reservations and the rate limiter on the same client: bounded by
+``redis_timeout_s`` of Redis's own time (event-loop lag is not charged to Redis) and
+``redis_timeout_max_s`` of wall-clock time. On a failure this backend answers
+``None``/no-op so the caller keeps its local view; once Redis is known to be down, calls
+fail at once until a probe succeeds. The background sync — not the request path — is
+where Redis is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -18,19 +20,30 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from interlock.state.base import BreakerSnapshot
+from interlock.state.redis_call import RedisCalls, RedisUnavailable
+from interlock.state.redis_connect import connect
 
-log = logging.getLogger("interlock.state")
 T = TypeVar("T")
 
 
 class RedisState:
-    def __init__(self, url: str, *, timeout_s: float = 0.05, prefix: str = "interlock:") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 0.25,
+        max_s: float = 1.0,
+        prefix: str = "interlock:",
+    ) -> None:
         self._url = url
-        self._timeout = timeout_s
         self._prefix = prefix
+        self.calls = RedisCalls(timeout_s, max_s, name="redis (shared state)")
         self._redis: Redis | None = None
-        self.healthy = False
         self._connect()
+
+    @property
+    def healthy(self) -> bool:
+        return self.calls.healthy
 
     @property
     def client(self) -> Redis:
@@ -42,36 +55,24 @@ class RedisState:
         await self._call(self._redis.ping())  # type: ignore[union-attr]
 
     def _connect(self) -> None:
-        self._redis = Redis.from_url(
-            self._url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            health_check_interval=0,
-            retry_on_timeout=False,
-            decode_responses=True,
-        )
+        client = connect(self._url, timeout_s=self.calls.max_s)
+        if not isinstance(client, Redis):
+            raise ValueError("state.redis_url: Redis Cluster is not supported for shared state")
+        self._redis = client
 
     async def close(self) -> None:
         if self._redis is not None:
             # Closing a dead connection: nothing to save, nothing to report.
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._timeout * 4):
+                async with asyncio.timeout(self.calls.max_s):
                     await self._redis.aclose()
             self._redis = None
 
     async def _call(self, aw: Awaitable[T]) -> T | None:
         try:
-            async with asyncio.timeout(self._timeout):
-                result = await aw
-        except Exception as exc:
-            if self.healthy:
-                log.warning("redis unavailable, using local state: %s", type(exc).__name__)
-            self.healthy = False
-            return None
-        if not self.healthy:
-            log.info("redis reachable again")
-        self.healthy = True
-        return result
+            return await self.calls(aw)
+        except RedisUnavailable:
+            return None  # the caller keeps its local view; RedisCalls logged the outage
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)

@@ -5,6 +5,13 @@
   master of ``service`` as the Sentinels report it; a failover is followed by the client.
 - ``redis+cluster://[:password@]host:port[,host:port...]``: a Redis Cluster (single-key
   commands only, which is all the cache tier uses).
+
+The client's own socket timeouts are only a backstop (``timeout_s``, the wall-clock
+bound of a call): every call is bounded by :class:`interlock.state.redis_call.RedisCalls`,
+which does not charge Redis for time this process's event loop was busy. A single
+server gets a bounded pool that callers queue for, rather than redis-py's default pool
+that raises "Too many connections" past 100 concurrent commands: a burst of requests
+waits a few milliseconds for a connection instead of failing.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
+
+# Connections per process to one Redis server; commands beyond it wait for a free one.
+POOL_SIZE = 64
 
 
 def _nodes(netloc: str) -> tuple[list[tuple[str, int]], str | None]:
@@ -30,8 +40,10 @@ def _nodes(netloc: str) -> tuple[list[tuple[str, int]], str | None]:
     return nodes, password
 
 
-def connect(url: str, *, timeout_s: float, decode_responses: bool = True) -> Redis | RedisCluster:
-    """A lazily connecting client; every socket operation is bounded by ``timeout_s``."""
+def connect(
+    url: str, *, timeout_s: float, decode_responses: bool = True, pool_size: int = POOL_SIZE
+) -> Redis | RedisCluster:
+    """A lazily connecting client; no socket operation outlives ``timeout_s``."""
     opts: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
@@ -56,4 +68,13 @@ def connect(url: str, *, timeout_s: float, decode_responses: bool = True) -> Red
         return RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in nodes], password=password, **opts
         )
-    return Redis.from_url(url, health_check_interval=0, retry_on_timeout=False, **opts)
+    # timeout=None: the wait for a free connection is bounded by the caller's deadline.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=pool_size,
+        timeout=None,
+        health_check_interval=0,
+        retry_on_timeout=False,
+        **opts,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

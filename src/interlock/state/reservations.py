@@ -29,13 +29,14 @@ caller seeds it from the ledger (``SET NX``) before retrying.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+
+from interlock.state.redis_call import RedisCalls, RedisUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +230,14 @@ return 0
 
 
 class RedisReservations:
-    def __init__(self, redis: Redis, prefix: str, timeout_s: float) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, timeout_s: float, *, calls: RedisCalls | None = None
+    ) -> None:
         self._r = redis
         self._prefix = prefix
         self._timeout = timeout_s
+        # The shared state's RedisCalls when given: one view of whether Redis is up.
+        self._calls = calls or RedisCalls(timeout_s)
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
 
@@ -240,11 +245,12 @@ class RedisReservations:
         return self._prefix + key
 
     async def _bounded(self, aw: Awaitable[Any]) -> Any:
+        """Every Redis call of this class: bounded by Redis's own time, not loop lag
+        (state/redis_call.py); an unavailable Redis raises StateUnavailable."""
         try:
-            async with asyncio.timeout(self._timeout):
-                return await aw
-        except Exception as exc:
-            raise StateUnavailable(type(exc).__name__) from None
+            return await self._calls(aw)
+        except RedisUnavailable as exc:
+            raise StateUnavailable(str(exc)) from None
 
     async def init(self, key: str, value: int, ttl_s: int) -> None:
         await self._bounded(self._r.set(self._k(key), value, nx=True, ex=ttl_s))
