@@ -193,8 +193,10 @@ class SpecializedTierSettings(_Model):
             try:
                 re.compile(p)
             except re.error as exc:
+                # The pattern itself is not echoed: no configuration value ever is.
                 raise ValueError(
-                    f"pattern {p!r} is not a valid regular expression: {exc}"
+                    f"patterns[{self.patterns.index(p)}] is not a valid regular expression: "
+                    f"{exc.msg} at position {exc.pos}"
                 ) from None
         return self
 
@@ -312,9 +314,7 @@ def _check_tz(name: str | None) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')"
-        ) from None
+        raise ValueError("unknown time zone (use an IANA name such as 'Europe/Berlin')") from None
 
 
 BudgetScope = Literal["key", "user", "team", "tag", "global"]
@@ -665,15 +665,16 @@ class Settings(_Model):
         for name, dep in self.deployments.items():
             if dep.provider not in self.providers:
                 raise ValueError(
-                    f"deployments.{name}.provider: unknown provider {dep.provider!r} "
+                    # Names of configured things are shown, values never (ConfigError).
+                    f"deployments.{name}.provider: unknown provider "
                     f"(known: {sorted(self.providers)})"
                 )
         for alias, spec in self.models.items():
             kinds = set()
-            for dep_name in spec.deployments:
+            for i, dep_name in enumerate(spec.deployments):
                 if dep_name not in self.deployments:
                     raise ValueError(
-                        f"models.{alias}.deployments: unknown deployment {dep_name!r} "
+                        f"models.{alias}.deployments: unknown deployment at [{i}] "
                         f"(known: {sorted(self.deployments)})"
                     )
                 kinds.add(self.deployments[dep_name].kind)
@@ -682,19 +683,19 @@ class Settings(_Model):
                     f"models.{alias}.deployments: mixes kinds {sorted(kinds)}; "
                     "an alias serves one kind"
                 )
-            for dep_name in spec.limited_deployments or ():
+            for i, dep_name in enumerate(spec.limited_deployments or ()):
                 if dep_name not in spec.deployments:
                     raise ValueError(
-                        f"models.{alias}.limited_deployments: {dep_name!r} is not one of "
-                        "the alias's deployments"
+                        f"models.{alias}.limited_deployments[{i}]: not one of the alias's "
+                        "deployments"
                     )
             if spec.tiers is not None:
                 self._check_tiers(alias, spec.tiers)
             for i, fb in enumerate(spec.fallbacks):
-                for other in fb.models:
+                for j, other in enumerate(fb.models):
                     if other not in self.models or other == alias:
                         raise ValueError(
-                            f"models.{alias}.fallbacks[{i}].models: {other!r} is not another "
+                            f"models.{alias}.fallbacks[{i}].models[{j}]: not another "
                             f"configured alias (known: {sorted(self.models)})"
                         )
         return self
@@ -708,11 +709,11 @@ class Settings(_Model):
             spec = self.models.get(other)
             if spec is None or other == alias or spec.tiers is not None:
                 raise ValueError(
-                    f"models.{alias}.tiers.{where}: {other!r} is not another configured alias "
+                    f"models.{alias}.tiers.{where}: not another configured alias "
                     f"with deployments (known: {sorted(self.models)})"
                 )
             if any(self.deployments[d].kind != "chat" for d in spec.deployments):
-                raise ValueError(f"models.{alias}.tiers.{where}: {other!r} is not a chat model")
+                raise ValueError(f"models.{alias}.tiers.{where}: not a chat model's alias")
 
 
 class ConfigError(Exception):
@@ -759,14 +760,69 @@ def _drop_empty_secrets(value: Any) -> Any:
 
 
 def _format_validation(source: str, err: ValidationError) -> str:
+    """Where and why, never what: field paths and expectations, no input value (any
+    field may hold a secret, and a misplaced one is still a secret)."""
     lines = [f"{source}: invalid configuration"]
-    for e in err.errors():
+    for e in err.errors(include_url=False, include_input=True):
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+        # Pydantic's own messages do not quote the input, and ours (validators above)
+        # name fields, not values; this is the backstop for a leaf value all the same.
+        value = e.get("input")
+        if isinstance(value, str) and len(value) >= 4 and value in msg:
+            msg = msg.replace(value, "<value>")
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+_YAML_TOKEN = re.compile(r"<[a-z ]+>")
+
+
+def _yaml_text(text: str | None) -> str:
+    """PyYAML's explanation with any quoted excerpt longer than one character masked
+    (an alias, anchor or tag name is text from the file)."""
+
+    def keep(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        return m.group(0) if len(inner) <= 1 or _YAML_TOKEN.fullmatch(inner) else "'…'"
+
+    return _QUOTED.sub(keep, text or "")
+
+
+def yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
+    """Where a file stops being YAML (line, column) and why, without the offending line:
+    PyYAML's own message quotes it, and that line may hold a secret."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = _yaml_text(getattr(exc, "problem", None)) or "syntax error"
+    context = _yaml_text(getattr(exc, "context", None))
+    cmark = getattr(exc, "context_mark", None)
+    if context and cmark is not None:
+        context = f" ({context} that started at line {cmark.line + 1})"
+    elif context:
+        context = f" ({context})"
+    return ConfigError(f"{source}: not valid YAML{where}: {problem}{context}")
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A configuration file parsed; every failure a :class:`ConfigError` that echoes no
+    content of the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise yaml_error(str(p), exc) from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML: nested too deeply") from None
 
 
 def parse_settings(
@@ -793,16 +849,7 @@ def parse_settings(
 
 
 def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_settings(data, str(p), env)
+    return parse_settings(read_yaml(path), str(path), env)
 
 
 def dump_settings(settings: Settings) -> dict[str, Any]:

@@ -14,12 +14,11 @@ from typing import Any
 
 import click
 import orjson
-import yaml
 
 from interlock.app import create_app
 from interlock.childproc import start_module_process
 from interlock.cli import defaults
-from interlock.settings import ConfigError, Settings, dump_settings, parse_settings
+from interlock.settings import ConfigError, Settings, dump_settings, parse_settings, read_yaml
 from interlock.storage.files import private_dir
 
 RESOLVED_ENV = "INTERLOCK_RESOLVED_SETTINGS"
@@ -40,12 +39,7 @@ def raw_config(path: str | None, env: Mapping[str, str]) -> tuple[dict[str, Any]
         data = defaults.merge(data, defaults.env_providers(env))
         source = "<embedded default>"
     else:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        loaded = read_yaml(path)  # errors say where, never echo the file's content
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
