@@ -15,7 +15,15 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from interlock.cache.quota import ENTRY_OVERHEAD, LocalQuota, RedisQuota, StorageQuota, entry_size
+from interlock.cache.quota import (
+    ENTRY_OVERHEAD,
+    LocalQuota,
+    QuotaUnavailable,
+    RedisQuota,
+    StorageQuota,
+    entry_size,
+)
+from interlock.state.redis_call import RedisCalls
 from tests.support.services import REDIS_URL, require
 
 LIMIT = 10_000
@@ -53,7 +61,8 @@ async def replicas() -> AsyncIterator[tuple[StorageQuota, StorageQuota]]:
     prefix = f"test:quota:{secrets.token_hex(4)}:"
     a, b = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_URL)
     try:
-        yield RedisQuota(a, prefix, LIMIT, 2.0), RedisQuota(b, prefix, LIMIT, 2.0)
+        yield (RedisQuota(a, prefix, LIMIT, RedisCalls(2.0)),
+               RedisQuota(b, prefix, LIMIT, RedisCalls(2.0)))  # fmt: skip
     finally:
         await a.aclose()
         await b.aclose()
@@ -93,3 +102,13 @@ async def test_redis_quota_forgets_expired_entries(
     assert not (await two.charge("t", "other", 9000, 60)).ok
     await asyncio.sleep(0.3)
     assert (await two.charge("t", "other", 9000, 60)).used == 9000
+
+
+async def test_an_unreachable_redis_refuses_the_write() -> None:
+    client = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    q = RedisQuota(client, "test:quota:down:", LIMIT, RedisCalls(0.5))
+    try:
+        with pytest.raises(QuotaUnavailable):
+            await q.charge("t", "e", 10, 60)
+    finally:
+        await client.aclose()

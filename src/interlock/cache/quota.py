@@ -13,7 +13,6 @@ per-process too).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import heapq
 import time
@@ -22,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
 from interlock.cache.redis_tier import RedisTier
 from interlock.cache.tiered import TieredCache
+from interlock.state.redis_call import RedisCalls, RedisUnavailable
 
 ENTRY_OVERHEAD = 256  # bytes charged per entry on top of its value and name
 
@@ -145,12 +144,14 @@ return size
 
 class RedisQuota:
     def __init__(
-        self, client: Redis | RedisCluster, prefix: str, limit: int, timeout_s: float
+        self, client: Redis | RedisCluster, prefix: str, limit: int, calls: RedisCalls
     ) -> None:
         self.limit = limit
         self._r = client
         self._prefix = prefix + "kvq:"
-        self._timeout = timeout_s
+        # Its own RedisCalls: a slow quota check fails this write, and must not make the
+        # budgets or rate limits think Redis is down.
+        self._calls = calls
         self._charge = client.register_script(_CHARGE)
         self._release = client.register_script(_RELEASE)
 
@@ -163,19 +164,17 @@ class RedisQuota:
     async def charge(self, tenant: str, entry: str, size: int, ttl_s: float) -> Charge:
         args: list[str | int] = [entry, size, max(1, int(ttl_s * 1000)), self.limit]
         try:
-            async with asyncio.timeout(self._timeout):
-                ok, used, wait_ms = await self._charge(keys=self._keys(tenant), args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise QuotaUnavailable(type(exc).__name__) from None
+            ok, used, wait_ms = await self._calls(self._charge(keys=self._keys(tenant), args=args))
+        except RedisUnavailable as exc:
+            raise QuotaUnavailable(str(exc)) from None
         wait = int(wait_ms) / 1000 if int(wait_ms) >= 0 else None
         return Charge(bool(int(ok)), int(used), None if int(ok) else wait)
 
     async def release(self, tenant: str, entry: str) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._release(keys=self._keys(tenant), args=[entry])
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise QuotaUnavailable(type(exc).__name__) from None
+            await self._calls(self._release(keys=self._keys(tenant), args=[entry]))
+        except RedisUnavailable as exc:
+            raise QuotaUnavailable(str(exc)) from None
 
 
 def quota_for(
@@ -184,12 +183,15 @@ def quota_for(
     shared: Redis | None,
     prefix: str,
     timeout_s: float,
+    max_s: float | None = None,
 ) -> StorageQuota:
-    """Redis when entries (an L2 tier) or the shared state live there, else this process."""
+    """Redis when entries (an L2 tier) or the shared state live there, else this process.
+    ``timeout_s``/``max_s``: the Redis call bounds (state.redis_timeout_s, _max_s)."""
     client: Redis | RedisCluster | None = shared
     for tier in cache.tiers if cache is not None else ():
         if isinstance(tier, RedisTier):
             client = tier.client
     if client is None:
         return LocalQuota(limit)
-    return RedisQuota(client, prefix, limit, timeout_s)
+    calls = RedisCalls(timeout_s, max_s, name="redis (app cache quota)")
+    return RedisQuota(client, prefix, limit, calls)

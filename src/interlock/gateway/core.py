@@ -181,7 +181,8 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             self.cache,
             self.shared.client if isinstance(self.shared, RedisState) else None,
             settings.state.key_prefix,
-            max(0.5, settings.state.redis_timeout_s * 4),
+            settings.state.redis_timeout_s,
+            settings.state.redis_timeout_max_s,
         )
         self.semantic = self._semantic(settings)
         self.limits = self._rate_limits(settings)
