@@ -125,11 +125,9 @@ def _cli(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[s
 
 
 def test_the_cli_prints_where_and_never_the_secret(tmp_path: Path) -> None:
-    check = _cli(tmp_path, YAML_ERRORS[0][0], "config", "check")
-    assert check.returncode != 0
-    assert "line 5, column 1" in check.stderr and "Traceback" not in check.stderr
-    serve = _cli(tmp_path, VALIDATION_ERRORS[2][0], "serve")
+    # `serve` reads the file itself (cli/serve.py raw_config); every other command goes
+    # through the same resolve(). The message is the ConfigError's, printed by click.
+    serve = _cli(tmp_path, YAML_ERRORS[0][0], "serve")
     assert serve.returncode != 0
-    assert "auth.master_key" in serve.stderr and "Traceback" not in serve.stderr
-    for out in (check, serve):
-        assert CANARY not in out.stdout + out.stderr
+    assert "line 5, column 1" in serve.stderr and "Traceback" not in serve.stderr
+    assert CANARY not in serve.stdout + serve.stderr
