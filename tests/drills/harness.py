@@ -307,8 +307,9 @@ class Cluster:
     """N gateway replicas with one configuration, each in its own directory."""
 
     def __init__(self, cfg: dict[str, Any], workdir: Path, replicas: int = 4,
-                 workers: int = 1) -> None:  # fmt: skip
+                 workers: int = 1, pg: PgSchema | None = None) -> None:  # fmt: skip
         self.cfg = cfg
+        self.pg = pg  # the schema the replicas share, for the drill's own queries
         self.workdir = workdir
         self.workers = workers
         self.replicas: list[GatewayProcess] = [self._make(i) for i in range(replicas)]
@@ -449,9 +450,10 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, tag: str = "
         async with client.stream(method, url, **kwargs) as resp:
             chunks: list[bytes] = []
             read = 0
-            aborted = False
+            aborted = done = False
             if stream_read is not None and resp.status_code == 200:
                 async for line in resp.aiter_lines():
+                    done = done or line == "data: [DONE]" or line == "event: message_stop"
                     if line.startswith("data: ") and line != "data: [DONE]":
                         read += 1
                         if read >= stream_read:
@@ -471,7 +473,7 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, tag: str = "
                 cost=Decimal(cost) if cost else None,
                 tag=tag,
                 started=t0,
-                extra={"aborted": aborted, "lines": read,
+                extra={"aborted": aborted, "lines": read, "done": done,
                        "degradation": resp.headers.get("x-interlock-degradation", "")},
             )  # fmt: skip
     except httpx.HTTPError as exc:
