@@ -377,8 +377,16 @@ class SpendSettings(_Model):
     rate_limits_on_state_error: Literal["fail_closed", "fail_open"] = "fail_open"
     retention_days: int = Field(default=90, ge=1)
     ledger_flush_interval_s: float = Field(default=0.2, gt=0)
-    # A reservation not settled within this is released (a crashed replica's holds).
+    # A reservation not settled within this is charged at its reserved amount (a crashed
+    # replica's holds); a late settle corrects it to the actual cost.
     reservation_hold_s: float = Field(default=900.0, gt=0)
+    # While Redis is unreachable, each process may admit up to this much worst-case spend
+    # per hard-limited budget on its own (within the counter it last saw), charged into the
+    # counters when Redis is back. 0: strict, refuse (503 budget_state_unavailable).
+    state_unavailable_allowance_usd: float = Field(default=0.0, ge=0, le=1_000_000)
+    # Settlements waiting for Redis, per process; past it one is dropped (its hold is then
+    # charged at the reserved amount when it expires).
+    settle_queue_max: int = Field(default=100_000, ge=1)
     # Budgets created through the admin API reach every process within this.
     budget_reload_s: float = Field(default=2.0, gt=0, le=300)
     # fail_open is bounded: while Redis is down each process enforces this share of

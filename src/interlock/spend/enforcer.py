@@ -7,6 +7,17 @@ would be passed. After the call the reservation is settled to the actual cost, o
 released if nothing was spent. Because spend is only ever admitted against
 settled + reserved amounts, concurrent requests — on any number of replicas sharing the
 state — cannot together pass a limit unless a provider bills more than the worst case.
+
+Settlements must land: one that fails (the shared state is unreachable) is queued and
+retried until it does (:mod:`interlock.spend.settlements`); the spool has it too, for
+when this process dies first. A hold whose owner never settles is charged at its
+reserved amount when it expires (:mod:`interlock.state.reservations`).
+
+While the shared state is unreachable, a budget with a hard limit refuses
+(``503 budget_state_unavailable``) unless ``spend.state_unavailable_allowance_usd`` gives
+this replica a bounded allowance: it then admits up to that much worst-case spend per
+budget on its own, within what it last saw of the counter, and charges what was spent
+into the counters once the state is back.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from interlock.spend.budgets import (
     window_bounds,
 )
 from interlock.spend.cost import format_usd
+from interlock.spend.settlements import CHARGE, HOLD, Settle, SettleQueue
 from interlock.state.reservations import (
     Hold,
     LocalReservations,
@@ -59,6 +71,9 @@ class Reservation:
     amount: int
     budgets: list[Budget]
     settled: bool = False
+    # Admitted while the shared state was unreachable: no hold exists; its cost is
+    # charged into the counters once the state is back.
+    local: bool = False
 
 
 @dataclass(slots=True)
@@ -114,6 +129,12 @@ class BudgetEnforcer:
         # know every limit that applies (a worker started while the database is down).
         self.loaded = False
         self._alerts = _AlertLog()
+        self.settles = SettleQueue(self._apply_one, max_items=cfg.settle_queue_max)
+        # Per counter key: settled + held as last seen in the shared state, and what this
+        # process admitted without seeing it (open worst cases, then actual costs until
+        # their charge lands): the bounded allowance while the state is unreachable.
+        self._seen: dict[str, int] = {}
+        self._blind: dict[str, int] = {}
 
     # -- the budget list -----------------------------------------------------------
 
@@ -226,19 +247,14 @@ class BudgetEnforcer:
                     if h.key in result.uninitialised:
                         await self._seed(b, h.key, h.ttl_s, now)
         except StateUnavailable:
-            if self._cfg.hard_limits_on_state_error == "fail_open" or all(
-                b.limit_usd is None for b in budgets
-            ):
-                log.warning("budget state unavailable; admitting without a reservation (fail_open)")
-                return None
-            raise ServiceUnavailable(
-                "spend limits cannot be checked right now (shared state unreachable); "
-                "refusing rather than risking an overspend",
-                code="budget_state_unavailable",
-                retry_after=5,
-            ) from None
+            return self._reserve_blind(budgets, holds, amount, rid)
         if result.ok:
+            if len(self._seen) > 10_000:
+                self._seen.clear()  # old windows' keys; the live ones come back at once
+            for h, seen in zip(holds, result.seen, strict=False):
+                self._seen[h.key] = seen
             return Reservation(rid, [h.key for h in holds], amount, budgets)
+        self._seen[holds[result.denied].key] = result.spent
         b = budgets[result.denied]
         _, end = self._window(b, now)
         retry = max(1.0, end.timestamp() - now) if end else None
@@ -249,21 +265,102 @@ class BudgetEnforcer:
             retry_after=retry,
         )
 
-    async def settle(self, res: Reservation | None, actual_usd: Decimal) -> None:
+    def _reserve_blind(
+        self, budgets: list[Budget], holds: list[Hold], amount: int, rid: str
+    ) -> Reservation:
+        """Admit without the shared state, within the bounded allowance, or refuse."""
+        allowance = to_nano(Decimal(str(self._cfg.state_unavailable_allowance_usd)))
+        fail_open = self._cfg.hard_limits_on_state_error == "fail_open"
+        for h in holds:
+            if h.limit < 0 or fail_open:
+                continue  # a planned budget only counts; fail_open is the operator's call
+            blind = self._blind.get(h.key, 0)
+            seen = self._seen.get(h.key)
+            if seen is None or blind + amount > allowance or seen + blind + amount > h.limit:
+                raise ServiceUnavailable(
+                    "spend limits cannot be checked right now (shared state unreachable); "
+                    "refusing rather than risking an overspend",
+                    code="budget_state_unavailable",
+                    retry_after=5,
+                )
+        log.warning("budget state unavailable; admitting within this replica's allowance")
+        for h in holds:
+            self._blind[h.key] = self._blind.get(h.key, 0) + amount
+        return Reservation(rid, [h.key for h in holds], amount, budgets, local=True)
+
+    def settlements(self, res: Reservation | None, actual_usd: Decimal) -> list[Settle]:
+        """What settling ``res`` at ``actual_usd`` writes (once: a reservation settles one
+        time; later calls return nothing). Spool these before :meth:`apply`."""
         if res is None or res.settled:
-            return
+            return []
         res.settled = True
-        try:
-            await self._res.settle(res.keys, res.rid, to_nano(actual_usd))
-        except StateUnavailable:
-            # The ledger still has the record; the counter is re-seeded from it if lost.
-            log.warning("could not settle a budget reservation; it expires on its own")
+        actual = to_nano(actual_usd)
+        if not res.local:
+            return [Settle(res.rid, tuple(res.keys), actual, HOLD)]
+        for k in res.keys:  # the worst case was counted blind; now the actual cost is
+            self._blind[k] = self._blind.get(k, 0) - res.amount + actual
+        return [Settle(res.rid, tuple(res.keys), actual, CHARGE)]
+
+    def lost_settles(self, reservations: list[Reservation]) -> list[Settle]:
+        """What charges these reservations at their reserved amounts if their request is
+        lost with its process (spooled with the request's intent)."""
+        return [
+            Settle(r.rid, tuple(r.keys), r.amount, CHARGE if r.local else HOLD)
+            for r in reservations
+        ]
+
+    async def _apply_one(self, s: Settle) -> None:
+        await self._res.settle(list(s.keys), s.rid, s.actual, s.mode)
+        if s.mode == CHARGE:
+            for k in s.keys:
+                left = self._blind.get(k, 0) - s.actual
+                if left > 0:
+                    self._blind[k] = left
+                else:
+                    self._blind.pop(k, None)
+
+    async def apply(
+        self,
+        settles: list[Settle],
+        budgets: list[Budget] | None = None,
+        on_landed: Callable[[], None] | None = None,
+    ) -> None:
+        """Write ``settles`` now, or queue them to be retried until they land."""
+        if not settles:
+            if on_landed is not None:
+                on_landed()
             return
-        if actual_usd > 0:
-            await self._check_alerts(res.budgets)
+        if len(self.settles):
+            # Earlier settles are still waiting for the state: keep the order, and keep
+            # this request from waiting on a state known to be unreachable.
+            self.settles.push(settles, on_landed)
+            return
+        try:
+            for s in settles:
+                await self._apply_one(s)
+        except StateUnavailable:
+            log.warning("could not settle a budget reservation yet; retrying in the background")
+            self.settles.push(settles, on_landed)
+            return
+        if on_landed is not None:
+            on_landed()
+        if budgets and any(s.actual > 0 for s in settles):
+            await self._check_alerts(budgets)
+
+    async def apply_replayed(self, settles: list[Settle]) -> None:
+        """Settles read back from a dead process's spool; raises StateUnavailable so that
+        the replay is retried later rather than lost."""
+        for s in settles:
+            await self._res.settle(list(s.keys), s.rid, s.actual, s.mode)
+
+    async def settle(self, res: Reservation | None, actual_usd: Decimal) -> None:
+        await self.apply(self.settlements(res, actual_usd), res.budgets if res else None)
 
     async def release(self, res: Reservation | None) -> None:
         await self.settle(res, Decimal(0))
+
+    async def close(self) -> None:
+        await self.settles.close()
 
     # -- visibility --------------------------------------------------------------------
 

@@ -18,9 +18,17 @@ LEDGER_COLUMNS = (
     "request_id", "created_at", "key_id", "user_id", "team_id", "tags", "endpoint", "model",
     "deployment", "provider", "tier", "status", "outcome", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "usage_estimated", "cost_usd", "saved_usd", "attempts",
-    "cache", "stream", "fallback", "latency_ms", "ttft_ms",
+    "cache", "stream", "fallback", "latency_ms", "ttft_ms", "reserved_usd",
 )  # fmt: skip
-_I_CREATED, _I_TAGS, _I_COST, _I_SAVED = 1, 5, 18, 19
+_I_CREATED, _I_TAGS, _I_COST, _I_SAVED, _I_RESERVED = 1, 5, 18, 19, 26
+_N = len(LEDGER_COLUMNS)
+# A final record replaces a replica_lost row of the same request (written from an intent
+# when its process looked dead); nothing else is ever overwritten.
+_UPSERT = (
+    " ON CONFLICT (request_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in LEDGER_COLUMNS[1:])
+    + " WHERE ledger.outcome = 'replica_lost' AND excluded.outcome <> 'replica_lost'"
+)
 
 _DAILY = {
     "key": ledger_daily.c.key_id,
@@ -48,9 +56,11 @@ class LedgerStore:
         self._dialect = engine.dialect.name
 
     async def insert_rows(self, rows: list[list[Any]]) -> None:
-        """Insert spooled rows (LEDGER_COLUMNS order) with one executemany on the driver,
-        ignoring request ids already present. Bypasses SQL compilation per row: this is
-        the ledger's steady-state write path."""
+        """Insert spooled rows (LEDGER_COLUMNS order; rows spooled by an older version may
+        be shorter) with one executemany on the driver, ignoring request ids already
+        present unless the stored row is a ``replica_lost`` placeholder and the new one
+        is the request's real record. Bypasses SQL compilation per row: this is the
+        ledger's steady-state write path."""
         if not rows:
             return
         cols = ", ".join(LEDGER_COLUMNS)
@@ -60,7 +70,7 @@ class LedgerStore:
         else:
             marks = ", ".join("?" for _ in LEDGER_COLUMNS)
             params = [_sqlite_row(r) for r in rows]
-        sql = f"INSERT INTO ledger ({cols}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"  # noqa: S608
+        sql = f"INSERT INTO ledger ({cols}) VALUES ({marks})" + _UPSERT  # noqa: S608
         async with self._engine.begin() as conn:
             await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
 
@@ -178,16 +188,25 @@ class LedgerStore:
             return int(res.rowcount or 0)
 
 
+def _padded(r: list[Any]) -> list[Any]:
+    row = list(r[:_N])
+    if len(row) < _N:
+        row += [None] * (_N - len(row))
+    return row
+
+
 def _sqlite_row(r: list[Any]) -> tuple[Any, ...]:
-    row = list(r)
+    row = _padded(r)
     row[_I_TAGS] = orjson.dumps(row[_I_TAGS]).decode()
     return tuple(row)
 
 
 def _pg_row(r: list[Any]) -> tuple[Any, ...]:
-    row = list(r)
+    row = _padded(r)
     row[_I_CREATED] = datetime.fromisoformat(row[_I_CREATED]).replace(tzinfo=UTC)
     row[_I_TAGS] = orjson.dumps(row[_I_TAGS]).decode()
     row[_I_COST] = Decimal(row[_I_COST])
     row[_I_SAVED] = Decimal(row[_I_SAVED])
+    if row[_I_RESERVED] is not None:
+        row[_I_RESERVED] = Decimal(row[_I_RESERVED])
     return tuple(row)

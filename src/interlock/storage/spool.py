@@ -6,7 +6,8 @@ and holds an exclusive ``flock`` on it while alive. A checkpoint next to each fi
 how many bytes are already in the database. A file nobody holds a lock on belongs to a
 dead process: whoever finds it replays it from its checkpoint and deletes it. Replays
 can repeat the last batch, so the consumer must be idempotent (the ledger is, by
-request id).
+request id). The writer decides what the checkpoint may pass: the ledger keeps it at or
+before every line it still needs on a replay (an open intent, a pending settlement).
 """
 
 from __future__ import annotations
@@ -43,24 +44,41 @@ class SpoolFile:
     def commit(self, offset: int) -> None:
         write_private(self.checkpoint_path, str(offset).encode())  # 0600, atomic
 
-    def read(self, max_records: int) -> tuple[list[Any], int]:
-        """Records after the checkpoint (at most ``max_records``) and the offset after them."""
-        start = self.committed()
-        out: list[Any] = []
+    def read(self, max_records: int, start: int | None = None) -> tuple[list[Any], int]:
+        """Records after ``start`` (default: the checkpoint), at most ``max_records``, and
+        the offset after them."""
+        lines, offset = self.read_at(max_records, start)
+        return [obj for _, obj in lines], offset
+
+    def read_at(
+        self, max_records: int, start: int | None = None
+    ) -> tuple[list[tuple[int, Any]], int]:
+        """Like :meth:`read`, each record with the offset its line starts at."""
+        start = self.committed() if start is None else start
+        out: list[tuple[int, Any]] = []
         offset = start
         with open(self.path, "rb") as fh:
             fh.seek(start)
             for line in fh:
                 if not line.endswith(b"\n"):
                     break  # a record still being written (or cut by a crash): not yet
+                at = offset
                 offset += len(line)
                 try:
-                    out.append(orjson.loads(line))
+                    out.append((at, orjson.loads(line)))
                 except orjson.JSONDecodeError:
                     continue  # a torn line from a crash: nothing to recover from it
                 if len(out) >= max_records:
                     break
         return out, offset
+
+    @property
+    def owner(self) -> str:
+        """The process that wrote the file (its pid, from ``<prefix>-<pid>-<ns>.jsonl``):
+        a process's files are replayed together (an intent and its record may sit in
+        two files around a rotation)."""
+        parts = self.path.stem.split("-")
+        return parts[-2] if len(parts) >= 3 else self.path.stem
 
     def size(self) -> int:
         try:

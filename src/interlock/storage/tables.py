@@ -69,6 +69,30 @@ ledger = Table(
     Column("fallback", String(256), nullable=True),
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float, nullable=True),
+    # The worst case reserved (migration 0009); a replica_lost row's cost until reconciled.
+    Column("reserved_usd", Numeric(20, 10), nullable=True),
+)
+
+# What `interlock spend reconcile` did: per provider, bucket range and model, the
+# provider's usage against the ledger, and how replica_lost rows were rewritten.
+ledger_reconcile = Table(
+    "ledger_reconcile",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("ran_at", DateTime(timezone=True), nullable=False),
+    Column("provider", String(256), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("start_at", DateTime(timezone=True), nullable=False),
+    Column("end_at", DateTime(timezone=True), nullable=False),
+    Column("provider_requests", Integer, nullable=False),
+    Column("provider_usd", Numeric(20, 10), nullable=False),
+    Column("ledger_usd", Numeric(20, 10), nullable=False),
+    Column("lost_rows", Integer, nullable=False),
+    Column("lost_before_usd", Numeric(20, 10), nullable=False),
+    Column("lost_after_usd", Numeric(20, 10), nullable=False),
+    Column("unattributed_usd", Numeric(20, 10), nullable=False),
 )
 
 ledger_daily = Table(

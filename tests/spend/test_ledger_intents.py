@@ -1,0 +1,185 @@
+"""Intents in the spool: a request in flight when its process dies is recorded and charged.
+
+A real process spools intents (and reserves holds in a real Redis), finishes some
+requests, and is SIGKILLed; a survivor replays its spool: finished requests keep their
+records and settlements, every open intent becomes a ``replica_lost`` row at its worst
+case and its holds are charged at that amount, exactly once however often it is replayed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from interlock.settings import StorageSettings
+from interlock.spend import ledger as ledger_mod
+from interlock.spend.ledger import LedgerRecord, LedgerWriter, lost_record
+from interlock.spend.settlements import Settle
+from interlock.state.reservations import RedisReservations
+from interlock.storage.engine import create_engine, run_migrations
+from interlock.storage.ledger import LedgerStore
+from interlock.storage.tables import ledger
+from tests.support.services import REDIS_URL, require
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/l.db"))
+    await run_migrations(eng)
+    yield eng
+    await eng.dispose()
+
+
+async def rows_by_id(engine: AsyncEngine) -> dict[str, dict]:
+    async with engine.connect() as conn:
+        got = (await conn.execute(select(ledger))).fetchall()
+    return {r.request_id: dict(r._mapping) for r in got}
+
+
+def run_and_kill(script: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.redis
+async def test_killed_process_in_flight_requests_are_recorded_and_charged(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    require("Redis", "127.0.0.1", 6379)
+    prefix = f"test:intent:{secrets.token_hex(4)}:"
+    spool = tmp_path / "spool"
+    # The dying process: 30 requests reserve $0.10 each on one counter; 10 finish at
+    # $0.04 (record spooled, then settled), 5 finish but die before settling, 15 are
+    # still at the provider when the process is killed.
+    out = run_and_kill(f"""
+        import asyncio, os, signal
+        from decimal import Decimal
+        from redis.asyncio import Redis
+        from interlock.settings import StorageSettings
+        from interlock.spend.ledger import LedgerRecord, LedgerWriter, lost_record
+        from interlock.spend.settlements import Settle
+        from interlock.state.reservations import Hold, RedisReservations
+        from interlock.storage.engine import create_engine
+        from interlock.storage.ledger import LedgerStore
+
+        async def main():
+            eng = create_engine(StorageSettings(url="sqlite+aiosqlite:///{tmp_path}/l.db"))
+            r = RedisReservations(Redis.from_url({REDIS_URL!r}), {prefix!r}, 5.0)
+            await r.init("k", 0, 3600)
+            w = LedgerWriter(LedgerStore(eng), {str(spool)!r}, flush_interval_s=0.05,
+                             checkpoint_every_s=0)
+            await w.start()
+            for i in range(30):
+                rid = f"res{{i}}"
+                assert (await r.reserve([Hold("k", 10_000_000_000, 3600)], 100_000_000, rid, 600)).ok
+                rec = LedgerRecord(request_id=f"req-{{i}}", endpoint="chat", status=200, outcome="ok",
+                                   key_id="k1", model="m")
+                w.intent(lost_record(rec, Decimal("0.1")), [Settle(rid, ("k",), 100_000_000)])
+            for i in range(15):
+                s = [Settle(f"res{{i}}", ("k",), 40_000_000)]
+                w.record(LedgerRecord(request_id=f"req-{{i}}", endpoint="chat", status=200,
+                                      outcome="ok", key_id="k1", model="m",
+                                      cost_usd=Decimal("0.04")), s)
+                if i < 10:
+                    await r.settle(["k"], f"res{{i}}", 40_000_000)
+                    w.landed(f"req-{{i}}")
+            await asyncio.sleep(0.5)  # flushed and checkpointed: the intents pin it
+            assert await w.flush()
+            print("ready", w.open_intents, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+    """)
+    assert "ready 20" in out, out  # 5 unsettled records + 15 open intents
+    client = Redis.from_url(REDIS_URL)
+    try:
+        res = RedisReservations(client, prefix, 5.0)
+
+        async def apply(settles: list[Settle]) -> None:
+            for s in settles:
+                await res.settle(list(s.keys), s.rid, s.actual, s.mode)
+
+        assert await res.read("k") == (400_000_000, 2_000_000_000)  # 10 settled, 20 held
+        survivor = LedgerWriter(LedgerStore(engine), str(spool), replay_settle=apply)
+        await survivor.start()
+        assert await survivor.replay_orphans() == 1
+        got = await rows_by_id(engine)
+        assert len(got) == 30
+        lost = [r for r in got.values() if r["outcome"] == "replica_lost"]
+        assert sorted(r["request_id"] for r in lost) == sorted(f"req-{i}" for i in range(15, 30))
+        assert all(r["cost_usd"] == Decimal("0.1") and r["usage_estimated"] for r in lost)
+        assert all(r["reserved_usd"] == Decimal("0.1") for r in lost)
+        # 15 finished at $0.04 (5 of them settled by the replay), 15 lost at $0.10.
+        assert await res.read("k") == (15 * 40_000_000 + 15 * 100_000_000, 0)
+        # A replay of the same spool again (a crash during the replay) adds nothing.
+        await apply([Settle(f"res{i}", ("k",), 100_000_000) for i in range(15, 30)])
+        await apply([Settle(f"res{i}", ("k",), 40_000_000) for i in range(15)])
+        assert await res.read("k") == (15 * 40_000_000 + 15 * 100_000_000, 0)
+        await survivor.stop()
+    finally:
+        with redis.Redis.from_url(REDIS_URL) as sync:
+            keys = list(sync.scan_iter(match=prefix + "*"))
+            if keys:
+                sync.delete(*keys)
+        await client.aclose()
+
+
+async def test_open_intent_survives_rotation_and_checkpoints(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of records after an intent: the checkpoint never passes it, rotation
+    carries it over, and a replay of the files finds it open."""
+    monkeypatch.setattr(ledger_mod, "_ROTATE_BYTES", 64 * 1024)
+    spool = tmp_path / "spool"
+    w = LedgerWriter(LedgerStore(engine), str(spool), flush_interval_s=3600, checkpoint_every_s=0)
+    await w.start()
+    early = LedgerRecord(request_id="early", endpoint="chat", status=200, outcome="ok")
+    w.intent(lost_record(early, Decimal("0.5")), [Settle("h-early", ("k",), 500_000_000)])
+    for i in range(2000):
+        w.record(LedgerRecord(request_id=f"r{i}", endpoint="chat", status=200, outcome="ok"))
+        if i % 100 == 0:
+            assert await w.flush()
+    assert await w.flush()
+    files = sorted(spool.glob("*.jsonl"))
+    assert len(files) == 1  # rotated (64 KiB), the old file gone
+    assert files[0].stat().st_size < 64 * 1024
+    assert w.open_intents == 1
+    # The process "dies" now: its lock goes, its file is an orphan.
+    w._spool.close()
+    w._stopping = True
+    applied: list[Settle] = []
+
+    async def apply(settles: list[Settle]) -> None:
+        applied.extend(settles)
+
+    survivor = LedgerWriter(LedgerStore(engine), str(spool), replay_settle=apply)
+    await survivor.start()
+    assert await survivor.replay_orphans() == 1
+    got = await rows_by_id(engine)
+    assert len(got) == 2001
+    assert got["early"]["outcome"] == "replica_lost" and got["early"]["cost_usd"] == Decimal("0.5")
+    assert applied == [Settle("h-early", ("k",), 500_000_000)]
+    await survivor.stop()
+    if w._task is not None:
+        w._task.cancel()
