@@ -19,6 +19,8 @@ Model routes::
     POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{...}
                                                         (``Authorization: Bearer``)
     POST /model/{modelId}/converse  /model/{modelId}/converse-stream    (SigV4 header)
+    GET  /v1/organization/usage/completions  /v1/organization/usage/embeddings
+         (OpenAI's usage API in its published shape, from the ledger: sim/usage.py)
 
 Control API::
 

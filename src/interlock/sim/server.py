@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from interlock.sim import usage
 from interlock.sim.config import ConfigError, SimConfig
 from interlock.sim.formats import anthropic, bedrock, gemini, openai
 from interlock.sim.runtime import STATE_KEY, SimState, json_response, state_of
@@ -91,6 +92,7 @@ def create_app(cfg: SimConfig | None = None) -> web.Application:
     anthropic.add_routes(app)
     gemini.add_routes(app)
     bedrock.add_routes(app)
+    usage.add_routes(app)  # OpenAI's organization usage API, from the ledger
     app.on_shutdown.append(_on_shutdown)
     app.router.add_get("/_sim/health", health)
     app.router.add_get("/_sim/config", get_config)

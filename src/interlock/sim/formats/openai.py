@@ -703,6 +703,7 @@ async def _serve_embeddings(
             status=200,
             completed=False,
             fault="malformed",
+            endpoint="embeddings",
         )
         return web.Response(
             body=b'{"object": "list", "data": [{"embedding": [0.1, ',
@@ -727,6 +728,7 @@ async def _serve_embeddings(
         prompt_tokens=tokens,
         completion_tokens=0,
         status=200,
+        endpoint="embeddings",
     )
     return web.Response(
         body=orjson.dumps(
