@@ -224,9 +224,9 @@ def build() -> dict[str, Any]:
         },
         "/v1/cache/{namespace}/{key}": {
             "parameters": param("namespace") + param("key"),
-            "put": _op("Store a value (UTF-8 body; ?ttl=seconds, default 3600) in the caller's tenant", body={"type": "string"}, ok=_resp("Stored"), errors=_errors(400, 401, 413)),
-            "get": _op("Read a value of the caller's tenant", ok={"description": "The stored bytes, with the content type they were stored with", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(400, 401, 404)),
-            "delete": _op("Delete a value", ok=_resp("Deleted"), errors=_errors(400, 401)),
+            "put": _op("Store a value (UTF-8 body; ?ttl=seconds, default cache.app.default_ttl_s, at most cache.app.max_ttl_s) in the caller's tenant; 429 cache_quota_exceeded past cache.app.max_bytes_per_tenant", body={"type": "string"}, ok=_resp("Stored"), errors=_errors(400, 401, 413, 429, 503)),
+            "get": _op("Read a value of the caller's tenant", ok={"description": "The stored bytes, with the content type they were stored with", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(400, 401, 404, 429, 503)),
+            "delete": _op("Delete a value", ok=_resp("Deleted"), errors=_errors(400, 401, 429, 503)),
         },
         "/v1/jobs": {
             "post": _op("Submit a job: a request run later by a worker (202 once stored; Idempotency-Key header)", body=_JOB_REQ, ok=_resp("The queued job", _JOB), errors=_errors(400, 401, 403, 404, 413, 415, 429), ok_status="202"),
@@ -258,7 +258,7 @@ def build() -> dict[str, Any]:
         "/v1/batches/{batch_id}/cancel": {"parameters": param("batch_id"), "post": _op("Cancel a batch (cancelling, then cancelled with what already ran)", ok=_resp("Batch", _BATCH), errors=_errors(401, 404))},
         "/healthz": {"get": _op("Liveness", ok=_resp("Alive"), errors={}, secure=False)},
         "/readyz": {"get": _op("Readiness: config loaded, storage reachable", ok=_resp("Ready"), errors={"503": _resp("Not ready")}, secure=False)},
-        "/metrics": {"get": _op("Prometheus metrics", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors={}, secure=False)},
+        "/metrics": {"get": _op("Prometheus metrics (with telemetry.metrics_token set: only to 'Authorization: Bearer <token>')", ok={"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors=_errors(401), secure=False)},
         "/dashboard": {"get": _op("The live dashboard page (a login form for an admin key; see docs/dashboard.md)", ok={"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, errors={}, secure=False)},
         "/dashboard/static/{asset}": {"parameters": param("asset"), "get": _op("A file of the dashboard page (its script, styles and the vendored uPlot)", ok={"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(404), secure=False)},
         "/admin/dashboard/data": {"get": _op("One dashboard sample: cumulative traffic counters, latency buckets, spend today, budgets, queue, circuits, degradation (process-wide)", ok=_resp("Dashboard sample"), errors=_errors(401, 403))},
