@@ -234,6 +234,9 @@ def test_the_app_cache_has_a_byte_quota_per_tenant(gw: GatewayProcess) -> None:
         assert _put(c, beta, "k0", 1000).status_code == 200
         assert c.delete("/v1/cache/ns/k1", headers=alpha).status_code == 200
         assert _put(c, alpha2, "k3", 1000).status_code == 200
+        # A value that could never fit is too large, not "wait and retry".
+        huge = _put(c, beta, "huge", QUOTA)
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
         # The TTL is bounded by cache.app.max_ttl_s.
         long = _put(c, beta, "k1", 10, ttl="601")
         assert long.status_code == 400 and long.json()["error"]["code"] == "invalid_ttl"

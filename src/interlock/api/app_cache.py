@@ -95,8 +95,14 @@ async def put_value(ctx: Ctx, gw: Gateway) -> None:
         ttl = _ttl(ctx, gw)
         ctype = (ctx.header(b"content-type") or "application/octet-stream").split(";")[0]
         value = ctype.strip()[:100].encode() + b"\n" + body
+        size = entry_size(entry, value)
+        if size > gw.app_quota.limit:  # would never fit: no point waiting for expiries
+            raise PayloadTooLarge(
+                f"this value counts {size} bytes, more than a tenant may hold "
+                f"({gw.app_quota.limit}, cache.app.max_bytes_per_tenant)"
+            )
         try:
-            charge = await gw.app_quota.charge(tenant, entry, entry_size(entry, value), ttl)
+            charge = await gw.app_quota.charge(tenant, entry, size, ttl)
         except QuotaUnavailable:
             raise ServiceUnavailable(
                 "the cache quota cannot be checked right now", code="cache_unavailable",
