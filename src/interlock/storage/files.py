@@ -74,7 +74,7 @@ def secure_state(state_dir: str, sqlite_path: str | None = None) -> list[str]:
     (0700 itself) is left alone inside: its files are metrics, rewritten constantly."""
     changed: list[str] = []
     skip = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    root = Path(state_dir)
+    root = private_dir(state_dir)  # created 0700 now if missing, before anything goes in
     if root.is_dir():
         if _tighten(root, root.stat(), DIR_MODE):
             changed.append(str(root))
