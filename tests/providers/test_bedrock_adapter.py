@@ -398,8 +398,8 @@ def test_stream_stop_without_metadata_is_complete() -> None:
     chunks, dec = run_stream([data], req)
     s = summarize(chunks)
     assert s["finish"] == ["stop"]
-    assert dec.usage.estimated and dec.usage.completion_tokens == 2
-    assert s["usage"]["completion_tokens"] == 2
+    assert dec.usage.estimated and dec.usage.completion_tokens == 3  # cl100k: 123|456|78
+    assert s["usage"]["completion_tokens"] == 3
 
 
 def test_stream_cut() -> None:

@@ -46,7 +46,7 @@ from interlock.providers.base import (
     upstream_message,
 )
 from interlock.providers.sse import SSEParser
-from interlock.providers.tokens import estimate_request_tokens
+from interlock.providers.tokens import Generated, answer_usage, count_request_tokens, stream_usage
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
 
 PROVIDER = "anthropic"
@@ -81,7 +81,7 @@ class AnthropicAdapter:
             raise _event_error(data, target.provider)
         completion, usage = to_openai_completion(data, req.model)
         if usage is None:
-            usage = Usage(estimate_request_tokens(req.body), 0, estimated=True)
+            usage = answer_usage(req.body, completion)
         return Completion(orjson.dumps(completion), usage)
 
     def stream_decoder(self, req: GatewayRequest, target: Target) -> AnthropicStreamDecoder:
@@ -496,7 +496,6 @@ class AnthropicStreamDecoder:
     """Anthropic's typed SSE events in, canonical ``chat.completion.chunk`` dicts out."""
 
     __slots__ = (
-        "_chars",
         "_created",
         "_done",
         "_finish",
@@ -508,6 +507,7 @@ class AnthropicStreamDecoder:
         "_provider",
         "_req",
         "_tools",
+        "generated",
     )
 
     def __init__(self, req: GatewayRequest, provider: str = PROVIDER) -> None:
@@ -521,7 +521,7 @@ class AnthropicStreamDecoder:
         self._finish: str | None = None
         self._input: Usage | None = None  # prompt side, from message_start
         self._output: int | None = None  # cumulative output tokens from message_delta
-        self._chars = 0  # generated characters, for an estimate if the stream is cut
+        self.generated = Generated()  # what was decoded, for an estimate if the stream is cut
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
 
     @property
@@ -531,19 +531,19 @@ class AnthropicStreamDecoder:
     @property
     def usage(self) -> Usage:
         """Best knowledge so far: reported counts, or estimates if the stream was cut."""
-        if self._input is None:
-            prompt = Usage(estimate_request_tokens(self._req.body), estimated=True)
-        else:
-            prompt = self._input
-        if self._output is None:
-            completion, estimated = (self._chars + 3) // 4, True
-        else:
-            completion, estimated = self._output, prompt.estimated
+        return self.partial_usage(in_flight=False)
+
+    def partial_usage(self, in_flight: bool) -> Usage:
+        if self._output is None:  # message_delta (the final count) never came
+            return stream_usage(self._req.body, self._input, self.generated, in_flight)
+        prompt = self._input
+        if prompt is None:
+            prompt = Usage(count_request_tokens(self._req.body), estimated=True)
         return Usage(
             prompt_tokens=prompt.prompt_tokens,
-            completion_tokens=completion,
+            completion_tokens=self._output,
             cached_tokens=prompt.cached_tokens,
-            estimated=estimated,
+            estimated=prompt.estimated,
         )
 
     def feed(self, data: bytes) -> list[Chunk]:
@@ -551,6 +551,7 @@ class AnthropicStreamDecoder:
         for ev in self._parser.feed(data):
             chunk = self._event(ev.data)
             if chunk is not None:
+                self.generated.add(chunk.obj)
                 out.append(chunk)
         return out
 
@@ -617,7 +618,6 @@ class AnthropicStreamDecoder:
             index = len(self._tools)
             self._tools[_index(obj)] = index
             name = block.get("name")
-            self._chars += len(name) if isinstance(name, str) else 0
             call = {
                 "index": index,
                 "id": block.get("id"),
@@ -626,7 +626,6 @@ class AnthropicStreamDecoder:
             }
             return self._choice({"tool_calls": [call]})
         if block.get("type") == "text" and block.get("text"):
-            self._chars += len(block["text"])
             return self._choice({"content": block["text"]})
         return None
 
@@ -638,16 +637,19 @@ class AnthropicStreamDecoder:
         if kind == "text_delta":
             text = delta.get("text")
             if isinstance(text, str) and text:
-                self._chars += len(text)
                 return self._choice({"content": text})
         elif kind == "input_json_delta":
             fragment = delta.get("partial_json")
             tool = self._tools.get(_index(obj))
             if isinstance(fragment, str) and fragment and tool is not None:
-                self._chars += len(fragment)
                 call = {"index": tool, "function": {"arguments": fragment}}
                 return self._choice({"tool_calls": [call]})
-        # thinking_delta, signature_delta, citations_delta: nothing in OpenAI chat holds them.
+        elif kind == "thinking_delta":
+            # Not relayed (nothing in OpenAI chat holds it) but billed as output tokens.
+            thinking = delta.get("thinking")
+            if isinstance(thinking, str) and thinking:
+                self.generated.add({"choices": [{"delta": {"reasoning_content": thinking}}]})
+        # signature_delta, citations_delta: nothing in OpenAI chat holds them.
         return None
 
     def _message_delta(self, obj: JSON) -> Chunk | None:

@@ -53,6 +53,13 @@ class StreamDecoder(Protocol):
     @property
     def usage(self) -> Usage | None: ...
 
+    def partial_usage(self, in_flight: bool) -> Usage:
+        """What a stream that ended early is charged: the provider's final usage if it
+        arrived, else its earlier counts and the tokenizer's count of what was decoded
+        (see :class:`interlock.providers.tokens.Generated`; ``in_flight``: the gateway
+        hung up on a live upstream, which generated ahead of what it sent)."""
+        ...
+
 
 class Authenticator(Protocol):
     async def apply(self, call: UpstreamCall) -> None: ...

@@ -41,7 +41,7 @@ from interlock.providers.base import (
     retry_after_seconds,
     upstream_message,
 )
-from interlock.providers.tokens import estimate_request_tokens, estimate_tokens
+from interlock.providers.tokens import Generated, answer_usage, stream_usage
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
 
 _STOP = {
@@ -145,10 +145,7 @@ class BedrockAdapter:
             reason = "tool_calls"
         usage = usage_from_bedrock(data.get("usage"))
         if usage is None:
-            out_text = "".join(text) + "".join(c["function"]["arguments"] for c in calls)
-            usage = Usage(
-                estimate_request_tokens(req.body), estimate_tokens(out_text), estimated=True
-            )
+            usage = answer_usage(req.body, {"choices": [{"index": 0, "message": msg}]})
         out = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -432,7 +429,6 @@ class BedrockStreamDecoder:
     __slots__ = (
         "_blocks",
         "_buffer",
-        "_chars",
         "_created",
         "_id",
         "_metadata",
@@ -441,6 +437,7 @@ class BedrockStreamDecoder:
         "_stopped",
         "_tools",
         "_usage_sent",
+        "generated",
         "usage",
     )
 
@@ -459,12 +456,17 @@ class BedrockStreamDecoder:
         self._stopped = False
         self._metadata = False
         self._usage_sent = False
-        self._chars = 0
-        self.usage: Usage | None = None
+        self.generated = Generated()  # what was decoded, for an estimate if the stream is cut
+        self.usage: Usage | None = None  # from the metadata event, the stream's last
 
     @property
     def completed(self) -> bool:
         return self._stopped and self._metadata
+
+    def partial_usage(self, in_flight: bool) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        return stream_usage(self._req.body, None, self.generated, in_flight)
 
     def _chunk(self, delta: JSON | None, finish: str | None = None) -> Chunk:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -488,6 +490,9 @@ class BedrockStreamDecoder:
             raise UpstreamProtocolError(
                 f"provider {self._provider} sent a malformed event stream"
             ) from None
+        finally:
+            for chunk in out:
+                self.generated.add(chunk.obj)
         return out
 
     def _message(self, headers: Mapping[str, Any], payload: bytes, out: list[Chunk]) -> None:
@@ -529,11 +534,9 @@ class BedrockStreamDecoder:
         elif name == "contentBlockDelta":
             delta = event.get("delta") or {}
             if isinstance(delta.get("text"), str):
-                self._chars += len(delta["text"])
                 out.append(self._chunk({"content": delta["text"]}))
             elif isinstance(delta.get("toolUse"), dict):
                 args = str(delta["toolUse"].get("input", ""))
-                self._chars += len(args)
                 index = self._blocks.get(int(event.get("contentBlockIndex", -1)), self._tools - 1)
                 out.append(
                     self._chunk({"tool_calls": [{"index": index, "function": {"arguments": args}}]})
@@ -558,9 +561,7 @@ class BedrockStreamDecoder:
 
     def _usage_chunk(self, out: list[Chunk]) -> None:
         if self.usage is None:
-            self.usage = Usage(
-                estimate_request_tokens(self._req.body), (self._chars + 3) // 4, estimated=True
-            )
+            self.usage = self.partial_usage(in_flight=False)
         if self._req.include_usage and not self._usage_sent:
             self._usage_sent = True
             chunk = self._chunk(None)
@@ -571,9 +572,7 @@ class BedrockStreamDecoder:
         out: list[Chunk] = []
         if not self._stopped:
             if self.usage is None:
-                self.usage = Usage(
-                    estimate_request_tokens(self._req.body), (self._chars + 3) // 4, estimated=True
-                )
+                self.usage = self.partial_usage(in_flight=False)
             raise UpstreamProtocolError(
                 f"provider {self._provider} ended the stream before messageStop"
             )

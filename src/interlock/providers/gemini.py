@@ -45,7 +45,7 @@ from interlock.providers.base import (
 )
 from interlock.providers.gemini_request import SIG_MARK, to_gemini
 from interlock.providers.sse import SSEParser
-from interlock.providers.tokens import estimate_request_tokens, estimate_tokens
+from interlock.providers.tokens import Generated, answer_usage, count_tokens, stream_usage
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
 
 _FINISH = {
@@ -123,15 +123,7 @@ class GeminiAdapter:
                 }
             ]
         if usage is None:
-            text = sum(
-                estimate_tokens(c["message"].get("content") or "")
-                + sum(
-                    estimate_tokens(tc["function"]["arguments"])
-                    for tc in c["message"].get("tool_calls") or ()
-                )
-                for c in choices
-            )
-            usage = Usage(estimate_request_tokens(req.body), text, estimated=True)
+            usage = answer_usage(req.body, {"choices": choices})
         out = {
             "id": _completion_id(data),
             "object": "chat.completion",
@@ -381,7 +373,7 @@ def _parse_embeddings(req: GatewayRequest, data: JSON, vertex: bool) -> Completi
     usage = (
         Usage(tokens, 0)
         if tokens
-        else Usage(sum(estimate_tokens(t) for t in inputs), 0, estimated=True)
+        else Usage(sum(count_tokens(t) for t in inputs), 0, estimated=True)
     )
     b64 = req.body.get("encoding_format") == "base64"
     items = [
@@ -408,7 +400,6 @@ class GeminiStreamDecoder:
     """``streamGenerateContent?alt=sse`` → canonical ``chat.completion.chunk`` dicts."""
 
     __slots__ = (
-        "_chars",
         "_created",
         "_finished",
         "_id",
@@ -417,6 +408,7 @@ class GeminiStreamDecoder:
         "_req",
         "_started",
         "_tools",
+        "generated",
         "usage",
     )
 
@@ -429,12 +421,18 @@ class GeminiStreamDecoder:
         self._started: set[int] = set()
         self._tools: dict[int, int] = {}  # candidate index -> tool calls so far
         self._finished = False
-        self._chars = 0
+        self.generated = Generated()  # what was decoded, for an estimate if the stream is cut
+        # Gemini repeats usageMetadata in chunks (the prompt count at least); the last is final.
         self.usage: Usage | None = None
 
     @property
     def completed(self) -> bool:
         return self._finished
+
+    def partial_usage(self, in_flight: bool) -> Usage:
+        if self._finished and self.usage is not None:
+            return self.usage
+        return stream_usage(self._req.body, self.usage, self.generated, in_flight)
 
     def _chunk(self, choices: list[JSON]) -> Chunk:
         obj: JSON = {
@@ -448,8 +446,12 @@ class GeminiStreamDecoder:
 
     def feed(self, data: bytes) -> list[Chunk]:
         out: list[Chunk] = []
-        for ev in self._parser.feed(data):
-            self._event(ev.data, out)
+        try:
+            for ev in self._parser.feed(data):
+                self._event(ev.data, out)
+        finally:
+            for chunk in out:
+                self.generated.add(chunk.obj)
         return out
 
     def _event(self, data: bytes, out: list[Chunk]) -> None:
@@ -508,7 +510,6 @@ class GeminiStreamDecoder:
                 call = _tool_call(part)
                 call["index"] = self._tools.get(idx, 0) + len(calls)
                 calls.append(call)
-                self._chars += len(call["function"]["arguments"])
             elif isinstance(part.get("text"), str):
                 (thoughts if part.get("thought") else text).append(part["text"])
         delta: JSON = {}
@@ -516,7 +517,6 @@ class GeminiStreamDecoder:
             delta["reasoning_content"] = "".join(thoughts)
         if text:
             delta["content"] = "".join(text)
-            self._chars += len(delta["content"])
         if calls:
             delta["tool_calls"] = [
                 {"index": c["index"], "id": c["id"], "type": "function", "function": c["function"]}
@@ -538,11 +538,10 @@ class GeminiStreamDecoder:
         out: list[Chunk] = []
         for ev in self._parser.flush():
             self._event(ev.data, out)
-        if self.usage is None or (not self._finished and not self.usage.completion_tokens):
-            prompt = (
-                self.usage.prompt_tokens if self.usage else estimate_request_tokens(self._req.body)
-            )
-            self.usage = Usage(prompt, (self._chars + 3) // 4, estimated=True)
+        for chunk in out:
+            self.generated.add(chunk.obj)
+        if self.usage is None or not self._finished:
+            self.usage = self.partial_usage(in_flight=False)
         if not self._finished:
             raise UpstreamProtocolError(
                 f"provider {self._provider} ended the stream before a finish reason"

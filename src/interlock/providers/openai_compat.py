@@ -21,7 +21,12 @@ from interlock.providers.base import (
     upstream_message,
 )
 from interlock.providers.sse import SSEParser
-from interlock.providers.tokens import estimate_request_tokens, estimate_tokens
+from interlock.providers.tokens import (
+    Generated,
+    answer_usage,
+    count_request_tokens,
+    stream_usage,
+)
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
 
 _PATHS = {
@@ -88,14 +93,10 @@ class OpenAIAdapter:
 
 
 def _estimate(req: GatewayRequest, data: JSON) -> Usage:
-    text = 0
-    for choice in data.get("choices") or ():
-        if isinstance(choice, dict):
-            msg = choice.get("message") or {}
-            content = msg.get("content") if isinstance(msg, dict) else choice.get("text")
-            if isinstance(content, str):
-                text += estimate_tokens(content)
-    return Usage(estimate_request_tokens(req.body), text, estimated=True)
+    """An answer without usage: the tokenizer counts the request and what came back."""
+    if "choices" not in data:  # embeddings: the input is all there is
+        return Usage(count_request_tokens(req.body), 0, estimated=True)
+    return answer_usage(req.body, data)
 
 
 class OpenAIStreamDecoder:
@@ -104,13 +105,13 @@ class OpenAIStreamDecoder:
     streamed request (docs/benchmarks.md)."""
 
     __slots__ = (
-        "_chars",
         "_done",
+        "_final",
         "_keep_usage_chunk",
         "_parser",
         "_provider",
         "_req",
-        "_unparsed",
+        "generated",
         "usage",
     )
 
@@ -120,8 +121,9 @@ class OpenAIStreamDecoder:
         self._provider = provider
         self._keep_usage_chunk = req.include_usage
         self._done = False
-        self._chars = 0
-        self._unparsed: list[Chunk] = []  # counted only if the upstream never reports usage
+        self._final = False  # the usage chunk (no choices) arrived
+        # Counted only if the upstream never reports usage (it was cut, or the client left).
+        self.generated = Generated()
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> list[Chunk]:
@@ -141,9 +143,8 @@ class OpenAIStreamDecoder:
                 raise UpstreamProtocolError(
                     f"provider {self._provider} sent a malformed stream event"
                 )
-            chunk = Chunk(raw=data)
-            self._unparsed.append(chunk)
-            return chunk
+            self.generated.add_raw(data)
+            return Chunk(raw=data)
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -156,21 +157,21 @@ class OpenAIStreamDecoder:
             raise UpstreamUnavailable(
                 f"provider {self._provider} failed mid-stream: {upstream_message(data)[:300]}"
             )
+        self.generated.add_raw(data)  # raw, like the rest: the order of the text matters
         usage = obj.get("usage")
         if usage:
+            # Some servers (vLLM's continuous usage stats) repeat a running count in every
+            # chunk; the one without choices is the final count.
             self.usage = Usage.from_openai(usage)
+            self._final = self._final or not obj.get("choices")
             if not obj.get("choices") and not self._keep_usage_chunk:
                 return None
-        self._chars += _content_chars(obj)
         return Chunk(obj, data)
 
     def close(self) -> list[Chunk]:
         out = [c for ev in self._parser.flush() if (c := self._event(ev.data)) is not None]
         if self.usage is None:
-            chars = self._chars + sum(_content_chars(c.obj) for c in self._unparsed)
-            self.usage = Usage(
-                estimate_request_tokens(self._req.body), (chars + 3) // 4, estimated=True
-            )
+            self.usage = self.partial_usage(in_flight=False)
         if not self._done:
             raise UpstreamProtocolError(f"provider {self._provider} ended the stream before [DONE]")
         return out
@@ -179,17 +180,7 @@ class OpenAIStreamDecoder:
     def completed(self) -> bool:
         return self._done
 
-
-def _content_chars(obj: JSON) -> int:
-    n = 0
-    for choice in obj.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            content = delta.get("content")
-            if isinstance(content, str):
-                n += len(content)
-        elif isinstance(choice.get("text"), str):
-            n += len(choice["text"])
-    return n
+    def partial_usage(self, in_flight: bool) -> Usage:
+        if self.usage is not None and (self._final or self._done):
+            return self.usage
+        return stream_usage(self._req.body, self.usage, self.generated, in_flight)

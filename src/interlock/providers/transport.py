@@ -67,12 +67,40 @@ class UpstreamStream:
                     f"provider {self._provider} stream was idle for more than {idle:g}s"
                 ) from None
             except aiohttp.ClientError:
+                # What arrived before the connection broke is relayed (and charged) first.
+                rest = self.drain()
+                if rest:
+                    yield rest
                 raise UpstreamUnavailable(
                     f"provider {self._provider} connection failed mid-stream"
                 ) from None
             if not data:
                 return
             yield data
+
+    @property
+    def ended(self) -> bool:
+        """Whether the upstream ended the response: all of it arrived, or it broke off."""
+        content = self._resp.content
+        return content.is_eof() or content.exception() is not None
+
+    def drain(self) -> bytes:
+        """What has already arrived and was not read yet, without waiting for more.
+
+        For accounting when the gateway hangs up: the provider billed these bytes. Taken
+        even when the connection has since failed (aiohttp's public readers raise the
+        failure first and would drop them).
+        """
+        content = self._resp.content
+        take = getattr(content, "_read_nowait", None)  # read_nowait(), minus the raise
+        try:
+            if take is None or content.exception() is None:
+                return content.read_nowait(-1)
+            data: bytes = take(-1)
+            return data
+        except (RuntimeError, TimeoutError, aiohttp.ClientError, OSError):
+            # A reader still waiting, or the failure itself: nothing more to take.
+            return b""
 
     def close(self) -> None:
         # Closing (not releasing) an unfinished response drops the connection, which is
