@@ -99,7 +99,9 @@ class ProviderSettings(_Model):
 class TimeoutSettings(_Model):
     connect_s: float = Field(default=5.0, gt=0)
     # Until the upstream's response headers arrive (streams: then idle_s per chunk).
-    first_byte_s: float = Field(default=60.0, gt=0)
+    # None: by kind — streams 15 s, embeddings 10 s, a non-streamed answer 10 s + 1 s per
+    # 35 output tokens the request may generate (routing/executor.py auto_first_byte_s).
+    first_byte_s: float | None = Field(default=None, gt=0)
     # Longest silence between two stream chunks.
     idle_s: float = Field(default=60.0, gt=0)
     total_s: float = Field(default=600.0, gt=0)
@@ -115,6 +117,8 @@ class DeploymentSettings(_Model):
     tpm: int | None = Field(default=None, ge=1)
     max_concurrency: int | None = Field(default=None, ge=1)
     context_window: int | None = Field(default=None, ge=1)
+    # The model's largest output per completion: the gateway never injects a larger cap.
+    max_output_tokens: int | None = Field(default=None, ge=1)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     price: PriceSettings | None = None
     weight: float = Field(default=1.0, ge=0)
@@ -370,7 +374,8 @@ class SpendSettings(_Model):
     budgets: tuple[BudgetRule, ...] = ()
     rate_limits: tuple[RateLimitSettings, ...] = ()
     unknown_price: UnknownPriceSettings = Field(default_factory=UnknownPriceSettings)
-    # Worst case reserved for a request without max_tokens.
+    # The output cap the gateway sets on a request without max_tokens that a hard limit
+    # applies to (smaller when the budget's remainder or the model allow less).
     default_max_output_tokens: int = Field(default=4096, ge=1)
     # When the shared state (Redis) cannot be reached: refuse (closed) or admit (open).
     hard_limits_on_state_error: Literal["fail_closed", "fail_open"] = "fail_closed"

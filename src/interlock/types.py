@@ -8,7 +8,7 @@ others translate ``body``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -110,6 +110,9 @@ class GatewayRequest:
     tier: str | None = None  # the tier a tiered alias chose (ledger, x-interlock-tier)
     tier_reason: str | None = None  # why (x-interlock-route-reason)
     tier_choice: Any = None  # the routing.tiers.TierChoice, for escalation
+    # Awaited with a deployment's name before each upstream attempt: spend reserves every
+    # billable attempt after the first (set by gateway/core.py, called by the executor).
+    before_attempt: Callable[[str], Awaitable[None]] | None = None
 
 
 class Chunk:

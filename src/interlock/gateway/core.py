@@ -55,7 +55,7 @@ from interlock.routing.ladder import DegradationController
 from interlock.routing.loop import Periodic
 from interlock.routing.strategies import Candidate, rank
 from interlock.settings import Settings
-from interlock.spend.accounting import Accountant, Admission
+from interlock.spend.accounting import Accountant, Admission, cut_by_gateway
 from interlock.spend.enforcer import BudgetEnforcer
 from interlock.spend.ledger import LedgerRecord, LedgerWriter
 from interlock.spend.limits import Admitted, RateLimits
@@ -449,11 +449,19 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             )
         hedge = (
             route.spec.hedge
+        # Whatever the strategy: a deployment far slower than its peers goes last.
+        deps = self.health.route_around_slow(deps)
             if route.spec.hedge.enabled and not req.stream and level is Level.FULL
             else None
         )
         return Plan(
-            route, deps, self._retry[route.alias], time.monotonic() + timeout, hedge, prompt
+            route,
+            deps,
+            self._retry[route.alias],
+            time.monotonic() + timeout,
+            hedge,
+            prompt,
+            before_attempt=req.before_attempt,
         )
 
     # -- the request path -------------------------------------------------------------
@@ -538,6 +546,9 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             admission = await self.spend.admit(
                 req, principal, self._cost_candidates(route, principal)
             )
+            if admission.bound is not None:
+                # Every billable attempt after the first reserves its own worst case.
+                req.before_attempt = self.spend.attempt_hook(admission)
             try:
                 result = await self._run(req, route, level)
             except InterlockError as err:
@@ -583,7 +594,11 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             self.affinity.served(req.prompt_digests, result.deployment)
         result.cost_usd = self.spend.cost(result.deployment, result.usage)
         if cache is not None and store is not None:
-            ans = self._cacheable(result.body, result, result.cost_usd, cache.decision.ttl_s)
+            ans = (
+                None
+                if cut_by_gateway(admission, result.body)
+                else self._cacheable(result.body, result, result.cost_usd, cache.decision.ttl_s)
+            )
             if flight:
                 store.land(cache.key, ans)
             if ans is not None and cache.decision.write:
@@ -732,6 +747,10 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
                 try:
                     result = await self._run(req, other, level)
                 except InterlockError as again:
+                    if again.code in ("budget_exceeded", "budget_state_unavailable"):
+                        # The budget cannot cover another billable call (the attempt hook
+                        # refused it): stop here, with the last upstream error.
+                        raise err from None
                     err = again
                     continue
                 self.metrics.fallback(route.alias, alias, cls)
@@ -763,11 +782,10 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             rec.outcome = stream.error_code or "client_closed"
         elif stream.cache_store is not None:
             plan, assembler = stream.cache_store
-            if assembler.complete() and self.cache is not None:
-                ans = self._cacheable(
-                    assembler.answer(usage), stream, stream.cost_usd, plan.decision.ttl_s
-                )
-                if ans is not None:
+            answer = assembler.answer(usage) if assembler.complete() else None
+            if answer is not None and not cut_by_gateway(stream.admission, answer):
+                ans = self._cacheable(answer, stream, stream.cost_usd, plan.decision.ttl_s)
+                if ans is not None and self.cache is not None:
                     self._store_answer(plan, ans)
         rec.ttft_ms = ttft_s * 1000 if ttft_s is not None else None
         await self.spend.finish(stream.admission, stream.cost_usd, rec)

@@ -156,7 +156,8 @@ def build_deployments(settings: Settings) -> dict[str, Deployment]:
             target=target,
             adapter=adapter,
             auth=auths[d.provider],
-            timeouts=Timeouts(t.connect_s, t.first_byte_s, t.idle_s, t.total_s),
+            # first_byte_s None: chosen per attempt by the executor (auto_first_byte_s).
+            timeouts=Timeouts(t.connect_s, t.first_byte_s or t.total_s, t.idle_s, t.total_s),
             settings=d,
         )
     return out

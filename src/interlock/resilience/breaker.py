@@ -12,6 +12,19 @@ Open waits ``open_s``, doubling (``backoff``) on each trip that follows a failed
 up to ``open_max_s``. Half-open admits at most ``half_open_probes`` probes; all must
 succeed to close. A probe that has not reported within ``probe_timeout_s`` counts as a
 failure, so a hung probe cannot pin the breaker half-open.
+
+A call is judged by when it *started* (``now - duration_s``), not by when its result
+arrives: a hung call times out long after it was sent, and by then the deployment may
+have recovered. So:
+
+* results land in the window bucket of their start (a result that started before the
+  window is dropped);
+* a failure that started before the start of a success already recorded is *stale* —
+  a later call got through, so the failure says nothing about the deployment now — and
+  changes nothing; likewise a success that started before a counted failure does not
+  reset the consecutive count (a long stream finishing must not hide fresh failures);
+* half-open judges only its probes: a result of a call that started before the breaker
+  went half-open (e.g. a hung call from before the trip) is ignored.
 """
 
 from __future__ import annotations
@@ -60,11 +73,21 @@ class BreakerState:
     buckets: tuple[Bucket, ...] = ()
     probes: tuple[float, ...] = field(default=())  # start times of probes in flight
     probe_successes: int = 0
+    half_open_at: float = 0.0  # when the breaker last went half-open
+    # Start times of the latest-starting success and counted failure (see the docstring).
+    last_ok_started: float = float("-inf")
+    last_fail_started: float = float("-inf")
 
 
 def _open(cfg: BreakerConfig, st: BreakerState, now: float) -> BreakerState:
     wait = min(cfg.open_max_s, cfg.open_s * cfg.backoff**st.trips)
-    return BreakerState(CircuitState.OPEN, now + wait, st.trips + 1)
+    return BreakerState(
+        CircuitState.OPEN,
+        now + wait,
+        st.trips + 1,
+        last_ok_started=st.last_ok_started,
+        last_fail_started=st.last_fail_started,
+    )
 
 
 def allow(cfg: BreakerConfig, st: BreakerState, now: float) -> tuple[bool, BreakerState]:
@@ -74,7 +97,16 @@ def allow(cfg: BreakerConfig, st: BreakerState, now: float) -> tuple[bool, Break
     if st.state is CircuitState.OPEN:
         if now < st.open_until:
             return False, st
-        st = BreakerState(CircuitState.HALF_OPEN, trips=st.trips)
+        st = replace(
+            st,
+            state=CircuitState.HALF_OPEN,
+            open_until=0.0,
+            consecutive=0,
+            buckets=(),
+            probes=(),
+            probe_successes=0,
+            half_open_at=now,
+        )
     # Half-open: expire hung probes first.
     if any(now - t >= cfg.probe_timeout_s for t in st.probes):
         return False, _open(cfg, st, now)
@@ -92,40 +124,84 @@ def is_available(cfg: BreakerConfig, st: BreakerState, now: float) -> bool:
     return len(st.probes) + st.probe_successes < cfg.half_open_probes
 
 
-def _window(cfg: BreakerConfig, buckets: tuple[Bucket, ...], now: float) -> tuple[Bucket, ...]:
+def _window(
+    cfg: BreakerConfig,
+    buckets: tuple[Bucket, ...],
+    now: float,
+    at: float,
+    *,
+    failed: bool,
+    slow: bool,
+) -> tuple[Bucket, ...] | None:
+    """The live buckets with one result counted in the bucket of ``at`` (its start);
+    None when ``at`` is already outside the window."""
+    horizon = now - cfg.window_s
+    if at <= horizon:
+        return None
     width = cfg.window_s / _BUCKETS
-    start = now - now % width
-    live = tuple(b for b in buckets if b.start > now - cfg.window_s)
-    if not live or live[-1].start != start:
-        live = (*live, Bucket(start))
-    return live[-_BUCKETS:]
+    slot = at - at % width
+    live = [b for b in buckets if b.start > horizon]
+    for i, b in enumerate(live):
+        if b.start == slot:
+            live[i] = Bucket(slot, b.calls + 1, b.failures + failed, b.slow + slow)
+            break
+    else:
+        live.append(Bucket(slot, 1, int(failed), int(slow)))
+        live.sort(key=lambda b: b.start)
+    return tuple(live[-_BUCKETS:])
+
+
+# A result may start this much before a probe was admitted (the two clocks round).
+_CLOCK_SLACK_S = 0.005
 
 
 def record(
     cfg: BreakerConfig, st: BreakerState, now: float, *, ok: bool, duration_s: float = 0.0
 ) -> BreakerState:
-    """The outcome of one call that :func:`allow` admitted."""
+    """The outcome of one call that :func:`allow` admitted, ``duration_s`` after it started."""
+    started = now - max(0.0, duration_s)
     if st.state is CircuitState.OPEN:
         return st  # a late answer from before the trip changes nothing
     if st.state is CircuitState.HALF_OPEN:
+        if started + _CLOCK_SLACK_S < st.half_open_at:
+            return st  # not a probe: sent before the breaker went half-open
         probes = st.probes[1:] if st.probes else ()
         if not ok:
             return _open(cfg, st, now)
         successes = st.probe_successes + 1
         if successes >= cfg.half_open_probes:
-            return BreakerState()
-        return replace(st, probes=probes, probe_successes=successes)
+            return BreakerState(
+                last_ok_started=max(st.last_ok_started, started),
+                last_fail_started=st.last_fail_started,
+            )
+        return replace(
+            st,
+            probes=probes,
+            probe_successes=successes,
+            last_ok_started=max(st.last_ok_started, started),
+        )
+    if not ok and started < st.last_ok_started:
+        return st  # stale: a call that started later has succeeded since
     slow = duration_s >= cfg.slow_call_s
-    buckets = _window(cfg, st.buckets, now)
-    last = buckets[-1]
-    buckets = (
-        *buckets[:-1],
-        Bucket(last.start, last.calls + 1, last.failures + (not ok), last.slow + slow),
-    )
-    consecutive = 0 if ok else st.consecutive + 1
-    st = replace(st, buckets=buckets, consecutive=consecutive)
-    if consecutive >= cfg.consecutive_failures:
-        return _open(cfg, st, now)
+    buckets = _window(cfg, st.buckets, now, started, failed=not ok, slow=slow)
+    if ok:
+        fresh = started >= st.last_fail_started
+        st = replace(
+            st,
+            consecutive=0 if fresh else st.consecutive,
+            last_ok_started=max(st.last_ok_started, started),
+        )
+    else:
+        st = replace(
+            st,
+            consecutive=st.consecutive + 1,
+            last_fail_started=max(st.last_fail_started, started),
+        )
+    if st.consecutive >= cfg.consecutive_failures:
+        return _open(cfg, replace(st, buckets=buckets or st.buckets), now)
+    if buckets is None:
+        return st  # started before the window: the rate does not change
+    st = replace(st, buckets=buckets)
     calls = sum(b.calls for b in buckets)
     if calls >= cfg.min_calls:
         failures = sum(b.failures for b in buckets)

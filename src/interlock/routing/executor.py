@@ -65,6 +65,35 @@ def error_class(err: InterlockError) -> str:
     return "client_error"
 
 
+# Defaults of a deployment's first-byte timeout when its configuration leaves it unset
+# (`timeouts.first_byte_s: null`, the default). A streamed answer's first chunk and an
+# embedding come quickly from a working provider; a non-streamed answer arrives whole, so
+# its first byte waits for the whole generation: the bound grows with the output the
+# request may produce, at a pace every hosted model beats (the Anthropic SDK assumes the
+# same ~35 tokens/s when it refuses non-streamed calls expected to run past 10 minutes).
+FIRST_BYTE_STREAM_S = 15.0
+FIRST_BYTE_EMBEDDINGS_S = 10.0
+FIRST_BYTE_BASE_S = 10.0
+FIRST_BYTE_TOKENS_PER_S = 35.0
+# Output assumed for a non-streamed request that names no max_tokens.
+FIRST_BYTE_DEFAULT_OUTPUT = 4096
+
+
+def auto_first_byte_s(dep: Deployment, req: GatewayRequest, stream: bool) -> float:
+    """The first-byte timeout of one attempt when the deployment sets none."""
+    if dep.settings.kind == "embeddings":
+        return FIRST_BYTE_EMBEDDINGS_S
+    if stream:
+        return FIRST_BYTE_STREAM_S
+    body = req.body
+    out = (
+        body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    )
+    tokens = out if isinstance(out, int) and not isinstance(out, bool) and out > 0 else None
+    wait = FIRST_BYTE_BASE_S + (tokens or FIRST_BYTE_DEFAULT_OUTPUT) / FIRST_BYTE_TOKENS_PER_S
+    return min(wait, dep.timeouts.total_s)
+
+
 @dataclass(slots=True)
 class Plan:
     route: Route
@@ -180,7 +209,9 @@ class Executor:
         if self._tracing is not None:
             self._tracing.attempt(dep.name, dep.provider, err.code, elapsed, len(attempts))
 
-    def _release_error(self, dep: Deployment, err: UpstreamError, started: float) -> None:
+    def _release_error(
+        self, dep: Deployment, err: UpstreamError, started: float, *, streamed: bool = False
+    ) -> None:
         cls = error_class(err)
         retry_after = None
         if cls == "rate_limit":
@@ -191,6 +222,7 @@ class Executor:
             duration_s=self._clock() - started,
             counts_as_failure=cls in ("server_error", "timeout"),
             retry_after_s=retry_after,
+            streamed=streamed,
         )
 
     def _no_deployment(
@@ -231,7 +263,10 @@ class Executor:
             if dep is None:
                 return None
         if n > 0:
-            if not self._budget.try_spend():
+            # Failing over to a deployment not tried yet is not a retry: it sends nothing
+            # more to the one that failed, so the budget (which keeps a failing provider
+            # from being hammered by its own retries) is spent only on coming back.
+            if tried.get(dep.name) and not self._budget.try_spend():
                 self._metrics.retry(dep.name, "budget_exhausted")
                 return None
             self._metrics.retry(dep.name, error_class(last) if last else "unavailable")
@@ -242,9 +277,13 @@ class Executor:
                 await asyncio.sleep(delay)
         return dep
 
-    def _timeouts_for(self, dep: Deployment, plan: Plan) -> Timeouts:
+    def _timeouts_for(
+        self, dep: Deployment, plan: Plan, req: GatewayRequest, *, stream: bool = False
+    ) -> Timeouts:
         remaining = max(0.001, plan.deadline - self._clock())
         t = dep.timeouts
+        if dep.settings.timeouts.first_byte_s is None:
+            t = replace(t, first_byte_s=auto_first_byte_s(dep, req, stream))
         # Only a deadline noticeably shorter than the deployment's own is worth a new value.
         if remaining + 1.0 < t.total_s:
             return replace(t, total_s=remaining, first_byte_s=min(t.first_byte_s, remaining))
@@ -261,7 +300,9 @@ class Executor:
         try:
             call = dep.adapter.build(req, dep.target)
             await dep.auth.apply(call)
-            reply = await self._transport.request(call, self._timeouts_for(dep, plan), dep.provider)
+            reply = await self._transport.request(
+                call, self._timeouts_for(dep, plan, req), dep.provider
+            )
             if reply.status >= 300:
                 raise dep.adapter.error(reply.status, reply.headers, reply.body)
             done = dep.adapter.parse(req, dep.target, reply.status, reply.body)
@@ -375,7 +416,7 @@ class Executor:
                 call = dep.adapter.build(req, dep.target)
                 await dep.auth.apply(call)
                 upstream = await self._transport.open(
-                    call, self._timeouts_for(dep, plan), dep.provider
+                    call, self._timeouts_for(dep, plan, req, stream=True), dep.provider
                 )
                 if upstream.status >= 300:
                     body = await upstream.read_all()
@@ -410,6 +451,7 @@ class Executor:
                 )
                 raise
             ttft = self._clock() - started
+            self._health.first_byte(dep.name, ttft)
             attempts.append(Attempt(dep.name, dep.provider, "ok", ttft))
             self._metrics.observe_attempt(dep.provider, dep.name, "ok", ttft)
             if self._tracing is not None:
@@ -462,11 +504,15 @@ class Executor:
             result.usage = decoder.usage or Usage(estimated=True)
             duration = self._clock() - started
             if failure is not None:
-                self._release_error(dep, failure, started)
+                self._release_error(dep, failure, started, streamed=True)
             else:
                 # A client that left mid-stream says nothing about the deployment.
                 self._health.release(
-                    dep.name, ok=result.completed, duration_s=duration, counts_as_failure=False
+                    dep.name,
+                    ok=result.completed,
+                    duration_s=duration,
+                    counts_as_failure=False,
+                    streamed=True,
                 )
 
 

@@ -1,7 +1,8 @@
 """Load-balancing strategies: the order in which an alias's deployments are tried.
 
 Pure functions over a snapshot of per-deployment facts; randomness comes from the
-``rng`` passed in, so tests are exact.
+``rng`` passed in, so tests are exact. :func:`is_slow` is the latency judgement applied
+after every strategy, ``priority`` included (routing/health.py ``route_around_slow``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,31 @@ def least_busy(cands: Sequence[Candidate], rng: random.Random) -> list[Candidate
 def lowest_cost(cands: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
     # An unknown price sorts last: never assume it is free.
     return sorted(cands, key=lambda c: (c.cost is None, c.cost or 0.0, rng.random()))
+
+
+# A deployment is routed around when its latency is above both SLOW_RATIO x its
+# fastest peer's and the peer's + SLOW_GAP_S; it is back once below both
+# RECOVER_RATIO x and + RECOVER_GAP_S (hysteresis: no flapping at the threshold).
+SLOW_RATIO = 3.0
+SLOW_GAP_S = 1.0
+RECOVER_RATIO = 2.0
+RECOVER_GAP_S = 0.5
+# With nothing to compare with (no peer measured, no history of its own), a deployment
+# that has not answered for this long while calls wait on it counts as slow.
+UNCOMPARED_SLOW_S = 2.0
+
+
+def is_slow(latency_s: float | None, peer_s: float | None, was_slow: bool) -> bool:
+    """Whether a deployment of ``latency_s`` should be tried after its peers, the
+    fastest of which answers in ``peer_s`` (None: nothing to compare with). An unknown
+    latency keeps the current judgement."""
+    if latency_s is None:
+        return was_slow
+    if peer_s is None:
+        return latency_s > UNCOMPARED_SLOW_S * (0.75 if was_slow else 1.0)
+    if was_slow:
+        return latency_s > max(RECOVER_RATIO * peer_s, peer_s + RECOVER_GAP_S)
+    return latency_s > max(SLOW_RATIO * peer_s, peer_s + SLOW_GAP_S)
 
 
 STRATEGIES = {
