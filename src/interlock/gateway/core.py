@@ -14,7 +14,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -56,8 +56,9 @@ from interlock.routing.loop import Periodic
 from interlock.routing.strategies import Candidate, rank
 from interlock.settings import Settings
 from interlock.spend.accounting import Accountant, Admission, cut_by_gateway
+from interlock.spend.budgets import from_nano
 from interlock.spend.enforcer import BudgetEnforcer
-from interlock.spend.ledger import LedgerRecord, LedgerWriter
+from interlock.spend.ledger import LedgerRecord, LedgerWriter, lost_record
 from interlock.spend.limits import Admitted, RateLimits
 from interlock.spend.observe import RecordObserver
 from interlock.spend.ratelimit import RateLimiter
@@ -208,6 +209,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         self._budget_reload: Periodic | None = None
         self._rollup: Periodic | None = None
         self._semantic_sync: Periodic | None = None
+        self._hedges_lost: set[asyncio.Task[None]] = set()  # losers being recorded
 
     def _accountant(self, settings: Settings) -> Accountant:
         spend = settings.spend
@@ -233,6 +235,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             ledger_store,
             str(Path(settings.state_dir) / "spool"),
             flush_interval_s=spend.ledger_flush_interval_s,
+            replay_settle=enforcer.apply_replayed,
         )
         return Accountant(
             spend,
@@ -322,6 +325,12 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
 
     async def close(self) -> None:
         self._started = False
+        if self._hedges_lost:
+            # Hedge losers still at the provider are billed: record them before the
+            # ledger stops (each is bounded by its own deadline).
+            await asyncio.wait(
+                set(self._hedges_lost), timeout=self.settings.server.request_timeout_s
+            )
         await self.alerts.stop()
         self.tracing.shutdown()
         await self.ladder.stop()
@@ -334,6 +343,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             await self._semantic_sync.stop()
         if self.semantic is not None:
             await self.semantic.drain()
+        await self.spend.enforcer.close()  # pending settlements: a last try, then the spool
         await self.spend.ledger.stop()
         await self.shared.close()
         await self.transport.close()
@@ -439,18 +449,20 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             ]
             by_name = {d.name: d for d in deps}
             deps = [by_name[c.name] for c in rank(strategy, cands, self.rng)]
+        # Whatever the strategy: a deployment far slower than its peers goes last.
+        deps = self.health.route_around_slow(deps)
         if route.spec.prompt_affinity and req.endpoint is Endpoint.CHAT and len(deps) > 1:
             deps = self._prefer_cached_prefix(req, route, deps)
         res = self.settings.resilience
         timeout = self.settings.server.request_timeout_s
+        client_deadline = False
         if req.timeout_s is not None:
-            timeout = min(
-                timeout, max(res.client_timeout_min_s, min(res.client_timeout_max_s, req.timeout_s))
-            )
+            chosen = max(res.client_timeout_min_s, min(res.client_timeout_max_s, req.timeout_s))
+            # A timeout at a deadline the client chose is the client's (errors.py: blame).
+            client_deadline = chosen < timeout
+            timeout = min(timeout, chosen)
         hedge = (
             route.spec.hedge
-        # Whatever the strategy: a deployment far slower than its peers goes last.
-        deps = self.health.route_around_slow(deps)
             if route.spec.hedge.enabled and not req.stream and level is Level.FULL
             else None
         )
@@ -461,6 +473,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             time.monotonic() + timeout,
             hedge,
             prompt,
+            client_deadline=client_deadline,
             before_attempt=req.before_attempt,
         )
 
@@ -543,12 +556,14 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             limited = await self.limits.admit(
                 principal, route.alias, lambda: self._token_estimate(req)
             )
-            admission = await self.spend.admit(
-                req, principal, self._cost_candidates(route, principal)
-            )
+            candidates = self._cost_candidates(route, principal)
+            admission = await self.spend.admit(req, principal, candidates)
+            intend = self._intent(req, principal, route.alias, started, admission, candidates)
             if admission.bound is not None:
                 # Every billable attempt after the first reserves its own worst case.
-                req.before_attempt = self.spend.attempt_hook(admission)
+                hook = self.spend.attempt_hook(admission)
+                req.before_attempt = _intending(hook, admission, intend)
+            routed = time.perf_counter()
             try:
                 result = await self._run(req, route, level)
             except InterlockError as err:
@@ -557,7 +572,11 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
                 result, admission = await self._escalate(
                     req, principal, route, level, started, admission, result
                 )
+            # The ladder hears upstream outcomes only (routing/ladder.py): the time the
+            # upstreams took (a stream's first chunk), not the client's.
+            self.ladder.served(time.perf_counter() - routed)
         except InterlockError as err:
+            self.ladder.failed(err)  # counted only if it blames the upstream
             if flight:
                 assert cache is not None and store is not None
                 store.land(cache.key, error=err)
@@ -604,6 +623,9 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             if ans is not None and cache.decision.write:
                 self._store_answer(cache, ans)
         rec = self._record(req, principal, route.alias, started, None, result)
+        # Hedge losers keep a reservation of their own out of this settlement (below).
+        kept = [self._keep_for_loser(req, principal, route.alias, started, admission)
+                for _ in result.losers]  # fmt: skip
         await self.spend.finish(admission, result.cost_usd, rec)
         if result.usage is not None:
             self.metrics.observe_tokens(
@@ -612,7 +634,92 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
             )
+        for loser, held in zip(result.losers, kept, strict=True):
+            task = asyncio.ensure_future(
+                self._hedge_lost(req, principal, route.alias, started, loser, held)
+            )
+            self._hedges_lost.add(task)
+            task.add_done_callback(self._hedges_lost.discard)
         return result
+
+    def _keep_for_loser(
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        alias: str,
+        started: float,
+        admission: Admission | None,
+    ) -> Admission | None:
+        """Take a hedge's reservation (its extra attempt's) out of the request's settlement,
+        to be settled at the loser's own cost when it ends; spool its intent, so that if
+        this process dies first the hold is charged at its worst case (spend/ledger.py)."""
+        if admission is None or not admission.extra:
+            return None
+        held = admission.extra.pop()
+        worst = from_nano(held.amount)
+        rec = lost_record(self._record(req, principal, alias, started, None), worst)
+        rec.request_id = _hedge_id(req.request_id)
+        rec.tags = list(admission.tags)
+        self.spend.ledger.intent(rec, self.spend.enforcer.lost_settles([held]))
+        return Admission(held, admission.tags, worst, budgets=admission.budgets)
+
+    async def _hedge_lost(
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        alias: str,
+        started: float,
+        loser: Awaitable[GatewayResponse],
+        held: Admission | None,
+    ) -> None:
+        """A hedge's losing attempt, once it ends: its own ledger row (the provider bills
+        it in full) with a request id derived from the request's, settled against the
+        hedge's own reservation."""
+        try:
+            lost = await loser
+        except InterlockError as err:
+            # A failed attempt is charged nothing, like any failed attempt; its row replaces
+            # the intent spooled for it.
+            rec = self._record(req, principal, alias, started, err)
+            rec.request_id = _hedge_id(req.request_id)
+            await self.spend.finish(held, Decimal(0), rec)
+            return
+        cost = self.spend.cost(lost.deployment, lost.usage)
+        rec = self._record(req, principal, alias, started, None, lost)
+        rec.request_id = _hedge_id(req.request_id)
+        rec.outcome = "hedge_lost"
+        await self.spend.finish(held, cost, rec)
+        if lost.usage is not None:
+            self.metrics.observe_tokens(
+                alias, lost.deployment, lost.usage.prompt_tokens, lost.usage.completion_tokens
+            )
+
+    def _intent(
+        self,
+        req: GatewayRequest,
+        principal: Principal,
+        alias: str,
+        started: float,
+        admission: Admission,
+        candidates: list[Deployment],
+    ) -> Callable[[], None]:
+        """Spool the request's intent before its upstream call (and return how to spool it
+        again once more was reserved for it): a process that dies while the request is at
+        the provider leaves a ``replica_lost`` row at its worst case, and its holds are
+        charged at that amount, when its spool is replayed (spend/ledger.py)."""
+        if not req.request_id:
+            req.request_id = "req_" + secrets.token_hex(12)
+        unbudgeted = self.spend.worst(req, candidates) if not admission.reservations else None
+
+        def intend() -> None:
+            held = admission.reservations
+            worst = from_nano(sum(r.amount for r in held)) if held else unbudgeted or Decimal(0)
+            rec = lost_record(self._record(req, principal, alias, started, None), worst)
+            rec.tags = list(admission.tags)
+            self.spend.ledger.intent(rec, self.spend.enforcer.lost_settles(held))
+
+        intend()
+        return intend
 
     def _prefer_cached_prefix(
         self, req: GatewayRequest, route: Route, deps: list[Deployment]
@@ -792,6 +899,25 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
 
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
+
+
+def _hedge_id(request_id: str) -> str:
+    """The ledger id of a request's hedge loser: its own row, next to the request's."""
+    return f"{request_id}-hedge"
+
+
+def _intending(
+    hook: Callable[[str], Awaitable[None]], admission: Admission, intend: Callable[[], None]
+) -> Callable[[str], Awaitable[None]]:
+    """``hook``, then the intent spooled again when it reserved another attempt."""
+
+    async def before(deployment: str) -> None:
+        n = len(admission.extra)
+        await hook(deployment)
+        if len(admission.extra) != n:
+            intend()
+
+    return before
 
 
 async def _teed(
