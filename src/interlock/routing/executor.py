@@ -20,7 +20,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from interlock.errors import (
@@ -102,6 +102,9 @@ class Plan:
     deadline: float  # on the executor's clock
     hedge: HedgeSettings | None = None
     prompt_tokens: int = 0
+    # Awaited with the deployment's name before every attempt (the gateway's budget
+    # reservation for each billable attempt); raising vetoes it and ends the retries.
+    before_attempt: Callable[[str], Awaitable[None]] | None = None
 
 
 class _NotAdmitted(Exception):
@@ -277,6 +280,31 @@ class Executor:
                 await asyncio.sleep(delay)
         return dep
 
+    @staticmethod
+    async def _vetted(plan: Plan, dep: Deployment, last: UpstreamError | None) -> None:
+        """Let the plan's owner veto (and pay for) the next attempt. A veto (e.g. the
+        budget cannot cover another billable call) ends the retries: the client gets the
+        last upstream error, or the veto when nothing was tried yet."""
+        if plan.before_attempt is None:
+            return
+        try:
+            await plan.before_attempt(dep.name)
+        except InterlockError:
+            if last is not None:
+                raise last from None
+            raise
+
+    @staticmethod
+    async def _vetted_hedge(plan: Plan, dep: Deployment) -> bool:
+        """A hedge's second call is billable too; vetoed, the first call goes on alone."""
+        if plan.before_attempt is None:
+            return True
+        try:
+            await plan.before_attempt(dep.name)
+        except InterlockError:
+            return False
+        return True
+
     def _timeouts_for(
         self, dep: Deployment, plan: Plan, req: GatewayRequest, *, stream: bool = False
     ) -> Timeouts:
@@ -338,6 +366,7 @@ class Executor:
             dep = await self._next(plan, tried, n, last)
             if dep is None:
                 break
+            await self._vetted(plan, dep, last)
             tried[dep.name] = tried.get(dep.name, 0) + 1
             n += 1
             try:
@@ -371,7 +400,12 @@ class Executor:
         if done:
             return first.result()
         other, _ = self._pick(plan, tried)
-        if other is None or other.name == dep.name or not self._budget.try_spend():
+        if (
+            other is None
+            or other.name == dep.name
+            or not await self._vetted_hedge(plan, other)
+            or not self._budget.try_spend()
+        ):
             self._metrics.hedge(alias, "skipped")
             return await first
         tried[other.name] = tried.get(other.name, 0) + 1
@@ -405,6 +439,7 @@ class Executor:
             dep = await self._next(plan, tried, n, last)
             if dep is None:
                 break
+            await self._vetted(plan, dep, last)
             tried[dep.name] = tried.get(dep.name, 0) + 1
             n += 1
             if not self._health.acquire(dep.name, plan.prompt_tokens):
