@@ -77,10 +77,9 @@ class InterlockApp:
             gauge.dec()
             elapsed = time.perf_counter() - ctx.started
             gw.metrics.observe_request(route, ctx.model, ctx.status, elapsed)
-            if ctx.model != "-" and (
-                ctx.status < 400 or ctx.status >= 500 or ctx.error_code == "upstream_rate_limited"
-            ):
-                gw.ladder.record(ctx.status, ctx.error_code, elapsed)
+            # The degradation ladder is fed by the gateway's request path, with upstream
+            # outcomes only (routing/ladder.py), not from here: a 500 is our bug, a 4xx
+            # the client's, and neither may degrade other tenants.
             obs.finish(ctx, gw, route, elapsed)
 
 

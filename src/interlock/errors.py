@@ -18,9 +18,20 @@
         ├── UpstreamUnavailable          502 upstream_unavailable (connect error, reset, 5xx)
         ├── UpstreamProtocolError        502 upstream_protocol_error (malformed answer)
         └── UpstreamTimeout              504 upstream_timeout (also a TimeoutError)
+            └── DeadlineExceeded         504 deadline_exceeded (the client's own deadline)
 
 Every refusal the gateway makes is one of these; ``api`` renders them with
 :func:`error_body` and nothing else decides a status code.
+
+Blame: ``blames_upstream`` says whether a failure is an upstream's that the gateway is
+responsible for (a provider error, a provider timeout under the deployment's own
+timeouts). Only those feed circuit breakers and the degradation ladder, so no client can
+move state every tenant shares: client errors, validation failures, a client's own
+deadline, disconnects, the gateway's fail-closed refusals (budget state unavailable,
+rate limited, queue full, draining, degraded...) and internal errors (a 500 is a bug:
+logged and counted, never a reason to degrade others) all leave it False. It is a class
+attribute, and an instance may clear it where the same class also describes a
+consequence rather than a cause (the executor's "every deployment is cooling down").
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ class InterlockError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str = "internal_error"
+    blames_upstream: bool = False  # see the module docstring: what may feed shared state
 
     def __init__(
         self,
@@ -134,6 +146,7 @@ class UpstreamError(InterlockError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    blames_upstream = True
 
     def __init__(
         self,
@@ -160,6 +173,7 @@ class UpstreamBadRequest(UpstreamError):
     status = 400
     type = "invalid_request_error"
     code = "upstream_bad_request"
+    blames_upstream = False  # the provider judged the client's input
 
     @property
     def retryable(self) -> bool:
@@ -178,6 +192,19 @@ class UpstreamTimeout(UpstreamError, TimeoutError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+
+
+class DeadlineExceeded(UpstreamTimeout):
+    """The request's own deadline (``x-interlock-timeout``, a job's deadline) ran out before
+    the deployment's timeouts did: the client chose it, so it is a 504 for that client and
+    nobody else's business (no breaker, no ladder, no retry: the time is gone)."""
+
+    code = "deadline_exceeded"
+    blames_upstream = False
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 def error_payload(err: InterlockError) -> dict[str, Any]:

@@ -290,11 +290,13 @@ def _default_signals() -> dict[str, ThresholdSettings]:
 class DegradationSettings(_Model):
     mode: Literal["auto", "full", "limited", "cached", "minimal"] = "auto"
     evaluate_every_s: float = Field(default=1.0, gt=0)
-    window_s: float = Field(default=30.0, gt=0)  # error rate and latency are measured over it
+    # Error rate and latency are measured over it; short, so that errors of a cause that has
+    # gone away stop counting within seconds (docs/decisions.md: ladder recovery).
+    window_s: float = Field(default=5.0, gt=0)
     min_requests: int = Field(default=20, ge=1)  # fewer in the window: error rate not judged
     latency_slo_s: float | None = Field(default=None, gt=0)
     down_after_s: float = Field(default=5.0, ge=0)
-    up_after_s: float = Field(default=30.0, ge=0)
+    up_after_s: float = Field(default=2.0, ge=0)  # calm needed per level stepped up
     recover_ratio: float = Field(default=0.5, gt=0, le=1)
     max_stale_s: float = Field(default=3600.0, ge=0)
     signals: dict[str, ThresholdSettings] = Field(default_factory=_default_signals)
@@ -329,8 +331,9 @@ class BudgetRule(_Model):
     scope: BudgetScope
     subject: str | None = None  # the key id, user, team or tag; None for global
     window: BudgetWindow = "monthly"
-    limit_usd: float | None = Field(default=None, ge=0)  # hard: refused once reached
-    budget_usd: float | None = Field(default=None, ge=0)  # planned: alerts only
+    # At most a billion dollars (storage.budgets.MAX_USD: the columns and Redis counters).
+    limit_usd: float | None = Field(default=None, ge=0, le=1e9)  # hard: refused once reached
+    budget_usd: float | None = Field(default=None, ge=0, le=1e9)  # planned: alerts only
     timezone: str | None = None  # default: spend.timezone
 
     @model_validator(mode="after")

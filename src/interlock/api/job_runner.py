@@ -54,7 +54,8 @@ _VALIDATORS = {
     "/v1/completions": validate.completion_request,
     "/v1/embeddings": validate.embeddings_request,
 }
-_NOT_RETRYABLE_CODES = frozenset({"budget_exceeded"})
+# deadline_exceeded: the job's own deadline ran out; another attempt has no time left.
+_NOT_RETRYABLE_CODES = frozenset({"budget_exceeded", "deadline_exceeded"})
 MASTER_KEY_ID = "master"
 
 

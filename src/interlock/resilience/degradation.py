@@ -4,8 +4,16 @@
 level steps *down* (more degraded) as soon as a signal has stayed over a level's
 threshold for ``down_after_s``; it steps back *up* one level at a time, and only after
 every signal has stayed under ``recover_ratio`` × the current level's thresholds for
-``up_after_s``. The asymmetry is deliberate: shedding load fast and recovering slowly
-is what keeps a struggling system from flapping.
+``up_after_s``. The asymmetry is deliberate: shedding load needs a sustained signal,
+and each step up is taken on fresh evidence from the level below it.
+
+The defaults (5 s down, 2 s of calm per level up, a 5 s measuring window in the
+controller) bring a gateway from ``minimal`` back to ``full`` within about 11 s of the
+last upstream failure (window + 3 levels x 2 s), from ``limited`` within about 7 s; the
+``recover_ratio`` hysteresis, not a long wait, is what prevents flapping around a
+threshold. Only upstream failures reach the signals at all (routing/ladder.py), so a
+cause the gateway does not answer for (a Redis stall, a flood of bad requests) never
+moves the level in the first place.
 """
 
 from __future__ import annotations
@@ -70,7 +78,7 @@ class LadderConfig:
         }
     )
     down_after_s: float = 5.0
-    up_after_s: float = 30.0
+    up_after_s: float = 2.0
     recover_ratio: float = 0.5
 
 

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from interlock.errors import (
+    DeadlineExceeded,
     InterlockError,
     InvalidRequest,
     ServiceUnavailable,
@@ -46,6 +47,8 @@ from interlock.types import Attempt, Chunk, GatewayRequest, GatewayResponse, Gat
 
 # A 429 without Retry-After still keeps the deployment cool for this long.
 DEFAULT_COOLDOWN_S = 1.0
+# Timers fire at or after their deadline; this only absorbs clock rounding.
+_DEADLINE_SLACK_S = 0.01
 
 
 def error_class(err: InterlockError) -> str:
@@ -105,6 +108,9 @@ class Plan:
     # Awaited with the deployment's name before every attempt (the gateway's budget
     # reservation for each billable attempt); raising vetoes it and ends the retries.
     before_attempt: Callable[[str], Awaitable[None]] | None = None
+    # The deadline is the client's own (x-interlock-timeout, a job's deadline), shorter
+    # than the gateway's: a timeout at it is the client's, not the deployment's.
+    client_deadline: bool = False
 
 
 class _NotAdmitted(Exception):
@@ -212,6 +218,22 @@ class Executor:
         if self._tracing is not None:
             self._tracing.attempt(dep.name, dep.provider, err.code, elapsed, len(attempts))
 
+    def _blame(
+        self, err: UpstreamError, dep: Deployment, plan: Plan, started: float
+    ) -> UpstreamError:
+        """The error as the client and the breaker should see it. A timeout that fired at
+        the client's own deadline, before the deployment's own total timeout would have, is
+        the client's choice: a 504 ``deadline_exceeded`` that blames nobody upstream."""
+        if (
+            isinstance(err, UpstreamTimeout)
+            and not isinstance(err, DeadlineExceeded)
+            and plan.client_deadline
+            and self._clock() >= plan.deadline - _DEADLINE_SLACK_S
+            and plan.deadline < started + dep.timeouts.total_s
+        ):
+            return _client_deadline(err)
+        return err
+
     def _release_error(
         self, dep: Deployment, err: UpstreamError, started: float, *, streamed: bool = False
     ) -> None:
@@ -223,7 +245,8 @@ class Executor:
             dep.name,
             ok=False,
             duration_s=self._clock() - started,
-            counts_as_failure=cls in ("server_error", "timeout"),
+            # The one rule for shared state (errors.py): only the upstream's own failures.
+            counts_as_failure=err.blames_upstream and cls in ("server_error", "timeout"),
             retry_after_s=retry_after,
             streamed=streamed,
         )
@@ -234,23 +257,29 @@ class Executor:
         if last is not None:
             return last
         states = [self._health.state(d.name) for d in plan.deployments]
+        err: InterlockError
         if any(s.cooldown_until > time.time() for s in states):
-            return UpstreamRateLimited(
+            err = UpstreamRateLimited(
                 f"every deployment of '{plan.route.alias}' asked to slow down",
                 code="rate_limited",
                 retry_after=wait,
             )
-        if any(s.breaker.state.value != "closed" for s in states):
-            return ServiceUnavailable(
+        elif any(s.breaker.state.value != "closed" for s in states):
+            err = ServiceUnavailable(
                 f"every deployment of '{plan.route.alias}' is unavailable (circuit open)",
                 code="circuit_open",
                 retry_after=wait,
             )
-        return UpstreamRateLimited(
-            f"every deployment of '{plan.route.alias}' is at capacity",
-            code="deployment_busy",
-            retry_after=wait,
-        )
+        else:
+            err = UpstreamRateLimited(
+                f"every deployment of '{plan.route.alias}' is at capacity",
+                code="deployment_busy",
+                retry_after=wait,
+            )
+        # A consequence of earlier failures (already counted) or of the gateway's own
+        # capacity limits, not a new upstream failure: it must not feed shared state.
+        err.blames_upstream = False
+        return err
 
     async def _next(
         self, plan: Plan, tried: dict[str, int], n: int, last: UpstreamError | None
@@ -334,9 +363,12 @@ class Executor:
             if reply.status >= 300:
                 raise dep.adapter.error(reply.status, reply.headers, reply.body)
             done = dep.adapter.parse(req, dep.target, reply.status, reply.body)
-        except UpstreamError as err:
+        except UpstreamError as caught:
+            err = self._blame(caught, dep, plan, started)
             self._release_error(dep, err, started)
             self._failed(dep, err, started, attempts)
+            if err is not caught:
+                raise err from None
             raise
         except BaseException:
             # Cancelled (a hedge lost, the client left) or a bug: not the deployment's fault.
@@ -469,13 +501,16 @@ class Executor:
                         first += decoder.close()
                         break
                     first += decoder.feed(data)
-            except UpstreamError as err:
+            except UpstreamError as caught:
                 if upstream is not None:
                     upstream.close()
+                err = self._blame(caught, dep, plan, started)
                 self._release_error(dep, err, started)
                 self._failed(dep, err, started, attempts)
                 last = err
                 if not err.retryable:
+                    if err is not caught:
+                        raise err from None
                     raise
                 continue
             except BaseException:
@@ -495,7 +530,16 @@ class Executor:
                 chunks=_empty(), deployment=dep.name, provider=dep.provider, attempts=attempts
             )
             result.chunks = self._pump(
-                result, dep, started, upstream, source, decoder, first, ended, plan.deadline
+                result,
+                dep,
+                started,
+                upstream,
+                source,
+                decoder,
+                first,
+                ended,
+                plan.deadline,
+                plan.client_deadline,
             )
             return result
         raise self._no_deployment(plan, self._pick(plan, tried)[1], last)
@@ -511,6 +555,7 @@ class Executor:
         first: list[Chunk],
         ended: bool,
         deadline: float,
+        client_deadline: bool = False,
     ) -> AsyncGenerator[list[Chunk], None]:
         failure: UpstreamError | None = None
         try:
@@ -523,9 +568,10 @@ class Executor:
                     if batch:
                         yield batch
                     if self._clock() > deadline:
-                        raise UpstreamTimeout(
+                        late = UpstreamTimeout(
                             f"provider {dep.provider} stream exceeded the request's total time"
                         )
+                        raise _client_deadline(late) if client_deadline else late
                 tail = decoder.close()
                 if tail:
                     yield tail
@@ -549,6 +595,14 @@ class Executor:
                     counts_as_failure=False,
                     streamed=True,
                 )
+
+
+def _client_deadline(err: UpstreamTimeout) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        err.message.replace("did not answer in time", "did not answer")
+        + " before the request's own deadline (x-interlock-timeout) ran out",
+        upstream_status=err.upstream_status,
+    )
 
 
 def _substantive(chunk: Chunk) -> bool:

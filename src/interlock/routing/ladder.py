@@ -6,6 +6,16 @@ the pure ladder in :mod:`interlock.resilience.degradation`, reports its level to
 shared state and reads the cluster's: the effective level is the operator's forced
 level if one is set anywhere, else the worst level any live replica reports — so all
 replicas agree within one evaluation.
+
+What it hears (docs/decisions.md, "Only upstream failures move shared state"): the
+gateway's request path reports each request that was routed to an upstream, once, when
+its outcome is known — :meth:`served` with the upstream latency, or :meth:`failed` with
+the error. A failure counts only when the error blames the upstream
+(:attr:`interlock.errors.InterlockError.blames_upstream`); client errors, a client's own
+deadline, disconnects, internal errors and the gateway's own refusals are not outcomes
+at all, so they neither raise the error rate nor dilute it. The latency is the time from
+routing to the answer (non-streaming) or to the first chunk (streaming): what the
+upstreams took, not what a slow client or a long stream took.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
+from interlock.errors import InterlockError
 from interlock.resilience.degradation import (
     LadderConfig,
     LadderState,
@@ -31,10 +42,6 @@ from interlock.state.base import SharedState
 from interlock.telemetry.metrics import Metrics
 
 log = logging.getLogger("interlock.events")
-
-# Refusals that the ladder itself causes must not feed the error rate, or a degraded
-# system would keep itself degraded.
-SELF_INFLICTED = frozenset({"degraded", "circuit_open"})
 
 
 def ladder_config(s: DegradationSettings) -> LadderConfig:
@@ -63,7 +70,8 @@ class DegradationController:
             self.state = force(self.state, Level.parse(cfg.mode), clock())
         self._cluster_forced: Level | None = None
         self._cluster_worst = Level.FULL
-        self._outcomes: deque[tuple[float, bool, float]] = deque(maxlen=20_000)
+        # (when, failed, upstream latency or None for a failure)
+        self._outcomes: deque[tuple[float, bool, float | None]] = deque(maxlen=20_000)
         self.queue_depth: Callable[[], float] = lambda: 0.0
         self.budget_burn: Callable[[], float] = lambda: 0.0
         self.signals: dict[str, float] = {}
@@ -71,13 +79,16 @@ class DegradationController:
         self.effective = self.state.effective
         self.label = self.effective.label.encode()
 
-    def record(self, status: int, code: str | None, latency_s: float) -> None:
-        """One finished request (called for every request that reached routing)."""
-        if code in SELF_INFLICTED:
-            return
-        self._outcomes.append(
-            (self._clock(), status >= 500 or code == "upstream_rate_limited", latency_s)
-        )
+    def served(self, upstream_s: float) -> None:
+        """A request an upstream answered, ``upstream_s`` after it was routed."""
+        self._outcomes.append((self._clock(), False, upstream_s))
+
+    def failed(self, err: InterlockError) -> None:
+        """A routed request that ended in ``err``: counted only if it blames the upstream.
+        (The ladder's own refusals, ``degraded`` and ``circuit_open``, do not, or a
+        degraded gateway would keep itself degraded.)"""
+        if err.blames_upstream:
+            self._outcomes.append((self._clock(), True, None))
 
     def measure(self, now: float) -> dict[str, float]:
         horizon = now - self._cfg.window_s
@@ -91,9 +102,10 @@ class DegradationController:
         }
         if n >= self._cfg.min_requests:
             signals["error_rate"] = sum(1 for o in self._outcomes if o[1]) / n
-            if self._cfg.latency_slo_s:
-                lat = sorted(o[2] for o in self._outcomes)
-                signals["latency_ratio"] = lat[min(n - 1, int(0.95 * n))] / self._cfg.latency_slo_s
+            lat = sorted(o[2] for o in self._outcomes if o[2] is not None)
+            if self._cfg.latency_slo_s and lat:
+                p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+                signals["latency_ratio"] = p95 / self._cfg.latency_slo_s
         return signals
 
     def _update(self) -> None:
