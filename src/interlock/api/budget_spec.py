@@ -7,24 +7,35 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from interlock.errors import InvalidRequest
+from interlock.storage.budgets import MAX_USD
 
 _SCOPES = ("key", "user", "team", "tag", "global")
 _WINDOWS = ("daily", "weekly", "monthly", "lifetime")
+_CENT_DIGITS = 10  # the columns keep 10 decimal places
 
 
-def _money(body: dict[str, Any], name: str, param: str) -> Decimal | None:
-    value = body.get(name)
+def money(value: Any, name: str, param: str) -> Decimal | None:
+    """A finite amount of US dollars in [0, MAX_USD] from a JSON number or string."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidRequest(f"'{name}' must be a number of US dollars", param=param)
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise InvalidRequest(f"'{name}' must be a number of US dollars", param=param) from None
     if not amount.is_finite() or amount < 0:
         raise InvalidRequest(f"'{name}' must be zero or more", param=param)
-    return amount
+    if amount > MAX_USD:
+        raise InvalidRequest(
+            f"'{name}' must be at most {MAX_USD} US dollars", param=param, code="value_too_large"
+        )
+    # More decimals than the store keeps would be rounded there: round here, visibly.
+    return amount.quantize(Decimal(1).scaleb(-_CENT_DIGITS)).normalize() + 0
+
+
+def _money(body: dict[str, Any], name: str, param: str) -> Decimal | None:
+    return money(body.get(name), name, param)
 
 
 def parse_budget(body: Any, param: str = "") -> dict[str, Any]:
@@ -63,7 +74,9 @@ def parse_budget(body: Any, param: str = "") -> dict[str, Any]:
     tz = body.get("timezone")
     if tz is not None:
         try:
-            ZoneInfo(str(tz))
+            if not isinstance(tz, str):
+                raise TypeError(tz)
+            ZoneInfo(tz)
         except Exception:
             raise InvalidRequest(
                 "'timezone' must be an IANA zone such as 'UTC'", param=p + "timezone"

@@ -22,23 +22,40 @@ def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"description": desc, "content": {"application/json": {"schema": body}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
+def _errors(*codes: int, schema: dict[str, Any] = _ERR) -> dict[str, Any]:
     text = {
         400: "Invalid request (the error's param names the field)",
         401: "Missing or invalid API key",
         403: "The key may not do this",
         404: "Unknown model or object",
+        408: "The request body arrived too slowly",
         413: "Body too large",
         415: "Content-Type is not application/json",
-        429: "Rate limited (Retry-After says when to retry)",
+        429: "Rate limited or over budget (Retry-After says when to retry)",
         502: "The upstream provider failed",
-        504: "The upstream provider timed out",
+        503: "Not served now: degraded, circuit open, budget state unavailable, draining (Retry-After)",
+        504: "The upstream provider timed out (upstream_timeout), or the request's own deadline ran out (deadline_exceeded)",
     }
-    return {str(c): _resp(text[c], _ERR) for c in codes}
+    return {str(c): _resp(text[c], schema) for c in codes}
 
 
 _SEC: list[dict[str, list[str]]] = [{"bearer": []}]
-_CHAT_ERRORS = _errors(400, 401, 403, 404, 413, 415, 429, 502, 504)
+_CHAT_ERRORS = _errors(400, 401, 403, 404, 408, 413, 415, 429, 502, 503, 504)
+# /v1/messages answers errors in Anthropic's shape, as the anthropic SDK expects.
+_MESSAGES_ERRORS = _errors(
+    400,
+    401,
+    403,
+    404,
+    408,
+    413,
+    415,
+    429,
+    502,
+    503,
+    504,
+    schema={"$ref": "#/components/schemas/AnthropicError"},
+)
 
 
 def _op(summary: str, *, body: dict[str, Any] | None = None, ok: dict[str, Any], errors: dict[str, Any],
@@ -51,99 +68,337 @@ def _op(summary: str, *, body: dict[str, Any] | None = None, ok: dict[str, Any],
     return op
 
 
+# Request schemas: what the validators (api/validate.py, messages_format.py, jobs, batches,
+# budget_spec.py, auth) accept, field by field, so that schemathesis's negative cases
+# break exactly one rule at a time and its positive cases reach the upstream. Objects stay
+# open (unknown fields are forwarded to providers) unless the route refuses them.
+_STR = {"type": "string"}
+_INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+_TOKEN_IDS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+}
+_TEXT_PART = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": _STR},
+}
+_CONTENT_PART = {
+    "oneOf": [
+        _TEXT_PART,
+        {
+            "type": "object",
+            "required": ["type", "image_url"],
+            "properties": {
+                "type": {"const": "image_url"},
+                "image_url": {
+                    "type": "object",
+                    "required": ["url"],
+                    "properties": {"url": _STR, "detail": {"enum": ["auto", "low", "high"]}},
+                },
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "input_audio"],
+            "properties": {
+                "type": {"const": "input_audio"},
+                "input_audio": {
+                    "type": "object",
+                    "required": ["data", "format"],
+                    "properties": {"data": _STR, "format": {"enum": ["wav", "mp3"]}},
+                },
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "refusal"],
+            "properties": {"type": {"const": "refusal"}, "refusal": _STR},
+        },
+    ]
+}
+_FUNCTION_CALL = {
+    "type": "object",
+    "required": ["name", "arguments"],
+    "properties": {"name": _STR, "arguments": _STR},
+}
+_TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {"id": _STR, "type": {"const": "function"}, "function": _FUNCTION_CALL},
+}
+_MESSAGE = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+        "content": {
+            "anyOf": [_STR, {"type": "array", "items": _CONTENT_PART}]
+        },  # null: assistant only
+        "name": _STR,
+        "tool_call_id": _STR,
+        "tool_calls": {"type": "array", "items": _TOOL_CALL},
+    },
+}
+_TOOL = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "description": _STR,
+                "parameters": {"type": "object"},
+                "strict": {"type": "boolean"},
+            },
+        },
+    },
+}
+_STOP = {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}]}
+_SAMPLING = {
+    "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "n": {"type": "integer", "minimum": 1, "maximum": 8},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "stop": _STOP,
+    "seed": _INT64,
+    "user": _STR,
+    "stream": {"type": "boolean"},
+    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    "metadata": {
+        "type": "object",
+        "properties": {
+            "tags": {
+                "type": "array",
+                "maxItems": 16,
+                "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:/-]{1,64}$"},
+            }
+        },
+    },
+}
 _CHAT_REQ = {
     "type": "object",
     "required": ["model", "messages"],
     "properties": {
-        "model": {"type": "string"},
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "items": {"type": "object", "required": ["role"]},
-        },
-        "stream": {"type": "boolean"},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "n": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "stop": {
-            "oneOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+        **_SAMPLING,
+        "tools": {"type": "array", "items": _TOOL},
+        "tool_choice": {
+            "anyOf": [
+                {"enum": ["none", "auto", "required"]},
+                {
+                    "type": "object",
+                    "required": ["type", "function"],
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": _STR},
+                        },
+                    },
+                },
             ]
         },
-        "seed": {"type": "integer"},
-        "tools": {"type": "array", "items": {"type": "object"}},
-        "tool_choice": {},
-        "response_format": {"type": "object", "required": ["type"]},
+        "parallel_tool_calls": {"type": "boolean"},
+        "response_format": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": ["text", "json_object"]}},
+        },
         "logprobs": {"type": "boolean"},
         "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "reasoning_effort": _STR,
     },
 }
 _COMPLETION_REQ = {
     "type": "object",
     "required": ["model", "prompt"],
     "properties": {
-        "model": {"type": "string"},
-        "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
-        "stream": {"type": "boolean"},
-        "max_tokens": {"type": "integer", "minimum": 1},
+        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        "prompt": {
+            "anyOf": [
+                _STR,
+                {"type": "array", "minItems": 1, "items": _STR},
+                _TOKEN_IDS,
+                {"type": "array", "minItems": 1, "items": _TOKEN_IDS},
+            ]
+        },
+        **_SAMPLING,
+        "best_of": {"type": "integer", "minimum": 1, "maximum": 20},
+        "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
+        "echo": {"type": "boolean"},
+        "suffix": _STR,
     },
 }
 _EMBED_REQ = {
     "type": "object",
     "required": ["model", "input"],
     "properties": {
-        "model": {"type": "string"},
+        "model": {"type": "string", "minLength": 1, "maxLength": 256},
         "input": {
-            "oneOf": [
+            "anyOf": [
                 {"type": "string", "minLength": 1},
-                {"type": "array", "minItems": 1, "maxItems": 2048},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 2048,
+                    "items": {"type": "string", "minLength": 1},
+                },
+                {**_TOKEN_IDS, "maxItems": 2048},
+                {"type": "array", "minItems": 1, "maxItems": 2048, "items": _TOKEN_IDS},
             ]
         },
         "encoding_format": {"enum": ["float", "base64"]},
-        "dimensions": {"type": "integer", "minimum": 1},
+        "dimensions": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "user": _STR,
     },
+}
+_ANTHROPIC_TEXT = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": _STR},
+}
+_ANTHROPIC_BLOCK = {
+    "oneOf": [
+        _ANTHROPIC_TEXT,
+        {
+            "type": "object",
+            "required": ["type", "source"],
+            "properties": {
+                "type": {"const": "image"},
+                "source": {
+                    "type": "object",
+                    "required": ["type", "media_type", "data"],
+                    "properties": {
+                        "type": {"const": "base64"},
+                        "media_type": {
+                            "enum": ["image/png", "image/jpeg", "image/gif", "image/webp"]
+                        },
+                        "data": _STR,
+                    },
+                },
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "id", "name", "input"],
+            "properties": {
+                "type": {"const": "tool_use"},
+                "id": _STR,
+                "name": _STR,
+                "input": {"type": "object"},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "tool_use_id"],
+            "properties": {
+                "type": {"const": "tool_result"},
+                "tool_use_id": _STR,
+                "content": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_TEXT}]},
+                "is_error": {"type": "boolean"},
+            },
+        },
+    ]
 }
 _MESSAGES_REQ = {
     "type": "object",
     "required": ["model", "max_tokens", "messages"],
     "properties": {
-        "model": {"type": "string"},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-        "system": {},
+        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {
+                    "role": {"enum": ["user", "assistant"]},
+                    "content": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
+                },
+            },
+        },
+        "system": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_TEXT}]},
         "stream": {"type": "boolean"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "stop_sequences": {"type": "array", "items": _STR},
+        "tools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "input_schema"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "description": _STR,
+                    "input_schema": {"type": "object"},
+                },
+            },
+        },
+        "metadata": {"type": "object", "properties": {"user_id": _STR}},
     },
 }
-_KEY_REQ = {
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_NAMES = {"type": "array", "maxItems": 100, "items": {"type": "string", "minLength": 1}}
+_RATE_LIMITS = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string"},
-        "user": {"type": "string"},
-        "team": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "models": {"type": "array", "items": {"type": "string"}},
-        "admin": {"type": "boolean"},
-        "metadata": {"type": "object"},
+        "rpm": {"type": "integer", "minimum": 1, "maximum": 10**9},
+        "tpm": {"type": "integer", "minimum": 1, "maximum": 10**12},
+        "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10**6},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+        "max_wait_s": {"type": "number", "minimum": 0, "maximum": 60},
     },
+}
+# Money: at most a billion US dollars (storage/budgets.py MAX_USD), as a number or a string.
+_USD = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 1e9},
+        {"type": "string", "pattern": "^[0-9]{1,10}(\\.[0-9]{1,10})?$"},
+    ]
 }
 _BUDGET_REQ = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "scope": {"enum": ["key", "user", "team", "tag", "global"]},
-        "subject": {"type": "string"},
+        "subject": _NAME,
         "window": {"enum": ["daily", "weekly", "monthly", "lifetime"]},
-        "limit_usd": {"type": "number", "minimum": 0},
-        "budget_usd": {"type": "number", "minimum": 0},
-        "timezone": {"type": "string"},
+        "limit_usd": _USD,
+        "budget_usd": _USD,
+        "timezone": {"type": "string", "examples": ["UTC", "Europe/Berlin"]},
     },
 }
-_KEY_REQ["properties"]["budgets"] = {"type": "array", "items": _BUDGET_REQ}  # type: ignore[index]
+_KEY_FIELDS = {
+    "name": _NAME,
+    "user": _NAME,
+    "team": _NAME,
+    "tags": _NAMES,
+    "models": _NAMES,
+    "metadata": {"type": "object"},
+    "rate_limits": _RATE_LIMITS,
+}
+_KEY_REQ = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **_KEY_FIELDS,
+        "admin": {"type": "boolean"},
+        "budgets": {"type": "array", "items": _BUDGET_REQ},
+    },
+}
+_KEY_PATCH = {"type": "object", "additionalProperties": False, "properties": _KEY_FIELDS}
 _KEY = {"$ref": "#/components/schemas/Key"}
 _STREAMING = {
     "description": "The answer (JSON), or Server-Sent Events when stream is true",
@@ -158,25 +413,50 @@ _JOB_REQ = {
     "required": ["endpoint", "body"],
     "additionalProperties": False,
     "properties": {
-        "endpoint": {"enum": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]},
-        "body": {"type": "object"},
+        "endpoint": {
+            "enum": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
+        },
+        "body": {"anyOf": [_CHAT_REQ, _COMPLETION_REQ, _EMBED_REQ, _MESSAGES_REQ]},
         "callback_url": {"type": "string", "format": "uri"},
-        "priority": {"oneOf": [{"enum": ["high", "normal", "low"]}, {"type": "integer", "minimum": -100, "maximum": 100}]},
-        "deadline": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number", "exclusiveMinimum": 0}]},
-        "metadata": {"type": "object"},
+        "priority": {
+            "oneOf": [
+                {"enum": ["high", "normal", "low"]},
+                {"type": "integer", "minimum": -100, "maximum": 100},
+            ]
+        },
+        # An ISO-8601 time, epoch seconds, or seconds from now; at most 366 days ahead.
+        "deadline": {
+            "oneOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 31_622_400},
+                {"type": "number", "minimum": 1e9, "maximum": 1e11},
+            ]
+        },
+        "metadata": {"type": "object", "maxProperties": 16},
     },
-}  # fmt: skip
+}
 _JOB = {"$ref": "#/components/schemas/Job"}
 _FILE = {"$ref": "#/components/schemas/File"}
 _BATCH = {"$ref": "#/components/schemas/Batch"}
 _BATCH_REQ = {
     "type": "object",
     "required": ["input_file_id", "endpoint", "completion_window"],
+    "additionalProperties": False,
     "properties": {
-        "input_file_id": {"type": "string"},
+        "input_file_id": {"type": "string", "minLength": 1},
         "endpoint": {"enum": ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"]},
         "completion_window": {"const": "24h"},
-        "metadata": {"type": ["object", "null"]},
+        "metadata": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "maxProperties": 16,
+                    "propertyNames": {"maxLength": 64},
+                    "additionalProperties": {"type": "string", "maxLength": 512},
+                },
+                {"type": "null"},
+            ]
+        },
     },
 }
 
@@ -193,7 +473,7 @@ def build() -> dict[str, Any]:
         "/v1/embeddings": {"post": _op("Embeddings", body=_EMBED_REQ, ok=_resp("Embeddings list"), errors=_CHAT_ERRORS)},
         "/v1/models": {"get": _op("Models this key may use", ok=_resp("Model list"), errors=_errors(401))},
         "/v1/models/{model}": {"get": {**_op("One model", ok=_resp("Model"), errors=_errors(401, 404)), "parameters": param("model")}},
-        "/v1/messages": {"post": _op("Anthropic Messages API (any provider behind it)", body=_MESSAGES_REQ, ok=_STREAMING, errors=_CHAT_ERRORS)},
+        "/v1/messages": {"post": _op("Anthropic Messages API (any provider behind it)", body=_MESSAGES_REQ, ok=_STREAMING, errors=_MESSAGES_ERRORS)},
         "/admin/keys": {
             "get": _op("List virtual keys", ok=_resp("Keys"), errors=_ADMIN_ERR),
             "post": _op("Create a virtual key (the secret is in 'key', shown once)", body=_KEY_REQ, ok=_resp("The new key", _KEY), errors=_errors(400, 401, 403), ok_status="201"),
@@ -201,7 +481,7 @@ def build() -> dict[str, Any]:
         "/admin/keys/{key_id}": {
             "parameters": param("key_id"),
             "get": _op("One key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR),
-            "patch": _op("Update a key", body=_KEY_REQ, ok=_resp("Key", _KEY), errors=_errors(400, 401, 403, 404)),
+            "patch": _op("Update a key", body=_KEY_PATCH, ok=_resp("Key", _KEY), errors=_errors(400, 401, 403, 404)),
             "delete": _op("Revoke a key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR),
         },
         "/admin/keys/{key_id}/revoke": {"parameters": param("key_id"), "post": _op("Revoke a key", ok=_resp("Key", _KEY), errors=_ADMIN_ERR)},
@@ -241,7 +521,7 @@ def build() -> dict[str, Any]:
         "/admin/jobs/{job_id}/requeue": {"parameters": param("job_id"), "post": _op("Send a dead letter back to the queue", ok=_resp("Job", _JOB), errors=_errors(400, 401, 403, 404))},
         "/admin/jobs/webhook-secret": {"get": _op("The secret job webhooks are signed with", ok=_resp("Secret"), errors=_errors(401, 403))},
         "/v1/files": {
-            "post": {**_op("Upload a batch input file (multipart: purpose=batch, file=JSONL), checked line by line", ok=_resp("File", _FILE), errors=_errors(400, 401, 413, 415)), "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["purpose", "file"], "properties": {"purpose": {"const": "batch"}, "file": {"type": "string", "format": "binary"}}}}}}},
+            "post": {**_op("Upload a batch input file (multipart: purpose=batch, file=JSONL), checked line by line", ok=_resp("File", _FILE), errors=_errors(400, 401, 413, 415)), "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["purpose", "file"], "additionalProperties": False, "properties": {"purpose": {"const": "batch"}, "file": {"type": "string", "format": "binary"}}}}}}},
             "get": _op("The caller's files, newest first (?purpose=, ?limit=, ?after=, ?order=)", ok=_resp("File list"), errors=_errors(400, 401)),
         },
         "/v1/files/{file_id}": {
@@ -285,6 +565,14 @@ def build() -> dict[str, Any]:
                                 "code": {"type": ["string", "null"]},
                             },
                         }
+                    },
+                },
+                "AnthropicError": {
+                    "type": "object",
+                    "required": ["type", "error"],
+                    "properties": {
+                        "type": {"const": "error"},
+                        "error": {"type": "object", "required": ["type", "message"], "properties": {"type": {"type": "string"}, "message": {"type": "string"}}},
                     },
                 },
                 "Job": {"type": "object", "required": ["id", "object", "status", "status_url"], "properties": {"id": {"type": "string"}, "object": {"const": "job"}, "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "status_url": {"type": "string"}, "attempts": {"type": "integer"}, "result": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]}, "cost_usd": {"type": ["string", "null"]}}},

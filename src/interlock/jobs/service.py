@@ -42,6 +42,10 @@ from interlock.webhooks import Allowlist, UnsafeWebhookURL, check_url
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages")
 FIELDS = frozenset({"endpoint", "body", "callback_url", "priority", "deadline", "metadata"})
 EPOCH_THRESHOLD = 1_000_000_000.0
+# The furthest a deadline may be set ahead: a job is work for later, not for next year,
+# and a bounded value is one every store, view and client can hold (1e300 was stored and
+# then broke every listing that showed it).
+MAX_DEADLINE_AHEAD_S = 366 * 86400.0
 MAX_IDEMPOTENCY_KEY = 255
 MAX_LIST = 100
 
@@ -73,11 +77,20 @@ def parse_deadline(value: Any, now: float) -> float | None:
             ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        at = parsed.timestamp()
+        try:
+            at = parsed.timestamp()
+        except (OverflowError, ValueError):  # year 1 with a positive offset, and the like
+            raise _bad("'deadline' is in the past", "deadline", "deadline_in_past") from None
     else:
         raise _bad("'deadline' must be an ISO-8601 time or a number of seconds", "deadline")
     if at <= now:
         raise _bad("'deadline' is in the past", "deadline", "deadline_in_past")
+    if at > now + MAX_DEADLINE_AHEAD_S:
+        raise _bad(
+            f"'deadline' must be at most {MAX_DEADLINE_AHEAD_S / 86400:g} days ahead",
+            "deadline",
+            "deadline_too_far",
+        )
     return at
 
 
@@ -234,7 +247,12 @@ class JobService:
 
 
 def _ts(value: float | None) -> int | None:
-    return None if value is None else int(value)
+    """Unix seconds for a view. A stored value no client could hold (not finite, beyond
+    what JSON integers carry; written before the bounds existed) shows as null rather
+    than breaking the listing it is in."""
+    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return int(value) if abs(value) < 2**53 else None
 
 
 def error_object(error: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -71,7 +71,9 @@ def format_usd(amount: Decimal) -> str:
     if not amount.is_finite():
         raise ValueError(f"not a finite amount: {amount}")
     with localcontext() as ctx:
-        ctx.prec = _PRECISION
+        # Every integer digit and the 10 decimals must fit, however large the amount: a
+        # stored value is rendered, never a reason for a listing to fail.
+        ctx.prec = max(_PRECISION, amount.adjusted() + 12)
         text = format(amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

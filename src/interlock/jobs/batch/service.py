@@ -170,7 +170,7 @@ class BatchService:
         if endpoint not in lines.ENDPOINTS:
             raise _bad(f"'endpoint' must be one of {list(lines.ENDPOINTS)}", "endpoint")
         window = data.get("completion_window")
-        if window not in WINDOWS:
+        if not isinstance(window, str) or window not in WINDOWS:
             raise _bad(f"'completion_window' must be one of {list(WINDOWS)}", "completion_window")
         file_id = data.get("input_file_id")
         if not isinstance(file_id, str) or not file_id:

@@ -149,7 +149,14 @@ def _message_texts(messages: list[Any]) -> list[str]:
                 code="missing_required_parameter",
             )
         parts = text_of(msg.get("content"))
-        for call in msg.get("tool_calls") or ():
+        calls = msg.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise BadRequest(
+                f"Invalid type for 'messages[{i}].tool_calls': expected an array.",
+                param=f"messages[{i}].tool_calls",
+                code="invalid_type",
+            )
+        for call in calls or ():
             if isinstance(call, dict) and isinstance(call.get("function"), dict):
                 fn = call["function"]
                 parts.append(f"{fn.get('name', '')} {fn.get('arguments', '')}")
