@@ -69,6 +69,22 @@ class PriceSettings(_Model):
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
 
 
+class UsageApiSettings(_Model):
+    """A provider's own usage API, read by ``interlock spend reconcile`` (spend/reconcile.py)
+    to replace the worst-case cost of requests lost with a replica by what was billed."""
+
+    # openai: GET {url}/organization/usage/completions (and /embeddings), 1-minute buckets.
+    kind: Literal["openai"] = "openai"
+    # The API root; "" = the provider's base_url up to /v1 (https://api.openai.com/v1).
+    url: str = ""
+    admin_key: SecretStr | None = None  # OpenAI: an admin key (sk-admin-...), not a project key
+    # Only this usage is the gateway's: set them when the organization has other traffic.
+    api_key_ids: tuple[str, ...] = ()
+    project_ids: tuple[str, ...] = ()
+    # Providers fill recent buckets late: minutes younger than this are left for later.
+    settle_delay_s: float = Field(default=600.0, ge=0, le=86400)
+
+
 class ProviderSettings(_Model):
     kind: ProviderKind
     base_url: str | None = None
@@ -82,6 +98,8 @@ class ProviderSettings(_Model):
     aws_session_token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     anthropic_version: str = "2023-06-01"
+    # Opt-in: reconcile replica_lost ledger rows against the provider's usage API.
+    usage_api: UsageApiSettings | None = None
 
     @model_validator(mode="after")
     def _kind_needs(self) -> ProviderSettings:

@@ -593,3 +593,88 @@ def estimate_break_even(model: str, gpu_usd_per_hour: str, tokens_per_second: st
     if fmt == "table":
         click.echo(f"\n{model} ({entry.id}); {input_tokens} in + {output_tokens} out tokens "
                    f"per request; utilisation {utilisation}")  # fmt: skip
+
+
+# ── interlock spend … ─────────────────────────────────────────────────────────────────
+
+
+@click.group("spend")
+def spend() -> None:
+    """Ledger maintenance: reconcile it with what the providers billed."""
+
+
+@spend.command("reconcile")
+@_config_option
+@click.option(
+    "--since",
+    default="1d",
+    show_default=True,
+    help="Lost requests created since: 12h, 1d, 7d ... or an ISO date/time (UTC).",
+)
+@click.option(
+    "--until",
+    default=None,
+    help="... and before (ISO, UTC; default: now − server.request_timeout_s − the "
+    "providers' usage_api.settle_delay_s, so that their usage is complete).",
+)
+@click.option("--dry-run", is_flag=True, default=False, help="Compare only; change nothing.")
+@_format_option
+def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bool,
+                  fmt: str) -> None:  # fmt: skip
+    """Replace the worst-case cost of `replica_lost` rows (requests in flight on a process
+    that died) by what the providers' usage APIs say was billed, for providers with
+    `usage_api` set. Each comparison is kept in the `ledger_reconcile` table."""
+    from interlock.spend.reconcile import (
+        ReconcileError,
+        default_until,
+        reach_from,
+        reconcile,
+        views_from,
+    )
+    from interlock.storage.ledger import LedgerStore
+
+    settings = cli_settings(config)
+    views = views_from(settings)
+    if not views:
+        raise click.ClickException(
+            "no provider has usage_api set: the worst case of replica_lost rows stays"
+        )
+    now = datetime.now(UTC)
+    start = parse_when(since, now)
+    end = parse_when(until, now) if until else default_until(settings, now)
+
+    async def go(engine: Any) -> Any:
+        return await reconcile(LedgerStore(engine), views, reach_from(settings), start, end,
+                               reach_s=settings.server.request_timeout_s, now=now,
+                               dry_run=dry_run)  # fmt: skip
+
+    try:
+        report = _with_engine(settings, go)
+    except (ReconcileError, OSError) as exc:
+        raise click.ClickException(f"the usage API could not be read: {exc}") from None
+    rows = [
+        {"provider": ln.provider, "model": ln.model, "from": ln.start.isoformat(),
+         "to": ln.end.isoformat(), "requests": ln.provider_requests,
+         "provider_usd": ln.provider_usd, "ledger_usd": ln.ledger_usd, "lost": ln.lost_rows,
+         "lost_before_usd": ln.lost_before_usd, "lost_after_usd": ln.lost_after_usd,
+         "unattributed_usd": ln.unattributed_usd}
+        for ln in report.lines
+    ]  # fmt: skip
+    if fmt == "json":
+        _echo_json({"lines": rows, "rewritten": report.rewritten, "skipped": report.skipped,
+                    "before_usd": report.before_usd, "after_usd": report.after_usd,
+                    "dry_run": dry_run})  # fmt: skip
+        return
+    cols = [("provider", "PROVIDER", "str"), ("model", "MODEL", "str"), ("from", "FROM", "str"),
+            ("to", "TO", "str"), ("requests", "REQUESTS", "int"),
+            ("provider_usd", "PROVIDER $", "usd"), ("ledger_usd", "RECORDS $", "usd"),
+            ("lost", "LOST", "int"), ("lost_before_usd", "LOST BEFORE $", "usd"),
+            ("lost_after_usd", "LOST AFTER $", "usd"),
+            ("unattributed_usd", "UNEXPLAINED $", "usd")]  # fmt: skip
+    if rows:
+        click.echo(render(rows, cols, fmt))
+    if fmt == "table":
+        verb = "would rewrite" if dry_run else "rewrote"
+        click.echo(f"{verb} {report.rewritten} replica_lost row(s): ${_text(report.before_usd)} "
+                   f"-> ${_text(report.after_usd)}; {report.skipped} left at their worst case "
+                   "(too recent, or reachable through a provider without usage_api)")  # fmt: skip

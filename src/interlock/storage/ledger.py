@@ -7,11 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, delete, func, select, text
+from sqlalchemy import Select, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.storage.tables import ledger, ledger_daily
+from interlock.storage.tables import ledger, ledger_daily, ledger_reconcile
 
 # The column order of spooled ledger rows (spend.ledger.LedgerRecord.to_row).
 LEDGER_COLUMNS = (
@@ -108,6 +108,66 @@ class LedgerStore:
             raw = Decimal(str((await conn.execute(q)).scalar_one()))
             rolled = Decimal(str((await conn.execute(qd)).scalar_one()))
         return raw + rolled
+
+    # -- reconciliation (spend/reconcile.py) --------------------------------------------
+
+    async def lost_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """``replica_lost`` rows created in [start, end), oldest first."""
+        c = ledger.c
+        q = (
+            select(c.request_id, c.created_at, c.model, c.cost_usd, c.reserved_usd)
+            .where(c.outcome == "replica_lost", c.created_at >= start, c.created_at < end)
+            .order_by(c.created_at)
+        )
+        return await self.rows(q)
+
+    async def known_between(
+        self, start: datetime, end: datetime, deployments: list[str]
+    ) -> dict[str, tuple[Decimal, int, int, int]]:
+        """Per deployment, the records (not replica_lost) in [start, end): cost, prompt and
+        completion tokens, rows."""
+        c = ledger.c
+        q = (
+            select(
+                c.deployment,
+                func.coalesce(func.sum(c.cost_usd), 0),
+                func.coalesce(func.sum(c.prompt_tokens), 0),
+                func.coalesce(func.sum(c.completion_tokens), 0),
+                func.count(),
+            )
+            .where(
+                c.outcome != "replica_lost",
+                c.created_at >= start,
+                c.created_at < end,
+                c.deployment.in_(deployments),
+            )
+            .group_by(c.deployment)
+        )
+        async with self._engine.connect() as conn:
+            got = (await conn.execute(q)).fetchall()
+        return {
+            r[0]: (Decimal(str(r[1])), int(r[2]), int(r[3]), int(r[4])) for r in got if r[0]
+        }
+
+    async def rewrite_lost(self, updates: list[dict[str, Any]], log: list[dict[str, Any]]) -> None:
+        """Set the cost (and what else was learned) of ``replica_lost`` rows, and append
+        what was done to ``ledger_reconcile``, in one transaction. A row that meanwhile
+        became a real record (its process was alive after all) is left alone."""
+        c = ledger.c
+        async with self._engine.begin() as conn:
+            for u in updates:
+                values = {k: v for k, v in u.items() if k != "request_id"}
+                await conn.execute(
+                    update(ledger)
+                    .where(c.request_id == u["request_id"], c.outcome == "replica_lost")
+                    .values(**values)
+                )
+            if log:
+                await conn.execute(insert(ledger_reconcile), log)
+
+    async def reconcile_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        q = select(ledger_reconcile).order_by(ledger_reconcile.c.id.desc()).limit(limit)
+        return await self.rows(q)
 
     def tag_filter(self, tag: str) -> Any:
         """A WHERE clause: the record carries feature tag ``tag``."""
