@@ -164,6 +164,9 @@ class GatewayResponse:
     cost_usd: Decimal | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     cache: str = "miss"  # x-interlock-cache: miss, hit-l1/l2/l3, hit-coalesced, bypass
+    # Hedge attempts that lost the race and still run: the provider bills them in full,
+    # so the gateway records each (outcome hedge_lost) once it ends.
+    losers: list[Awaitable[GatewayResponse]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

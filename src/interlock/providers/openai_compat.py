@@ -170,8 +170,8 @@ class OpenAIStreamDecoder:
 
     def close(self) -> list[Chunk]:
         out = [c for ev in self._parser.flush() if (c := self._event(ev.data)) is not None]
-        if self.usage is None:
-            self.usage = self.partial_usage(in_flight=False)
+        # No usage from the upstream: left to partial_usage, which the executor runs in a
+        # worker thread (the tokenizer stays off the event loop).
         if not self._done:
             raise UpstreamProtocolError(f"provider {self._provider} ended the stream before [DONE]")
         return out

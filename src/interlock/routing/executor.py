@@ -43,7 +43,7 @@ from interlock.settings import HedgeSettings
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
 from interlock.telemetry.tracing import Tracing
-from interlock.types import Attempt, Chunk, GatewayRequest, GatewayResponse, GatewayStream, Usage
+from interlock.types import Attempt, Chunk, GatewayRequest, GatewayResponse, GatewayStream
 
 # A 429 without Retry-After still keeps the deployment cool for this long.
 DEFAULT_COOLDOWN_S = 1.0
@@ -105,12 +105,12 @@ class Plan:
     deadline: float  # on the executor's clock
     hedge: HedgeSettings | None = None
     prompt_tokens: int = 0
-    # Awaited with the deployment's name before every attempt (the gateway's budget
-    # reservation for each billable attempt); raising vetoes it and ends the retries.
-    before_attempt: Callable[[str], Awaitable[None]] | None = None
     # The deadline is the client's own (x-interlock-timeout, a job's deadline), shorter
     # than the gateway's: a timeout at it is the client's, not the deployment's.
     client_deadline: bool = False
+    # Awaited with the deployment's name before every attempt (the gateway's budget
+    # reservation for each billable attempt); raising vetoes it and ends the retries.
+    before_attempt: Callable[[str], Awaitable[None]] | None = None
 
 
 class _NotAdmitted(Exception):
@@ -159,6 +159,8 @@ class Executor:
         self._rng = rng or random.Random()
         self._clock = clock
         self._latency: dict[str, _Quantile] = {}
+        # Hedge attempts that lost the race and still run (referenced until they end).
+        self._hedge_losers: set[asyncio.Future[GatewayResponse]] = set()
 
     # -- planning helpers ---------------------------------------------------------
 
@@ -444,19 +446,38 @@ class Executor:
         second = asyncio.ensure_future(self._attempt(req, other, plan, attempts))
         pending = {first, second}
         error: BaseException | None = None
+        winner: asyncio.Future[GatewayResponse] | None = None
         try:
-            while pending:
+            while pending and winner is None:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    if task.exception() is None:
-                        self._metrics.hedge(alias, "won" if task is second else "lost")
-                        return task.result()
-                    error = task.exception()
+                    if task.exception() is not None:
+                        error = task.exception()
+                    elif winner is None:
+                        winner = task
         finally:
-            for task in pending:
-                task.cancel()
-        assert error is not None
-        raise error
+            if winner is None:  # failed, or cancelled (the caller went away)
+                for task in pending:
+                    task.cancel()
+        if winner is None:
+            assert error is not None
+            raise error
+        self._metrics.hedge(alias, "won" if winner is second else "lost")
+        response = winner.result()
+        loser = first if winner is second else second
+        if not loser.done() or loser.exception() is None:
+            # Not cancelled: the provider finishes (and bills) a non-streamed answer even
+            # after the caller hangs up, so the loser runs to its end, bounded by its own
+            # timeouts, and the caller records and charges it (Gateway: outcome hedge_lost).
+            self._hedge_losers.add(loser)
+            loser.add_done_callback(self._loser_done)
+            response.losers.append(loser)
+        return response
+
+    def _loser_done(self, task: asyncio.Future[GatewayResponse]) -> None:
+        self._hedge_losers.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed loser is the caller's to ignore
 
     # -- streaming --------------------------------------------------------------------
 
@@ -581,8 +602,14 @@ class Executor:
             failure = err
             raise
         finally:
+            hung_up = False
+            if not result.completed:
+                # The provider bills what it generated: decode what already arrived and was
+                # not read, and note whether the gateway is the one hanging up on a live
+                # stream (the client left, a deadline fired): then more was in flight.
+                hung_up = not upstream.ended
+                _feed_rest(decoder, upstream.drain())
             upstream.close()
-            result.usage = decoder.usage or Usage(estimated=True)
             duration = self._clock() - started
             if failure is not None:
                 self._release_error(dep, failure, started, streamed=True)
@@ -595,6 +622,28 @@ class Executor:
                     counts_as_failure=False,
                     streamed=True,
                 )
+            if result.completed and decoder.usage is not None:
+                result.usage = decoder.usage
+            else:
+                # Tokenized in a worker thread (tiktoken releases the GIL): a long prompt is
+                # milliseconds of CPU the event loop need not wait for.
+                try:
+                    result.usage = await asyncio.to_thread(decoder.partial_usage, hung_up)
+                except asyncio.CancelledError:
+                    # Cancelled again (shutdown): count here rather than lose the charge;
+                    # counting only reads the decoder, so the abandoned thread is harmless.
+                    result.usage = decoder.partial_usage(hung_up)
+                    raise
+
+
+def _feed_rest(decoder: StreamDecoder, data: bytes) -> None:
+    """Decode the last bytes of a stream that ended early, for the count only."""
+    if not data:
+        return
+    try:
+        decoder.feed(data)
+    except Exception:  # noqa: S110 - a half event or the provider's error: counted so far
+        pass
 
 
 def _client_deadline(err: UpstreamTimeout) -> DeadlineExceeded:
