@@ -22,7 +22,6 @@ worst-case bound of a request (what is reserved before the call) is not here: se
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -45,12 +44,10 @@ REPLY_PRIMING = 3
 # A low-detail image tile, OpenAI's published figure: an estimate only (the bound, which
 # knows the image's size, is spend/bound.py's business).
 IMAGE_TOKENS = 85
-# Input audio is billed by duration; base64 WAV/MP3 payloads at a typical 16 kB/s and
-# OpenAI's published ~10 tokens a second of audio input give this many bytes a token.
-AUDIO_BYTES_PER_TOKEN = 1200
-# Text the counter tokenizes in a worker thread instead of on the event loop (tiktoken
-# releases the GIL): ~16 MB/s here, so 64 KB is ~4 ms of loop time.
-THREAD_CHARS = 64 * 1024
+# Input audio is billed by duration: OpenAI counts user audio at 1 token per 100 ms, and
+# a 16 kB/s payload (128 kbit/s MP3) is ~21 kB/s of base64, ~2,100 bytes a token. An
+# estimate only, like the image figure (the bound is spend/bound.py's).
+AUDIO_BYTES_PER_TOKEN = 2100
 # Raw chunks a stream keeps for a count it may never need before it folds them to text.
 FOLD_BYTES = 1024 * 1024
 
@@ -59,7 +56,9 @@ _encoding: Encoding | None = None
 
 
 def encoding() -> Encoding:
-    """The cl100k_base encoding, loaded once per process (~0.2 s; see :func:`preload`)."""
+    """The cl100k_base encoding, loaded once per process (~0.2 s), on first need: the
+    common path (providers report usage) never needs it; streams count in a worker
+    thread, so the load does not stall the event loop."""
     global _encoding
     enc = _encoding
     if enc is None:
@@ -70,11 +69,6 @@ def encoding() -> Encoding:
                 _encoding = tiktoken.get_encoding(ENCODING)
             enc = _encoding
     return enc
-
-
-async def preload() -> None:
-    """Load the encoding in a worker thread, so no request pays for it on the loop."""
-    await asyncio.to_thread(encoding)
 
 
 def estimate_tokens(text: str) -> int:
@@ -97,13 +91,6 @@ def estimate_request_tokens(body: JSON) -> int:
 def count_request_tokens(body: JSON) -> int:
     """The tokenizer's count of a request's prompt, by OpenAI's published rule."""
     return _request_tokens(body, count_tokens)
-
-
-async def count_request_tokens_async(body: JSON) -> int:
-    """:func:`count_request_tokens`, in a worker thread when the body is large."""
-    if estimate_request_tokens(body) * 4 > THREAD_CHARS:
-        return await asyncio.to_thread(count_request_tokens, body)
-    return count_request_tokens(body)
 
 
 # -- the request walk -------------------------------------------------------------------
