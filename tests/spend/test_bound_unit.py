@@ -190,7 +190,10 @@ def test_embeddings_inputs_and_token_arrays() -> None:
     b = bound_request(Endpoint.EMBEDDINGS, {"model": "e", "input": list(range(8000))})
     assert b.text == BASE + 8000 + EMBED_PER_INPUT
     b = bound_request(Endpoint.EMBEDDINGS, {"model": "e", "input": ["ab", "cd"], "user": "x"})
-    assert b.text == BASE + 2 * (len('"ab"') + EMBED_PER_INPUT)
+    assert b.text == BASE + len('["ab","cd"]') + 2 * EMBED_PER_INPUT  # "user" is no input
+    # Mixed or odd arrays take the slow path and still count every element.
+    b = bound_request(Endpoint.EMBEDDINGS, {"model": "e", "input": [[1, 2], "xyz" * 100, 7]})
+    assert b.text >= BASE + 2 + 300 + 1
 
 
 def test_worst_usd_and_the_cap_that_fits() -> None:
@@ -218,3 +221,39 @@ def test_any_text_has_no_more_cl100k_tokens_than_its_bound(text: str) -> None:
     """The byte rule against a real byte-level BPE: never fewer bytes than tokens."""
     b = chat({"role": "user", "content": text})
     assert b.text - BASE - PER_MESSAGE >= len(CL100K.encode(text, disallowed_special=()))
+
+
+def _floor(value: Any) -> int:
+    """What any provider can bill at most for a prompt/input value: one token per id, the
+    UTF-8 bytes of every string (numbers and others by their JSON text)."""
+    if isinstance(value, bool) or not isinstance(value, int | str | list):
+        return len(orjson.dumps(value))
+    if isinstance(value, int):
+        return 1
+    if isinstance(value, str):
+        return len(value.encode())
+    return sum(_floor(v) for v in value)
+
+
+_scalars = st.one_of(
+    st.integers(0, 200_000), st.text(max_size=30), st.booleans(), st.none(), st.floats(0, 9)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(min_size=1),
+        st.lists(st.integers(0, 200_000), min_size=1, max_size=50),
+        st.lists(st.lists(st.integers(0, 200_000), max_size=20), min_size=1, max_size=5),
+        st.lists(st.text(), min_size=1, max_size=5),
+        st.lists(st.one_of(_scalars, st.lists(_scalars, max_size=4)), min_size=1, max_size=6),
+    ),
+    st.sampled_from([Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS]),
+)
+def test_prompt_and_input_values_of_any_shape_are_counted_in_full(
+    value: Any, endpoint: Endpoint
+) -> None:
+    key = "prompt" if endpoint is Endpoint.COMPLETIONS else "input"
+    b = bound_request(endpoint, {"model": "m", key: value})
+    assert b.text - BASE >= _floor(value)

