@@ -135,6 +135,7 @@ class BudgetEnforcer:
         # their charge lands): the bounded allowance while the state is unreachable.
         self._seen: dict[str, int] = {}
         self._blind: dict[str, int] = {}
+        self._blind_warned = False
 
     # -- the budget list -----------------------------------------------------------
 
@@ -248,6 +249,7 @@ class BudgetEnforcer:
                         await self._seed(b, h.key, h.ttl_s, now)
         except StateUnavailable:
             return self._reserve_blind(budgets, holds, amount, rid)
+        self._blind_warned = False
         if result.ok:
             if len(self._seen) > 10_000:
                 self._seen.clear()  # old windows' keys; the live ones come back at once
@@ -283,7 +285,12 @@ class BudgetEnforcer:
                     code="budget_state_unavailable",
                     retry_after=5,
                 )
-        log.warning("budget state unavailable; admitting within this replica's allowance")
+        if not self._blind_warned:  # once per outage, not once per request
+            self._blind_warned = True
+            log.warning(
+                "budget state unavailable; admitting without it (planned budgets, fail_open, "
+                "or within spend.state_unavailable_allowance_usd); charged when it is back"
+            )
         for h in holds:
             self._blind[h.key] = self._blind.get(h.key, 0) + amount
         return Reservation(rid, [h.key for h in holds], amount, budgets, local=True)
