@@ -53,6 +53,7 @@ class InterlockApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = Ctx(scope, receive, send)
+        ctx.body_timeout_s = self.settings.server.body_timeout_s
         gw = self.gateway
         ctx.response_headers.append((b"x-interlock-degradation", gw.ladder.label))
         route = "unmatched"

@@ -8,7 +8,8 @@
     │   ├── AuthenticationFailed         401 invalid_api_key
     │   ├── PermissionDenied             403 permission_denied / model_not_allowed
     │   ├── NotFound                     404 not_found / model_not_found
-    │   └── MethodNotAllowed             405 method_not_allowed
+    │   ├── MethodNotAllowed             405 method_not_allowed
+    │   └── RequestTimeout               408 request_timeout (a body or head sent too slowly)
     ├── RateLimited                      429 rate_limited (Retry-After)
     ├── ServiceUnavailable               503 service_unavailable / circuit_open (Retry-After)
     │   └── Degraded                     503 degraded (the degradation ladder refused it)
@@ -124,6 +125,18 @@ class NotFound(ClientError):
 class MethodNotAllowed(ClientError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(ClientError):
+    """The client sent its request too slowly (server.header_timeout_s/body_timeout_s);
+    the connection is closed after the answer."""
+
+    status = 408
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.extra_headers = [(b"connection", b"close")]
 
 
 class RateLimited(InterlockError):

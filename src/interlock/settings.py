@@ -40,6 +40,16 @@ class ServerSettings(_Model):
     # --workers N: a worker that does not answer the supervisor's ping for this long is
     # killed and replaced (uvicorn's default of 5 s kills healthy workers on a busy host).
     worker_healthcheck_s: int = Field(default=30, ge=1, le=600)
+    # Slow clients (cli/http_server.py, api/http.py): a request head (request line and
+    # headers) must arrive within header_timeout_s of its first byte (of the connection,
+    # for the first request), a body within body_timeout_s of the head; each process
+    # holds at most max_connections connections (more: 503 and close).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    # SIGTERM: new requests get 503 draining (Retry-After, Connection: close) while the
+    # ones in flight (streams included) finish, for at most this long.
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
 
 
 class StorageSettings(_Model):

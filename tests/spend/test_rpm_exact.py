@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from interlock.errors import RateLimited
 from interlock.settings import SpendSettings
 from interlock.sim import SimControl
 from interlock.spend.limits import RateLimits
 from interlock.state.ratelimit_redis import RedisRateLimiter
 from interlock.state.redis_connect import connect
-from interlock.errors import RateLimited
 from interlock.types import Principal
 from tests.support.gateway import MASTER_KEY, GatewayProcess, free_port, sim_config
 from tests.support.services import REDIS_URL, require

@@ -29,7 +29,7 @@ from interlock.state.redis import RedisState
 from interlock.state.redis_call import RedisCalls, RedisUnavailable
 from interlock.state.redis_connect import connect
 from interlock.state.reservations import Hold, RedisReservations, StateUnavailable
-from tests.support.own_redis import OwnRedis, own_redis
+from tests.support.own_redis import own_redis
 from tests.support.services import REDIS_URL, require
 
 pytestmark = pytest.mark.redis

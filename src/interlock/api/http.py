@@ -7,6 +7,7 @@ benchmark in bench/core.py measures (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -19,6 +20,7 @@ from interlock.errors import (
     InterlockError,
     InvalidRequest,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     error_body,
 )
@@ -42,6 +44,7 @@ class Ctx:
 
     __slots__ = (
         "_headers",
+        "body_timeout_s",
         "error_code",
         "model",
         "path_params",
@@ -61,6 +64,9 @@ class Ctx:
         self.started = time.perf_counter()
         self._headers: dict[bytes, bytes] | None = None
         self.path_params: dict[str, str] = {}
+        # The whole body must arrive within this of the first read (server.body_timeout_s,
+        # set by the app); None: no bound (in-process callers).
+        self.body_timeout_s: float | None = None
         self.status = 0
         self.model = "-"  # metrics label: a configured alias, never raw client input
         self.error_code: str | None = None
@@ -101,6 +107,9 @@ class Ctx:
         return dict(parse_qsl(raw, keep_blank_values=True))
 
     async def read_body(self, limit: int) -> bytes:
+        """The whole body, at most ``limit`` bytes (413), arriving within
+        ``body_timeout_s`` (408 request_timeout, and the connection is closed): a client
+        that trickles its body in cannot hold a worker's connection indefinitely."""
         declared = self.headers.get(b"content-length")
         if declared is not None:
             try:
@@ -110,18 +119,24 @@ class Ctx:
                 raise InvalidRequest("invalid Content-Length header") from None
         chunks: list[bytes] = []
         size = 0
-        while True:
-            msg = await self.receive()
-            if msg["type"] == "http.disconnect":
-                raise ClientGone
-            body = msg.get("body", b"")
-            if body:
-                size += len(body)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-                chunks.append(body)
-            if not msg.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                while True:
+                    msg = await self.receive()
+                    if msg["type"] == "http.disconnect":
+                        raise ClientGone
+                    body = msg.get("body", b"")
+                    if body:
+                        size += len(body)
+                        if size > limit:
+                            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+                        chunks.append(body)
+                    if not msg.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {self.body_timeout_s:g}s"
+            ) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def respond(

@@ -17,7 +17,8 @@ import orjson
 
 from interlock.app import create_app
 from interlock.childproc import start_module_process
-from interlock.cli import defaults
+from interlock.cli import defaults, http_server
+from interlock.cli.http_server import GuardedHttpToolsProtocol, ServerLimits
 from interlock.settings import ConfigError, Settings, dump_settings, parse_settings, read_yaml
 from interlock.storage.files import private_dir
 
@@ -108,7 +109,8 @@ def wants_local_embeddings(settings: Settings) -> bool:
         return True
     sem = settings.cache.semantic
     wanted = settings.cache.enabled and (
-        sem.enabled or any(m.cache is not None and m.cache.semantic for m in settings.models.values())
+        sem.enabled
+        or any(m.cache is not None and m.cache.semantic for m in settings.models.values())
     )
     return wanted and not sem.embedder and (bool(settings.local_embeddings.url) or available())
 
@@ -230,16 +232,24 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
         "host": server.host,
         "port": server.port,
         "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-        "http": "httptools",
+        # The guarded httptools protocol: header timeout, connection cap, drain 503s.
+        "http": GuardedHttpToolsProtocol,
         "access_log": server.access_log,
         "log_level": "warning",
-        "timeout_graceful_shutdown": 30,
+        # The drain (server.drain_timeout_s) has already waited for requests in flight
+        # when uvicorn's own shutdown starts: it only closes idle connections.
+        "timeout_graceful_shutdown": 1,
         # X-Forwarded-* handling costs every request; deployments behind a proxy that
         # need client addresses get them from the proxy's own logs.
         "proxy_headers": False,
     }
+    limits = ServerLimits(
+        header_timeout_s=server.header_timeout_s,
+        max_connections=server.max_connections,
+        drain_timeout_s=server.drain_timeout_s,
+    )
     if server.workers == 1:
-        uvicorn.run(create_app(worker_settings), **common)
+        http_server.run(uvicorn.Config(create_app(worker_settings), **common), limits)
         return
     state = private_dir(settings.state_dir)
     metrics_dir = tempfile.mkdtemp(prefix="prometheus-", dir=state)
@@ -249,13 +259,14 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
         fh.write(orjson.dumps(dump_settings(worker_settings)))
     os.environ[RESOLVED_ENV] = resolved
     atexit.register(_cleanup, resolved, metrics_dir)
-    uvicorn.run(
+    uv_config = uvicorn.Config(
         "interlock.cli.serve:app_from_env",
         factory=True,
         workers=server.workers,
         timeout_worker_healthcheck=server.worker_healthcheck_s,
         **common,
     )
+    http_server.run(uv_config, limits)
 
 
 def _cleanup(resolved: str, metrics_dir: str) -> None:
