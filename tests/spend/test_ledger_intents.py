@@ -8,15 +8,20 @@ case and its holds are charged at that amount, exactly once however often it is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -24,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.settings import StorageSettings
+from interlock.sim import SimControl
 from interlock.spend import ledger as ledger_mod
 from interlock.spend.ledger import LedgerRecord, LedgerWriter, lost_record
 from interlock.spend.settlements import Settle
@@ -31,6 +37,7 @@ from interlock.state.reservations import RedisReservations
 from interlock.storage.engine import create_engine, run_migrations
 from interlock.storage.ledger import LedgerStore
 from interlock.storage.tables import ledger
+from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 from tests.support.services import REDIS_URL, require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +190,60 @@ async def test_open_intent_survives_rotation_and_checkpoints(
     await survivor.stop()
     if w._task is not None:
         w._task.cancel()
+
+
+@pytest.mark.slow
+def test_gateway_killed_mid_request_records_it_even_without_a_budget(
+    sim_url: str, sim: SimControl, tmp_path: Path
+) -> None:
+    """A real gateway SIGKILLed while an unbudgeted request is at the provider: the next
+    process on the same state directory records it as replica_lost at its worst case."""
+    cfg = sim_config(sim_url, tmp_path / "state")
+    sim.set_config(tokens_per_s=10)  # 16 tokens: ~1.6 s at the provider
+    gw = GatewayProcess(cfg, tmp_path / "a").start(timeout=60)
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    key = httpx.post(f"{gw.url}/admin/keys", headers=admin, json={"user": "nobudget"}).json()["key"]
+
+    def call() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{gw.url}/v1/chat/completions", timeout=30,
+                       headers={"authorization": f"Bearer {key}"},
+                       json={"model": "chat", "messages": [{"role": "user", "content": "slow"}]})  # fmt: skip
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not any(r["path"] == "/v1/chat/completions" for r in sim.requests()):
+        assert time.monotonic() < deadline, "the request never reached the provider"
+        time.sleep(0.05)
+    assert gw.proc is not None
+    gw.proc.kill()  # SIGKILL, with the request at the provider
+    gw.proc.wait(10)
+    t.join(30)
+    again = GatewayProcess(cfg, tmp_path / "b").start(timeout=60)  # replays the spool at start
+    try:
+        engine = create_engine(StorageSettings(url=cfg["storage"]["url"]))
+        deadline = time.monotonic() + 20
+        while True:
+            got = asyncio.run(_lost_rows(engine))
+            if got or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(got) == 1, got
+        row = got[0]
+        assert row["model"] == "chat" and row["status"] == 0 and row["usage_estimated"]
+        assert row["cost_usd"] == row["reserved_usd"] > 0  # the worst case, budget or not
+        assert sim.ledger()["totals"]["requests"] == 1  # the provider did serve it
+    finally:
+        again.stop()
+
+
+async def _lost_rows(engine: AsyncEngine) -> list[dict]:
+    try:
+        async with engine.connect() as conn:
+            got = (
+                await conn.execute(select(ledger).where(ledger.c.outcome == "replica_lost"))
+            ).fetchall()
+        return [dict(r._mapping) for r in got]
+    finally:
+        await engine.dispose()
