@@ -90,7 +90,9 @@ def enforcer(client: Redis, ledger: LedgerStore, budgets: BudgetStore, **spend: 
 
 
 async def counter(client: Redis) -> tuple[Decimal, Decimal]:
-    keys = [k for k in await client.keys("t:*") if not k.endswith((b":r", b":h", b":a", b":x", b":c"))]
+    keys = [
+        k for k in await client.keys("t:*") if not k.endswith((b":r", b":h", b":a", b":x", b":c"))
+    ]
     assert len(keys) == 1
     settled, held = await client.get(keys[0]), await client.get(keys[0] + b":r")
     return Decimal(int(settled)) / 10**9, Decimal(int(held or 0)) / 10**9
@@ -175,11 +177,17 @@ def test_keys_without_a_budget_are_served_through_a_redis_freeze(
             free = c.post("/admin/keys", headers=admin, json={"user": "free"}).json()["key"]
             capped = c.post("/admin/keys", headers=admin,
                             json={"user": "capped", "budgets": [{"limit_usd": 5, "window": "daily"}]}).json()["key"]  # fmt: skip
-            body = {"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+            body = {
+                "model": "chat",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
 
             def send(key: str) -> tuple[int, float, httpx.Response]:
                 t = time.monotonic()
-                r = c.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
+                r = c.post(
+                    "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+                )
                 return r.status_code, time.monotonic() - t, r
 
             for key in (free, capped):  # both verified and seen once while Redis is up

@@ -145,9 +145,7 @@ class LedgerStore:
         )
         async with self._engine.connect() as conn:
             got = (await conn.execute(q)).fetchall()
-        return {
-            r[0]: (Decimal(str(r[1])), int(r[2]), int(r[3]), int(r[4])) for r in got if r[0]
-        }
+        return {r[0]: (Decimal(str(r[1])), int(r[2]), int(r[3]), int(r[4])) for r in got if r[0]}
 
     async def rewrite_lost(self, updates: list[dict[str, Any]], log: list[dict[str, Any]]) -> None:
         """Set the cost (and what else was learned) of ``replica_lost`` rows, and append
