@@ -1,16 +1,18 @@
 """Schemathesis against the REAL gateway's ``/openapi.json``: no input is a 5xx.
 
-A real ``interlock serve`` process in front of the simulated provider; every operation of
-the served OpenAPI document, positive and negative cases (bodies that fit the schema and
-bodies that break it field by field), each sent with the master key and with a user key.
-Checks: the answer is never a server error, its status is one the operation declares,
-and its body and content type match what the document declares for that status. The seed
-is fixed, so a failure reproduces; the drill variant (``make drills``) runs many more
-examples per operation.
+A real ``interlock serve`` process in front of the simulated provider, and schemathesis's
+own engine over every operation of the document the gateway serves: the coverage phase
+(for every field: a wrong type, each boundary, a value outside the enum, a missing
+required field — this is what finds "role given as a list") and the fuzzing phase
+(positive and negative cases), once with the master key and once with a user key.
+Checks: never a server error, a status the operation declares, the declared content
+type, and a body matching the declared schema. The seed is fixed, so a run reproduces;
+the drill variant (``make drills``) adds many more fuzzed examples and the stateful phase
+(links inferred from the responses: create, then read, list, cancel, delete).
 
-Operations that change what every later request sees are undone after each case (a forced
-degradation level, a global budget of $0), so one generated case cannot turn the rest of
-the run into refusals and hide a 500 behind them.
+Operations that change what every later request sees are undone after each call (a
+forced degradation level, a global budget of $0), so one generated case cannot turn the
+rest of the run into refusals and hide a 500 behind them.
 """
 
 from __future__ import annotations
@@ -21,26 +23,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import hypothesis
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.engine import events
 
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 SEED = 20261207
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
+CHAT_MODELS = ["chat", "failover", "azure", "claude", "gemini", "bedrock"]
+EMBED_MODELS = ["embed"]
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +61,6 @@ def keys(fuzz_gateway: GatewayProcess) -> dict[str, dict[str, str]]:
     return {"master": master, "user": {"authorization": f"Bearer {r.json()['key']}"}}
 
 
-CHAT_MODELS = ["chat", "failover", "azure", "claude", "gemini", "bedrock"]
-EMBED_MODELS = ["embed"]
-
-
 def _body_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
     schema: dict[str, Any] = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]  # fmt: skip
     return schema
@@ -80,105 +73,99 @@ def _narrow(doc: dict[str, Any]) -> None:
     models = {
         "/v1/chat/completions": CHAT_MODELS,
         "/v1/completions": ["chat", "failover"],
-        "/v1/messages": CHAT_MODELS,
         "/v1/embeddings": EMBED_MODELS,
+        "/v1/messages": CHAT_MODELS,
     }
     for path, names in models.items():
         _body_schema(doc, path)["properties"]["model"] = {"enum": names}
+    # The job body's schemas, in the document's order: chat, completions, embeddings, messages.
     job_bodies = _body_schema(doc, "/v1/jobs")["properties"]["body"]["anyOf"]
-    order = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages")
-    for body, names in zip(job_bodies, (models[p] for p in order), strict=True):
+    for body, names in zip(job_bodies, models.values(), strict=True):
         body["properties"]["model"] = {"enum": names}
 
 
-def _schema(gw: GatewayProcess) -> Any:
+def _undoer(gw: GatewayProcess) -> Any:
+    master = {"authorization": f"Bearer {MASTER_KEY}"}
+
+    def after_call(context: Any, case: Any, response: Any) -> None:
+        """Take back what would make every later case a refusal."""
+        path, method = case.operation.path, case.method.upper()
+        if path == "/admin/degradation" and method == "PUT":
+            httpx.put(f"{gw.url}/admin/degradation", json={"level": "auto"}, headers=master)
+        elif path == "/admin/budgets" and method == "POST" and response.status_code == 201:
+            budget_id = response.json()["id"]
+            httpx.delete(f"{gw.url}/admin/budgets/{budget_id}", headers=master)
+
+    return after_call
+
+
+def _run(gw: GatewayProcess, headers: dict[str, str], *, max_examples: int, stateful: bool) -> tuple[list[str], Counter[str]]:  # fmt: skip
     doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
     _narrow(doc)
-    config = schemathesis.config.SchemathesisConfig.from_dict({"seed": SEED})
+    config = schemathesis.config.SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "base-url": gw.url,
+            "headers": headers,
+            "request-timeout": 30,
+            "generation": {"max-examples": max_examples, "mode": "all", "deterministic": True},
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": stateful},
+            },
+            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+        }
+    )
     schema = schemathesis.openapi.from_dict(doc, config=config)
-    schema.config.update(base_url=gw.url)
-    return schema
-
-
-def _undo(case: Any, response: Any, gw: GatewayProcess, master: dict[str, str]) -> None:
-    """Take back what would make every later case a refusal."""
-    path, method = case.operation.path, case.method.upper()
-    if path == "/admin/degradation" and method == "PUT":
-        httpx.put(f"{gw.url}/admin/degradation", json={"level": "auto"}, headers=master)
-    elif path == "/admin/budgets" and method == "POST" and response.status_code == 201:
-        budget_id = response.json()["id"]
-        httpx.delete(f"{gw.url}/admin/budgets/{budget_id}", headers=master)
-
-
-def _code(response: Any) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return "-"
-    error = body.get("error") if isinstance(body, dict) else None
-    return str(error.get("code") or error.get("type")) if isinstance(error, dict) else "-"
-
-
-def _fuzz(gw: GatewayProcess, keys: dict[str, dict[str, str]], max_examples: int) -> None:
-    """Every operation, positive then negative cases, both keys; every failure collected
-    (one per operation and mode, unshrunk: the case itself is printed)."""
-    failures: dict[tuple[str, str, str], str] = {}
-    calls = 0
-    statuses: Counter[tuple[str, str, int, str]] = Counter()
-    started = time.monotonic()
-    for result in _schema(gw).get_all_operations():
-        op = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @hypothesis.settings(
-                max_examples=max_examples,
-                derandomize=True,
-                database=None,
-                deadline=None,
-                phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-                suppress_health_check=list(hypothesis.HealthCheck),
-            )
-            @hypothesis.given(case=op.as_strategy(generation_mode=mode))
-            def run(case: Any) -> None:
-                nonlocal calls
-                for who in ("master", "user"):
-                    response = case.call(headers=keys[who], timeout=30)
-                    calls += 1
-                    statuses[(op.label, mode.value, response.status_code, _code(response))] += 1
-                    try:
-                        case.validate_response(response, checks=CHECKS, headers=keys[who])
-                    except (AssertionError, BaseExceptionGroup) as exc:  # FailureGroup
-                        failures.setdefault(
-                            (op.label, mode.value, who),
-                            f"{op.label} ({mode.value}, {who} key): {str(exc)[:1500]}\n"
-                            f"  request: {case.method} {case.formatted_path} "
-                            f"query={case.query} body={str(case.body)[:300]}\n"
-                            f"  answer: {response.status_code} {response.text[:300]}",
+    schema.hook("after_call")(_undoer(gw))
+    failures: list[str] = []
+    calls: Counter[str] = Counter()
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            for case_id, interaction in event.recorder.interactions.items():
+                status = interaction.response.status_code if interaction.response else "error"
+                calls[f"{event.recorder.cases[case_id].value.operation.label} {status}"] += 1
+            for nodes in event.recorder.checks.values():
+                for node in nodes:
+                    if node.failure_info is not None:
+                        failures.append(
+                            f"{event.label} [{event.phase.name}] {node.name}: "
+                            f"{node.failure_info.failure.title}\n{node.failure_info.code_sample[:800]}"
                         )
-                    finally:
-                        _undo(case, response, gw, keys["master"])
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.append(f"engine error: {event}")
+    return failures, calls
 
-            try:
-                run()
-            except hypothesis.errors.Unsatisfiable:
-                pass  # nothing to break: an operation without parameters or body
-    print(f"\nschemathesis: {calls} calls in {time.monotonic() - started:.1f}s")
-    for (label, mode, status, code), n in sorted(statuses.items()):
-        print(f"  {label} {mode}: {status} {code} x{n}")
-    assert not failures, f"{len(failures)} failing:\n\n" + "\n\n".join(failures.values())
+
+def _fuzz(gw: GatewayProcess, keys: dict[str, dict[str, str]], *, max_examples: int, stateful: bool) -> None:  # fmt: skip
+    started = time.monotonic()
+    failures: list[str] = []
+    total: Counter[str] = Counter()
+    for who, headers in keys.items():
+        found, calls = _run(gw, headers, max_examples=max_examples, stateful=stateful)
+        failures += [f"({who} key) {f}" for f in found]
+        total.update(calls)
+    print(f"\nschemathesis: {sum(total.values())} calls in {time.monotonic() - started:.1f}s")
+    for line, n in sorted(total.items()):
+        print(f"  {line} x{n}")
+    server_errors = [k for k in total if k.rsplit(" ", 1)[1].startswith("5")]
+    assert not server_errors, server_errors
+    assert not failures, f"{len(failures)} failing:\n\n" + "\n\n".join(dict.fromkeys(failures))
 
 
 def test_no_input_is_a_server_error(
     fuzz_gateway: GatewayProcess, keys: dict[str, dict[str, str]]
 ) -> None:
-    _fuzz(fuzz_gateway, keys, max_examples=6)
+    _fuzz(fuzz_gateway, keys, max_examples=5, stateful=False)
 
 
 @pytest.mark.drill
 def test_no_input_is_a_server_error_long(
     fuzz_gateway: GatewayProcess, keys: dict[str, dict[str, str]]
 ) -> None:
-    _fuzz(fuzz_gateway, keys, max_examples=50)
+    _fuzz(fuzz_gateway, keys, max_examples=100, stateful=True)
 
 
 def test_stored_state_still_lists(fuzz_gateway: GatewayProcess, keys: dict[str, dict[str, str]]) -> None:  # fmt: skip

@@ -62,9 +62,18 @@ json_values = st.recursive(
 )
 
 
+# Numbers at the edges of what stores, Decimal contexts, JSON integers and clocks hold.
+extremes = st.one_of(
+    st.sampled_from([1e300, 1.2e308, -1e308, 5e-324, 2**53 + 1, 2**63 - 1, 2**64 - 1, 1e10]),
+    st.floats(min_value=1e9, max_value=1.7e308),
+    st.integers(min_value=2**31, max_value=2**64 - 1),
+)
+
+
 def maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """A field's value: often a valid one, otherwise anything at all (or left out)."""
-    return st.one_of(valid, valid, json_values, st.just(_ABSENT))
+    """A field's value: often a valid one, else an extreme number, anything at all, or
+    left out."""
+    return st.one_of(valid, valid, extremes, json_values, st.just(_ABSENT))
 
 
 _ABSENT = object()
@@ -135,15 +144,24 @@ _money = st.one_of(
     st.floats(min_value=0, max_value=1e9),
     st.decimals(min_value=0, max_value=10**9, places=4).map(str),
 )
-budget_specs = st.fixed_dictionaries(
-    {
-        "scope": maybe(st.sampled_from(["key", "user", "team", "tag"])),
-        "subject": maybe(st.sampled_from(["nobody", "a" * 200, "ü"])),
-        "window": maybe(st.sampled_from(["daily", "weekly", "monthly", "lifetime"])),
-        "limit_usd": maybe(_money),
-        "budget_usd": maybe(_money),
-        "timezone": maybe(st.sampled_from(["UTC", "Europe/Berlin", "Pacific/Kiritimati"])),
-    }
+_budget_fields = {
+    "window": maybe(st.sampled_from(["daily", "weekly", "monthly", "lifetime"])),
+    "limit_usd": maybe(_money),
+    "budget_usd": maybe(_money),
+    "timezone": maybe(st.sampled_from(["UTC", "Europe/Berlin", "Pacific/Kiritimati"])),
+}
+budget_specs = st.one_of(
+    # A tag budget for a tag no request carries: stored and listed, never in the way.
+    st.fixed_dictionaries(
+        {"scope": st.just("tag"), "subject": st.just("nobody"), **_budget_fields}
+    ),
+    st.fixed_dictionaries(
+        {
+            "scope": maybe(st.sampled_from(["key", "user", "team", "tag"])),
+            "subject": maybe(st.sampled_from(["nobody", "a" * 200, "ü"])),
+            **_budget_fields,
+        }
+    ),
 ).map(body_of)
 
 

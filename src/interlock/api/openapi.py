@@ -404,7 +404,19 @@ _STREAMING = {
     "description": "The answer (JSON), or Server-Sent Events when stream is true",
     "content": {
         "application/json": {"schema": {"type": "object"}},
-        "text/event-stream": {"schema": {"type": "string"}},
+        # Each Server-Sent Event (OpenAPI 3.1: `schema` describes one event of the stream).
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string"},
+                    "event": {"type": "string"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer", "minimum": 0},
+                },
+            }
+        },
     },
 }
 _ADMIN_ERR = _errors(401, 403, 404)
