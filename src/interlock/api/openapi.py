@@ -517,7 +517,7 @@ def build() -> dict[str, Any]:
         "/v1/cache/{namespace}/{key}": {
             "parameters": param("namespace") + param("key"),
             "put": _op("Store a value (UTF-8 body; ?ttl=seconds, default cache.app.default_ttl_s, at most cache.app.max_ttl_s) in the caller's tenant; 429 cache_quota_exceeded past cache.app.max_bytes_per_tenant", body={"type": "string"}, ok=_resp("Stored"), errors=_errors(400, 401, 413, 429, 503)),
-            "get": _op("Read a value of the caller's tenant", ok={"description": "The stored bytes, with the content type they were stored with", "content": {"*/*": {"schema": {"type": "string"}}}}, errors=_errors(400, 401, 404, 429, 503)),
+            "get": _op("Read a value of the caller's tenant", ok={"description": "The stored bytes, with the content type they were stored with (any JSON when that was JSON)", "content": {"*/*": {"schema": {}}}}, errors=_errors(400, 401, 404, 429, 503)),
             "delete": _op("Delete a value", ok=_resp("Deleted"), errors=_errors(400, 401, 429, 503)),
         },
         "/v1/jobs": {
