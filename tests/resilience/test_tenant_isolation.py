@@ -73,11 +73,8 @@ def _attack(gw: GatewayProcess, client: httpx.Client, auth: dict[str, str], i: i
     kind = i % 4
     if kind == 0:  # the client's own deadline, far shorter than the slow deployment
         headers = {**auth, "x-interlock-timeout": "0.01"}
-        return "deadline", client.post(
-            f"{gw.url}/v1/chat/completions",
-            json={"model": "slow", "messages": MSG},
-            headers=headers,
-        )
+        body = {"model": "slow", "messages": MSG, "stream": i % 8 == 4}  # streamed too
+        return "deadline", client.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers)
     if kind == 1:  # broken JSON
         return "bad-json", client.post(
             f"{gw.url}/v1/chat/completions",
