@@ -56,6 +56,11 @@ from interlock.errors import InterlockError, RequestTimeout, ServiceUnavailable,
 log = logging.getLogger("interlock.server")
 
 
+# After the listener is closed, how long connections swept from its queue (and requests
+# still running past the drain timeout) get to be answered before shutdown proper.
+_SWEPT_GRACE_S = 2.0
+
+
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
     header_timeout_s: float = 10.0
@@ -229,7 +234,7 @@ class GatewayServer(uvicorn.Server):
             isinstance(c, GuardedHttpToolsProtocol) and c.busy
             for c in self.server_state.connections
         )
-        if busy and now - self._closed_at < limits.header_timeout_s:
+        if busy and now - self._closed_at < min(limits.header_timeout_s, _SWEPT_GRACE_S):
             return  # connections swept from the accept queue are still being answered
         self.should_exit = True
 
