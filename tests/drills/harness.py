@@ -71,6 +71,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def _commit() -> str:
+    """The commit under test (``DRILL_COMMIT`` overrides: a drill run from an export)."""
+    if os.environ.get("DRILL_COMMIT"):
+        return os.environ["DRILL_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                              capture_output=True, text=True, timeout=5)  # fmt: skip
@@ -409,6 +412,28 @@ def degradation(url: str) -> dict[str, Any]:
     r = httpx.get(f"{url}/admin/degradation", headers=ADMIN, timeout=5)
     r.raise_for_status()
     return dict(r.json())
+
+
+async def in_flight(c: httpx.AsyncClient, url: str) -> int:
+    """Upstream calls replica ``url`` has at its providers right now (0 if it is gone)."""
+    try:
+        r = await c.get(f"{url}/admin/deployments", headers=ADMIN, timeout=5)
+        return sum(int(d.get("in_flight") or 0) for d in r.json()["data"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return 0
+
+
+async def busiest(c: httpx.AsyncClient, urls: Sequence[str], at_least: int,
+                  timeout: float = 10.0) -> int:  # fmt: skip
+    """Wait until some replica has ``at_least`` calls at its providers; its index (the
+    busiest one when the wait times out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = await asyncio.gather(*(in_flight(c, u) for u in urls))
+        best = max(range(len(urls)), key=lambda i: counts[i])
+        if counts[best] >= at_least or time.monotonic() > deadline:
+            return best
+        await asyncio.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------- load

@@ -49,6 +49,7 @@ pytestmark = [pytest.mark.drill, pytest.mark.redis, pytest.mark.postgres]
 
 LIMIT = Decimal("1.00")
 HOLD_S = 4.0
+REQUEST_TIMEOUT_S = 10.0  # server.request_timeout_s: how long a lost request could have run
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "a slow answer"}],
         "max_tokens": 100}  # fmt: skip
 JOB = {"endpoint": "/v1/chat/completions", "body": BODY}
@@ -74,7 +75,8 @@ def reconcile(cluster: Cluster) -> str:
     until = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "")
     done = subprocess.run([*cmd, "--since", "1h", "--until", until], capture_output=True,
                           text=True, timeout=120, cwd=gw.workdir)  # fmt: skip
-    return f"rc={done.returncode}: {(done.stdout + done.stderr).strip()[-400:]}"
+    last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
+    return f"rc={done.returncode}: {last[0][:300]}"
 
 
 @pytest.mark.timeout(400)
@@ -88,7 +90,7 @@ def test_replica_killed_with_requests_at_the_provider(
         # The simulator serves OpenAI's organization usage API from its own ledger; a lost
         # request could only have run for request_timeout_s, which bounds what is compared.
         cfg["providers"]["sim"]["usage_api"] = {"admin_key": SIM_KEY, "settle_delay_s": 0}
-        cfg["server"] = {"request_timeout_s": 30}
+        cfg["server"] = {"request_timeout_s": REQUEST_TIMEOUT_S}
     price_sim(sim, sim_models(cfg))
     sim.set_config(output_tokens=100, tokens_per_s=50)  # two seconds at the provider
     cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
@@ -110,6 +112,7 @@ def test_replica_killed_with_requests_at_the_provider(
                                  headers=headers, json=BODY, tag="doomed")
                     for _ in range(20)
                 ]  # fmt: skip
+                started.append(time.monotonic())
                 doomed = asyncio.create_task(run_all(requests, 20))
                 await asyncio.sleep(0.8)  # all 20 are at the provider now
                 cluster.kill(0)
@@ -126,6 +129,7 @@ def test_replica_killed_with_requests_at_the_provider(
                         10)  # fmt: skip
                 return lost, jobs, after
 
+        started: list[float] = []
         lost, jobs, after = asyncio.run(go())
         with httpx.Client(headers=headers, timeout=10) as c:
             deadline = time.monotonic() + 60
@@ -139,6 +143,9 @@ def test_replica_killed_with_requests_at_the_provider(
         billed, totals = provider_bill(sim)
 
         cluster.restart(0)  # on its old state directory: its spool is replayed
+        # The reconciler leaves a lost request alone until it can no longer be running
+        # (request_timeout_s after it started): its provider may not have billed it yet.
+        time.sleep(max(0.0, started[0] + REQUEST_TIMEOUT_S + 2 - time.monotonic()))
         reconciled = reconcile(cluster)
         ids = [r.request_id for r in after if r.request_id]
         rows = pg.wait_ledger(ids, timeout=60)
