@@ -90,7 +90,9 @@ def exchange(port: int, raw: bytes, *, timeout: float = 30.0) -> Answer | None:
     deadline = time.monotonic() + timeout
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset during the handshake (the listener closed with it half-open): the
+        # connection was never established, so never accepted either.
         return None
     with sock:
         try:

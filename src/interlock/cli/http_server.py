@@ -18,10 +18,11 @@ supervisor exits. Here:
 * **Drain.** On SIGTERM (or a first Ctrl-C) :class:`GatewayServer` keeps listening and
   answers every new request ``503 draining`` with ``Retry-After`` and ``Connection:
   close``, while requests in flight — streams included — finish, for at most
-  ``server.drain_timeout_s``. Then it takes its listening socket out of the event loop,
-  accepts what is still queued in the kernel (those get the same 503), and closes it;
-  once it has answered them it shuts down as uvicorn does. A repeated SIGTERM changes
-  nothing; a second Ctrl-C skips the drain.
+  ``server.drain_timeout_s``. Then, in a lull (no new connection for 0.1 s, clients
+  having been told Retry-After; 3 s into the drain at the latest), it takes its listening
+  socket out of the event loop, accepts what is still queued in the kernel (those get the
+  same 503), and closes it; once it has answered them (2 s at most) it shuts down as
+  uvicorn does. A repeated SIGTERM changes nothing; a second Ctrl-C skips the drain.
 * **Several workers.** :class:`Supervisor` (uvicorn's multiprocess supervisor) closes
   its own copy of the listening socket before it signals the workers, so the socket
   lives exactly as long as some worker still accepts on it: a connection is either
@@ -30,8 +31,9 @@ supervisor exits. Here:
 Why answer 503 rather than stop accepting at SIGTERM: closing a listening socket resets
 every connection already queued on it, and a load balancer needs a few seconds to take
 the instance out; a 503 with Retry-After is an answer a client can act on. The only
-connections that can still be reset are those completing their handshake in the
-microseconds between the last sweep and the close.
+connections that can still be reset are those whose handshake is under way at the very
+close (the kernel drops them with the socket, though the client may already count them
+as established): closing in a lull is what keeps that window empty.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ log = logging.getLogger("interlock.server")
 # After the listener is closed, how long connections swept from its queue (and requests
 # still running past the drain timeout) get to be answered before shutdown proper.
 _SWEPT_GRACE_S = 2.0
+# The listener is closed in a lull: once no connection has arrived for QUIET_S (clients
+# that got a 503 wait its Retry-After), or QUIET_MAX_S into the drain at the latest. A
+# connection whose handshake is under way at the close is reset by the kernel, even one
+# the client already thinks is established: closing in a lull is what avoids that.
+_QUIET_S = 0.1
+_QUIET_MAX_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class _Guard:
     def __init__(self, limits: ServerLimits) -> None:
         self.limits = limits
         self.draining = False
+        self.last_connection = 0.0  # time.monotonic() of the latest connection
 
 
 def _refusal(err: InterlockError) -> Any:
@@ -124,10 +133,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._guard = guard
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = False  # bytes of a request head arrived, the head is not complete
+        self._fresh = True  # no request has begun on this connection yet
         self._over_cap = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._guard.last_connection = time.monotonic()
         self._over_cap = len(self.connections) > self._guard.limits.max_connections
         self._arm()
 
@@ -149,6 +160,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._fresh = False
         self._arm()  # a keep-alive connection's next request: its head starts now
 
     def on_headers_complete(self) -> None:
@@ -178,8 +190,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     @property
     def busy(self) -> bool:
-        """A request is arriving or being answered on this connection."""
-        return self._in_head or (self.cycle is not None and not self.cycle.response_complete)
+        """A request is arriving or being answered on this connection — or the
+        connection is new and its first request is surely on its way (closing it now
+        would reset a request the client has already sent)."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        return (
+            self._fresh
+            or self._in_head
+            or (self.cycle is not None and not self.cycle.response_complete)
+        )
 
     def stop_keep_alive(self) -> None:
         """The answer under way is this connection's last (the drain began)."""
@@ -225,8 +245,12 @@ class GatewayServer(uvicorn.Server):
         limits = self.guard.limits
         now = time.monotonic()
         if self._closed_at is None:
-            if self.server_state.tasks and now - self._drain_started < limits.drain_timeout_s:
-                return  # requests in flight: keep answering newcomers with 503
+            waited = now - self._drain_started
+            if waited < limits.drain_timeout_s:
+                if self.server_state.tasks:
+                    return  # requests in flight: keep answering newcomers with 503
+                if now - self.guard.last_connection < _QUIET_S and waited < _QUIET_MAX_S:
+                    return  # connections still arriving: wait for a lull to close in
             self._close_listeners()
             self._closed_at = now
             return
