@@ -9,13 +9,18 @@ gateway and receives :func:`run_job` as a callable.
   stored with a job, only the key id): a key revoked in the meantime fails the job with
   401 ``invalid_api_key``. Budgets, rate limits, routing, caching and the ledger then
   apply as for any request of that key.
-* The ledger's request id is ``<job id>-<attempt>`` (``job_…-2``), so each attempt has
-  its own row and retries are told apart.
+* The ledger's request id is ``<job id>-<run>`` (``job_…-2``), the run's number given
+  by the queue at lease and never reused (a requeue resets the attempts, not the runs),
+  so every run has its own row: retries, re-runs after a worker died, two runners of one
+  job after a lease was taken back, and runs of a requeued dead letter.
 * Retryable: upstream 5xx, 429 and timeouts, 503 (``circuit_open``, ``degraded``, …),
   a key's own rate limit (429 ``rate_limited``, after its Retry-After) and unexpected
   errors. Not retryable: 4xx such as 400/401/403/404/413, and ``budget_exceeded`` (a
   hard budget frees up when its window ends, days away, not within a retry schedule: the
   job is dead-lettered, to be requeued once the budget allows).
+* A run the pool stops waiting for (the job was cancelled, its deadline passed) is not
+  cut off at the provider, which bills it anyway: it finishes in the background and is
+  recorded with its real cost; only its result is discarded.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -40,7 +46,7 @@ from interlock.jobs.batch.service import BatchService
 from interlock.jobs.batch.store import BatchStore
 from interlock.jobs.notify import JobNotifier, load_or_create_webhook_secret
 from interlock.jobs.queue import JobQueue, QueueLimits, RedisJobQueue, SqlJobQueue
-from interlock.jobs.queue.base import Job, JobStatus
+from interlock.jobs.queue.base import Job, JobStatus, run_request_id
 from interlock.jobs.service import BodyCheck, JobService
 from interlock.jobs.worker import Outcome, PoolConfig, WorkerPool
 from interlock.settings import ServerSettings, Settings
@@ -184,7 +190,7 @@ async def run_job(gw: Gateway, principals: Principals, job: Job) -> Outcome:
     try:
         principal = await principals.get(job.owner)
         req = build_request(gw.settings.server, job.endpoint, job.body)
-        req.request_id = f"{job.id}-{job.attempts}"
+        req.request_id = run_request_id(job.id, job.runs)
         if job.deadline is not None:
             req.timeout_s = max(0.001, job.deadline - time.time())
         result = await gw.handle(req, principal)
@@ -237,6 +243,9 @@ class JobRuntime:
         self.pool: WorkerPool | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Runs the pool stopped waiting for (the job was cancelled, its deadline passed)
+        # whose upstream call goes on until it is recorded (see _run).
+        self._abandoned: set[asyncio.Task[Outcome]] = set()
 
     async def start(self, *, run_pool: bool, concurrency: int | None = None) -> None:
         s = self.settings
@@ -267,7 +276,19 @@ class JobRuntime:
         )
 
     async def _run(self, job: Job) -> Outcome:
-        return await run_job(self.gw, self.principals, job)
+        """One run, shielded from the pool's cancellation: when the pool stops waiting
+        (the owner cancelled the job, its deadline passed) the call at the provider goes
+        on — the provider bills it either way — and the gateway records it with what was
+        generated, instead of leaving its intent open until this process exits (then a
+        worst-case ``replica_lost`` row). Its result is discarded."""
+        call = asyncio.get_running_loop().create_task(run_job(self.gw, self.principals, job))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            if not call.done():
+                self._abandoned.add(call)
+                call.add_done_callback(_abandoned_done(self._abandoned))
+            raise
 
     def _started(self, job: Job) -> None:
         started = job.started_at if job.started_at is not None else time.time()
@@ -313,12 +334,28 @@ class JobRuntime:
         """Drain the pool (``jobs.drain_timeout_s``), then stop webhooks and loops."""
         if self.pool is not None:
             await self.pool.stop()
+        # Runs still at the provider (released by the drain, or cancelled just before):
+        # cancelled now, their intents stay in the spool and the next process records
+        # them at their worst case (replica_lost), as if this one had been killed.
+        for call in list(self._abandoned):
+            call.cancel()
+        if self._abandoned:
+            await asyncio.wait(set(self._abandoned), timeout=10)
         self._stopping.set()
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.notifier.close()
         await self.queue.close()
+
+
+def _abandoned_done(tasks: set[asyncio.Task[Outcome]]) -> Callable[[asyncio.Task[Outcome]], None]:
+    def done(task: asyncio.Task[Outcome]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("an abandoned job run failed: %r", task.exception())
+
+    return done
 
 
 _RUNTIMES: weakref.WeakKeyDictionary[Gateway, JobRuntime] = weakref.WeakKeyDictionary()

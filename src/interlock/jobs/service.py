@@ -35,6 +35,7 @@ from interlock.jobs.queue.base import (
     JobQueue,
     JobStatus,
     priority_value,
+    run_request_id,
 )
 from interlock.settings import JobSettings
 from interlock.webhooks import Allowlist, UnsafeWebhookURL, check_url
@@ -280,6 +281,13 @@ def job_view(job: Job, *, with_owner: bool = False) -> dict[str, Any]:
         "priority": job.priority,
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
+        # Upstream runs so far (a requeue resets attempts, not runs); each is charged and
+        # has its own ledger row, <job id>-<run>. request_id names the run whose result
+        # or error is shown (the first result wins: not always the latest run).
+        "runs": job.runs,
+        "request_id": (
+            run_request_id(job.id, job.result_run) if job.result_run is not None else None
+        ),
         "created_at": _ts(job.created_at),
         "started_at": _ts(job.started_at),
         "finished_at": _ts(job.finished_at),

@@ -8,6 +8,8 @@ imports the gateway. Guarantees and why:
   ``lease_s / 3`` while it runs; a worker that dies (even SIGKILL) stops heartbeating,
   and the next ``lease`` anywhere takes the job back. The queue lets only the first
   completion count, so a job that ran twice has one result (and a duplicate counted).
+  Every run has a number of its own (``job.runs``, given at lease, never reused), which
+  names its ledger row: each run that reached the provider is charged and recorded.
 * A heartbeat that is refused means the job was cancelled (the run is cancelled, its
   late result discarded) or the lease was taken back (the run goes on: its result, if
   first, still counts).
@@ -318,7 +320,12 @@ class WorkerPool:
                 if outcome.ok:
                     assert outcome.result is not None
                     first = await self.queue.complete(
-                        job.id, self.id, outcome.result, outcome.cost_usd, outcome.status_code
+                        job.id,
+                        self.id,
+                        outcome.result,
+                        outcome.cost_usd,
+                        outcome.status_code,
+                        run=job.runs,
                     )
                     finished = first
                 else:

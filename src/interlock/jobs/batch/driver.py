@@ -46,7 +46,7 @@ from interlock.jobs.batch.store import (
     Item,
 )
 from interlock.jobs.batch.views import output_line
-from interlock.jobs.queue.base import Clock, Job, JobQueue, JobStatus, QueueFull
+from interlock.jobs.queue.base import Clock, Job, JobQueue, JobStatus, QueueFull, run_request_id
 from interlock.jobs.service import error_object
 from interlock.settings import JobBatchSettings
 
@@ -64,6 +64,12 @@ def derived_file_id(batch_id: str, kind: str) -> str:
     return "file-" + hashlib.sha256(f"{batch_id}:{kind}".encode()).hexdigest()[:24]
 
 
+def _request_id(job: Job) -> str:
+    """The ledger request id of the run whose outcome the job shows (the first result
+    wins, so not necessarily the latest run)."""
+    return run_request_id(job.id, job.result_run if job.result_run is not None else job.runs)
+
+
 def _job_line(batch_id: str, item: Item, job: Job) -> tuple[int, bool, str] | None:
     """The output line of a finished job; None while it still runs."""
     if not job.status.finished:
@@ -74,7 +80,7 @@ def _job_line(batch_id: str, item: Item, job: Job) -> tuple[int, bool, str] | No
             item.line,
             item.custom_id,
             status_code=job.status_code or 200,
-            request_id=f"{job.id}-{job.attempts}",
+            request_id=_request_id(job),
             body=job.result,
         )
         return item.line, True, out
@@ -88,7 +94,7 @@ def _job_line(batch_id: str, item: Item, job: Job) -> tuple[int, bool, str] | No
         item.line,
         item.custom_id,
         status_code=int(status) if isinstance(status, int) else 500,
-        request_id=f"{job.id}-{job.attempts}",
+        request_id=_request_id(job),
         body={"error": error_object(err)},
     )
     return item.line, False, out

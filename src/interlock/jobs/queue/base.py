@@ -19,6 +19,11 @@ Decisions shared by all backends (docs/decisions.md, "Job queue"):
   its next heartbeat (``False``) and its late ``complete`` does not overwrite it.
 * Depth limits count *queued* jobs (per priority, per tenant = team or else owner).
 * Times are float epoch seconds from an injected clock, so tests need no sleeping.
+* ``attempts`` counts towards ``max_attempts`` and a requeue resets it; ``runs`` counts
+  every lease (every upstream run) and nothing resets it. Run ``n``'s ledger request id
+  is ``<job id>-<n>`` (:func:`run_request_id`): unique forever, so no run's spend record
+  can collide with another's (a requeued job, a lease taken back from a live worker),
+  and the job id is derivable from it (:func:`job_of_request_id`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,23 @@ def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
 
 
+def run_request_id(job_id: str, run: int) -> str:
+    """The ledger request id of run ``run`` of the job (``job_…-3``)."""
+    return f"{job_id}-{run}"
+
+
+def job_of_request_id(request_id: str) -> tuple[str, int] | None:
+    """(job id, run) of a job run's ledger request id, also of the rows derived from one
+    (a hedge's ``…-3-hedge``); None for other requests."""
+    if not request_id.startswith("job_"):
+        return None
+    job_id, _, rest = request_id.partition("-")
+    run = rest.split("-", 1)[0]
+    if not job_id or not run.isdigit():
+        return None
+    return job_id, int(run)
+
+
 def priority_value(priority: int | str) -> int:
     """An int priority, from an int or a name (``high``/``normal``/``low``)."""
     if isinstance(priority, str):
@@ -76,7 +98,10 @@ class Job:
     """One job as stored. Construct with the request fields; the queue fills the rest.
 
     ``run_at`` 0 means "now" on enqueue (a later time schedules the job). ``seq`` is the
-    enqueue order, assigned by the store: it orders FIFO and pages ``list``.
+    enqueue order, assigned by the store: it orders FIFO and pages ``list``. ``runs`` is
+    the number of the latest run (incremented at every lease, never reset: a leased
+    job's ``runs`` is its own run's number); ``result_run`` the run whose result or error
+    the job shows (None before one is recorded).
     """
 
     owner: str
@@ -94,6 +119,8 @@ class Job:
     seq: int = 0
     status: JobStatus = JobStatus.QUEUED
     attempts: int = 0
+    runs: int = 0
+    result_run: int | None = None
     lease_until: float | None = None
     worker: str | None = None
     result: dict[str, Any] | None = None
@@ -273,8 +300,13 @@ class JobQueue(Protocol):
         result: dict[str, Any],
         cost_usd: str | Decimal | None = None,
         status_code: int | None = None,
+        run: int | None = None,
     ) -> bool:
-        """Record success; False (and ``duplicate_completions += 1``) if already done."""
+        """Record success; False (and ``duplicate_completions += 1``) if already done.
+
+        ``run`` is the number of the run that produced ``result`` (kept as
+        ``result_run``: the first result wins, and it need not be the latest run's).
+        """
         ...
 
     async def fail(
@@ -302,7 +334,8 @@ class JobQueue(Protocol):
         ...
 
     async def requeue(self, job_id: str) -> bool:
-        """Send a dead letter back to the queue with its attempts reset."""
+        """Send a dead letter back to the queue with its attempts reset (not its runs:
+        the next run gets the next number, and a ledger request id of its own)."""
         ...
 
     async def set_webhook_state(self, job_id: str, state: str | None) -> bool: ...

@@ -90,7 +90,8 @@ local function enqueue_at(id, k, run_at, now)
   count('tdepth', tenant_of(k), 1)
 end
 local function bury(id, k, err, now)
-  redis.call('HSET', k, 'status', 'failed', 'dead', '1', 'error', err, 'finished_at', now)
+  redis.call('HSET', k, 'status', 'failed', 'dead', '1', 'error', err, 'finished_at', now,
+             'result_run', redis.call('HGET', k, 'runs') or '0')
   redis.call('HDEL', k, 'lease_until')
   redis.call('ZADD', P .. 'dead', redis.call('HGET', k, 'seq'), id)
 end
@@ -186,6 +187,15 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'ready', 0, n - 1)) do
   else
     unqueue(id, k)
     redis.call('HINCRBY', k, 'attempts', 1)
+    if not redis.call('HGET', k, 'runs') then
+      -- Stored before runs existed: its attempts (reset by a requeue) numbered its runs,
+      -- up to max_attempts; the next run's number starts above any of them.
+      local base = '0'
+      if redis.call('HGET', k, 'started_at') then base = redis.call('HGET', k, 'max_attempts') end
+      redis.call('HSET', k, 'runs', base)
+    end
+    -- The run's number, in the same script as the lease: never shared by two runs.
+    redis.call('HINCRBY', k, 'runs', 1)
     redis.call('HSET', k, 'status', 'running', 'worker', worker, 'lease_until', till,
                'started_at', now)
     redis.call('ZADD', P .. 'running', till, id)
@@ -211,7 +221,8 @@ return 1
 """
 )
 
-# ARGV: P, id, worker, now, result, cost ('' = none), status_code ('' = none)  → 1 | 0
+# ARGV: P, id, worker, now, result, cost ('' = none), status_code ('' = none),
+#       run ('' = the latest)  → 1 | 0
 _COMPLETE = (
     _LIB
     + """
@@ -226,6 +237,9 @@ if st == 'queued' or st == 'running' then
              'finished_at', now)
   if ARGV[6] ~= '' then redis.call('HSET', k, 'cost_usd', ARGV[6]) end
   if ARGV[7] ~= '' then redis.call('HSET', k, 'status_code', ARGV[7]) end
+  local run = ARGV[8]
+  if run == '' then run = redis.call('HGET', k, 'runs') or '0' end
+  redis.call('HSET', k, 'result_run', run)
   return 1
 end
 if st == 'succeeded' then redis.call('HINCRBY', k, 'duplicate_completions', 1) end
@@ -244,7 +258,7 @@ if not st then return '' end
 if st ~= 'running' or redis.call('HGET', k, 'worker') ~= worker then return st end
 redis.call('ZREM', P .. 'running', id)
 redis.call('HDEL', k, 'lease_until')
-redis.call('HSET', k, 'error', err)
+redis.call('HSET', k, 'error', err, 'result_run', redis.call('HGET', k, 'runs') or '0')
 local attempts = tonumber(redis.call('HGET', k, 'attempts'))
 if ARGV[6] == '1' and attempts < tonumber(redis.call('HGET', k, 'max_attempts')) then
   enqueue_at(id, k, ARGV[7], now)
@@ -283,8 +297,8 @@ if redis.call('HGET', k, 'status') ~= 'failed' or redis.call('HGET', k, 'dead') 
   return 0
 end
 redis.call('ZREM', P .. 'dead', id)
-redis.call('HSET', k, 'attempts', '0', 'dead', '0')
-redis.call('HDEL', k, 'error', 'finished_at', 'lease_until')
+redis.call('HSET', k, 'attempts', '0', 'dead', '0')  -- runs is kept: numbers go on
+redis.call('HDEL', k, 'error', 'finished_at', 'lease_until', 'result_run')
 enqueue_at(id, k, now, now)
 return 1
 """
@@ -335,6 +349,8 @@ def _job(raw: Mapping[Any, Any] | list[Any]) -> Job:
         idempotency_key=h.get("idempotency_key"),
         status=JobStatus(h["status"]),
         attempts=int(h.get("attempts", "0")),
+        runs=int(h.get("runs", "0")),
+        result_run=int(h["result_run"]) if "result_run" in h else None,
         max_attempts=int(h["max_attempts"]),
         run_at=float(h["run_at"]),
         lease_until=_opt_float(h.get("lease_until")),
@@ -366,6 +382,7 @@ def _fields(job: Job) -> list[str]:
         "metadata": dumps(job.metadata),
         "idempotency_key": job.idempotency_key,
         "attempts": "0",
+        "runs": "0",
         "max_attempts": str(job.max_attempts),
         "created_at": _num(job.created_at),
         "dead": "0",
@@ -492,6 +509,7 @@ class RedisJobQueue:
         result: dict[str, Any],
         cost_usd: str | Decimal | None = None,
         status_code: int | None = None,
+        run: int | None = None,
     ) -> bool:
         reply = await self._run(
             self._complete,
@@ -501,6 +519,7 @@ class RedisJobQueue:
             dumps(result),
             decimal_text(cost_usd) or "",
             "" if status_code is None else str(status_code),
+            "" if run is None else str(run),
         )
         return int(reply) == 1
 

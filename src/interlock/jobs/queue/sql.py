@@ -1,6 +1,6 @@
 """The job queue on SQL: SQLite (embedded default) and PostgreSQL (cluster mode).
 
-One table, ``jobs`` (migration 0006). Every state change is one short transaction whose
+One table, ``jobs`` (migration 0006; ``runs`` and ``result_run`` from 0010). Every state change is one short transaction whose
 ``WHERE`` clause re-checks the state it expects, so a late or duplicate call (a worker
 that lost its lease, a second completion) changes nothing.
 
@@ -68,7 +68,8 @@ from interlock.jobs.queue.base import (
     system_clock,
 )
 
-# Mirrors migrations/versions/0006_jobs.py (the migration creates it; this describes it).
+# Mirrors migrations/versions/0006_jobs.py and 0010_job_runs.py (the migrations create
+# it; this describes it).
 jobs = Table(
     "jobs",
     MetaData(),
@@ -105,6 +106,8 @@ jobs = Table(
     Column("dead", Boolean, nullable=False),
     Column("duplicate_completions", Integer, nullable=False),
     Column("webhook_state", String(16), nullable=True),
+    Column("runs", Integer, nullable=False),
+    Column("result_run", Integer, nullable=True),
 )
 
 c = jobs.c
@@ -134,6 +137,8 @@ def _job(row: Row[Any]) -> Job:
         idempotency_key=m["idempotency_key"],
         status=JobStatus(m["status"]),
         attempts=int(m["attempts"]),
+        runs=int(m["runs"]),
+        result_run=m["result_run"],
         max_attempts=int(m["max_attempts"]),
         run_at=float(m["run_at"]),
         lease_until=m["lease_until"],
@@ -166,6 +171,7 @@ def _values(job: Job) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "status": QUEUED,
         "attempts": 0,
+        "runs": 0,
         "max_attempts": job.max_attempts,
         "run_at": job.run_at,
         "created_at": job.created_at,
@@ -308,6 +314,10 @@ class SqlJobQueue:
                 .values(
                     status=RUNNING,
                     attempts=c.attempts + 1,
+                    # The run's number, in the same statement as the lease: two leases
+                    # (a lease taken back from a live worker, a requeued job) never
+                    # share one, and neither do their ledger request ids.
+                    runs=c.runs + 1,
                     worker=worker_id,
                     lease_until=now + lease_s,
                     started_at=now,
@@ -336,6 +346,7 @@ class SqlJobQueue:
                 status=FAILED,
                 dead=True,
                 error=dumps(lease_lost_error()),
+                result_run=c.runs,
                 finished_at=now,
                 lease_until=None,
             )
@@ -372,6 +383,7 @@ class SqlJobQueue:
         result: dict[str, Any],
         cost_usd: str | Decimal | None = None,
         status_code: int | None = None,
+        run: int | None = None,
     ) -> bool:
         now = self._clock()
         cost = decimal_text(cost_usd)
@@ -386,6 +398,7 @@ class SqlJobQueue:
                     result=dumps(result),
                     cost_usd=cost,
                     status_code=status_code,
+                    result_run=c.runs if run is None else run,
                     worker=worker_id,
                     finished_at=now,
                     lease_until=None,
@@ -425,6 +438,7 @@ class SqlJobQueue:
                         status=QUEUED,
                         run_at=now + max(0.0, backoff_s),
                         error=dumps(error),
+                        result_run=c.runs,  # only the holder fails: its run is the latest
                         lease_until=None,
                     )
                 )
@@ -433,7 +447,12 @@ class SqlJobQueue:
                 update(jobs)
                 .where(this)
                 .values(
-                    status=FAILED, dead=True, error=dumps(error), finished_at=now, lease_until=None
+                    status=FAILED,
+                    dead=True,
+                    error=dumps(error),
+                    result_run=c.runs,
+                    finished_at=now,
+                    lease_until=None,
                 )
             )
         return JobStatus.FAILED
@@ -460,9 +479,10 @@ class SqlJobQueue:
                 .values(
                     status=QUEUED,
                     dead=False,
-                    attempts=0,
+                    attempts=0,  # runs is kept: the next run's number follows the last
                     run_at=now,
                     error=None,
+                    result_run=None,
                     finished_at=None,
                     lease_until=None,
                 )
