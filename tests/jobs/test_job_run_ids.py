@@ -456,6 +456,10 @@ async def test_a_killed_run_and_its_rerun_are_two_rows_that_add_up_to_the_bill(
         assert report.rewritten == 1, report
         rows = await job_rows(engine, job.id)
         total = sum((Decimal(r["cost_usd"]) for r in rows.values()), Decimal(0))
+        print(
+            f"\nprovider billed ${billed} for 2 runs; ledger: killed run ${worst} (worst case)"
+            f" + re-run ${ok['cost_usd']} before reconcile, ${total} after"
+        )
         assert abs(total - billed) <= Decimal("1e-9"), (total, billed)
         assert rows[f"{job.id}-1"]["outcome"] == "replica_lost"
         await gw.engine.dispose()
