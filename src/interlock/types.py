@@ -113,6 +113,9 @@ class GatewayRequest:
     # Awaited with a deployment's name before each upstream attempt: spend reserves every
     # billable attempt after the first (set by gateway/core.py, called by the executor).
     before_attempt: Callable[[str], Awaitable[None]] | None = None
+    # Told about every upstream attempt the executor abandons while the provider may still
+    # bill it (set by gateway/core.py, which records and charges each one).
+    on_abandoned: Callable[[Abandoned], None] | None = None
 
 
 class Chunk:
@@ -164,9 +167,29 @@ class GatewayResponse:
     cost_usd: Decimal | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     cache: str = "miss"  # x-interlock-cache: miss, hit-l1/l2/l3, hit-coalesced, bypass
-    # Hedge attempts that lost the race and still run: the provider bills them in full,
-    # so the gateway records each (outcome hedge_lost) once it ends.
-    losers: list[Awaitable[GatewayResponse]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Abandoned:
+    """An upstream attempt the gateway stopped waiting for while the provider may still
+    bill it: a hedge that lost the race, an attempt cut by the gateway's timeouts or by the
+    client's deadline. It is not cut: it goes on in the background, bounded by its
+    deployment's ``timeouts.total_s`` from its start, and ``answer`` resolves when it ends:
+
+    * a :class:`GatewayResponse` whose usage is what the provider bills for it;
+    * ``None``: no answer within the bound (a hang); the provider may have billed up to
+      the worst case of what was sent;
+    * raises an ``InterlockError``: it ended without an answer the provider bills (an
+      error status, a reset or refused connection before any response).
+    """
+
+    why: str  # "hedge" (lost the race), "timeout" (the gateway's), "deadline" (the client's)
+    request: GatewayRequest  # what was sent (a micro-batch's combined request, say)
+    alias: str  # the alias whose plan made the attempt
+    deployment: str
+    provider: str
+    started_at: float  # Unix time the attempt started
+    answer: Awaitable[GatewayResponse | None]
 
 
 @dataclass(slots=True)

@@ -622,10 +622,12 @@ def spend() -> None:
 def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bool,
                   fmt: str) -> None:  # fmt: skip
     """Replace the worst-case cost of `replica_lost` rows (requests in flight on a process
-    that died) by what the providers' usage APIs say was billed, for providers with
-    `usage_api` set. Each comparison is kept in the `ledger_reconcile` table."""
+    that died) and `abandoned_hung` rows (abandoned attempts that hung) by what the
+    providers' usage APIs say was billed, for providers with `usage_api` set. Each
+    comparison is kept in the `ledger_reconcile` table."""
     from interlock.spend.reconcile import (
         ReconcileError,
+        abandoned_reach,
         default_until,
         reach_from,
         reconcile,
@@ -645,7 +647,8 @@ def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bo
 
     async def go(engine: Any) -> Any:
         return await reconcile(LedgerStore(engine), views, reach_from(settings), start, end,
-                               reach_s=settings.server.request_timeout_s, now=now,
+                               reach_s=settings.server.request_timeout_s,
+                               abandoned_reach_s=abandoned_reach(settings), now=now,
                                dry_run=dry_run)  # fmt: skip
 
     try:

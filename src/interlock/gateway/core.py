@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -73,13 +73,14 @@ from interlock.storage.budgets import BudgetStore
 from interlock.storage.engine import create_engine, ping, run_migrations, sqlite_path
 from interlock.storage.files import private_dir, secure_state
 from interlock.storage.keys import KeyStore
-from interlock.storage.ledger import LedgerStore
+from interlock.storage.ledger import ABANDONED_HUNG, LedgerStore
 from interlock.telemetry import requestinfo
 from interlock.telemetry.logs import body_excerpt
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
 from interlock.telemetry.tracing import Tracing
 from interlock.types import (
+    Abandoned,
     Chunk,
     Endpoint,
     GatewayRequest,
@@ -93,6 +94,9 @@ if TYPE_CHECKING:  # the semantic cache (numpy, usearch) is imported only when e
     from interlock.cache.semantic.cache import SemanticCache
 
 log = logging.getLogger("interlock.gateway")
+
+# How long close() waits for abandoned attempts still at the provider (see close()).
+ABANDONED_CLOSE_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +213,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         self._budget_reload: Periodic | None = None
         self._rollup: Periodic | None = None
         self._semantic_sync: Periodic | None = None
-        self._hedges_lost: set[asyncio.Task[None]] = set()  # losers being recorded
+        self._abandoned: set[asyncio.Task[None]] = set()  # abandoned attempts being recorded
 
     def _accountant(self, settings: Settings) -> Accountant:
         spend = settings.spend
@@ -325,12 +329,19 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
 
     async def close(self) -> None:
         self._started = False
-        if self._hedges_lost:
-            # Hedge losers still at the provider are billed: record them before the
-            # ledger stops (each is bounded by its own deadline).
-            await asyncio.wait(
-                set(self._hedges_lost), timeout=self.settings.server.request_timeout_s
-            )
+        if self._abandoned:
+            # Abandoned attempts still at the provider are billed: those about to end are
+            # recorded before the ledger stops (they ran on through the HTTP drain too).
+            # Those still running then are cut unrecorded (a hang would only have ended at
+            # its worst case anyway): their intents stay in the spool, and the next process
+            # to replay it charges them at their worst case (replica_lost).
+            pending = set(self._abandoned)
+            grace = min(self.settings.server.drain_timeout_s, ABANDONED_CLOSE_GRACE_S)
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         await self.alerts.stop()
         self.tracing.shutdown()
         await self.ladder.stop()
@@ -475,6 +486,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             prompt,
             client_deadline=client_deadline,
             before_attempt=req.before_attempt,
+            on_abandoned=req.on_abandoned,
         )
 
     # -- the request path -------------------------------------------------------------
@@ -559,6 +571,9 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             candidates = self._cost_candidates(route, principal)
             admission = await self.spend.admit(req, principal, candidates)
             intend = self._intent(req, principal, route.alias, started, admission, candidates)
+            req.on_abandoned = self._abandoner(
+                req, principal, route.alias, started, admission, intend
+            )
             if admission.bound is not None:
                 # Every billable attempt after the first reserves its own worst case.
                 hook = self.spend.attempt_hook(admission)
@@ -623,9 +638,6 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             if ans is not None and cache.decision.write:
                 self._store_answer(cache, ans)
         rec = self._record(req, principal, route.alias, started, None, result)
-        # Hedge losers keep a reservation of their own out of this settlement (below).
-        kept = [self._keep_for_loser(req, principal, route.alias, started, admission)
-                for _ in result.losers]  # fmt: skip
         await self.spend.finish(admission, result.cost_usd, rec)
         if result.usage is not None:
             self.metrics.observe_tokens(
@@ -634,65 +646,97 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
             )
-        for loser, held in zip(result.losers, kept, strict=True):
-            task = asyncio.ensure_future(
-                self._hedge_lost(req, principal, route.alias, started, loser, held)
-            )
-            self._hedges_lost.add(task)
-            task.add_done_callback(self._hedges_lost.discard)
         return result
 
-    def _keep_for_loser(
-        self,
-        req: GatewayRequest,
-        principal: Principal,
-        alias: str,
-        started: float,
-        admission: Admission | None,
-    ) -> Admission | None:
-        """Take a hedge's reservation (its extra attempt's) out of the request's settlement,
-        to be settled at the loser's own cost when it ends; spool its intent, so that if
-        this process dies first the hold is charged at its worst case (spend/ledger.py)."""
-        if admission is None or not admission.extra:
-            return None
-        held = admission.extra.pop()
-        worst = from_nano(held.amount)
-        rec = lost_record(self._record(req, principal, alias, started, None), worst)
-        rec.request_id = _hedge_id(req.request_id)
-        rec.tags = list(admission.tags)
-        self.spend.ledger.intent(rec, self.spend.enforcer.lost_settles([held]))
-        return Admission(held, admission.tags, worst, budgets=admission.budgets)
+    # -- abandoned attempts: billed by the provider, so recorded and charged --------------
 
-    async def _hedge_lost(
+    def _abandoner(
         self,
         req: GatewayRequest,
         principal: Principal,
         alias: str,
         started: float,
-        loser: Awaitable[GatewayResponse],
-        held: Admission | None,
+        admission: Admission,
+        intend: Callable[[], None],
+    ) -> Callable[[Abandoned], None]:
+        """The request's listener for attempts the executor abandons while the provider may
+        still bill them (a hedge's loser, a timeout, the client's deadline; see
+        :class:`~interlock.types.Abandoned`). Each, when handed over: takes a reservation
+        out of the request's (it reserved one before it was made: spend/accounting.py
+        ``hold_back``), spools an intent of its own (if this process dies first, the
+        replay charges that hold at its worst case) and the request's again without it,
+        then is recorded as its own ledger row once it ends (:meth:`_abandoned_ended`)."""
+        counts = {"hedge": 0, "other": 0}
+
+        def abandoned(a: Abandoned) -> None:
+            kind = "hedge" if a.why == "hedge" else "other"
+            counts[kind] += 1
+            rid = _abandoned_id(req.request_id, a.why, counts[kind])
+            dep = self.deployments[a.deployment]
+            worst = self.spend.worst(a.request, [dep])  # of what was sent, on its deployment
+            res = self.spend.hold_back(admission, worst)
+            held = Admission(res, admission.tags, worst, budgets=admission.budgets)
+            rec = self._record(req, principal, alias, started, None)
+            rec.request_id, rec.tags = rid, list(admission.tags)
+            rec.deployment, rec.provider, rec.attempts = a.deployment, a.provider, 1
+            rec.fallback = a.alias if a.alias != alias else None
+            lost = lost_record(replace(rec), worst)
+            lost.created_at = datetime.fromtimestamp(a.started_at, UTC)
+            self.spend.ledger.intent(lost, self.spend.enforcer.lost_settles([res] if res else []))
+            if res is not None:
+                intend()  # the request's own intent no longer charges that hold
+            task = asyncio.ensure_future(self._abandoned_ended(a, rec, held, alias))
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+
+        return abandoned
+
+    async def _abandoned_ended(
+        self, a: Abandoned, rec: LedgerRecord, held: Admission, alias: str
     ) -> None:
-        """A hedge's losing attempt, once it ends: its own ledger row (the provider bills
-        it in full) with a request id derived from the request's, settled against the
-        hedge's own reservation."""
+        """An abandoned attempt, once it ends: its own ledger row (outcome ``hedge_lost``,
+        ``abandoned_timeout`` or ``abandoned_deadline``) with its real usage and cost,
+        settled against the reservation held back for it; $0 if it ended without an answer
+        the provider bills (an error status, a reset before any response); if it hung past
+        its bound, ``abandoned_hung`` at the worst case of what was sent (usage estimated),
+        which ``interlock spend reconcile`` corrects where the provider publishes usage."""
+        answer: GatewayResponse | None
         try:
-            lost = await loser
+            answer = await a.answer
         except InterlockError as err:
-            # A failed attempt is charged nothing, like any failed attempt; its row replaces
-            # the intent spooled for it.
-            rec = self._record(req, principal, alias, started, err)
-            rec.request_id = _hedge_id(req.request_id)
+            # Charged nothing, like any failed attempt; the row replaces its intent.
+            rec.status, rec.outcome = err.status, err.code
+            rec.latency_ms = (time.time() - a.started_at) * 1000
             await self.spend.finish(held, Decimal(0), rec)
             return
-        cost = self.spend.cost(lost.deployment, lost.usage)
-        rec = self._record(req, principal, alias, started, None, lost)
-        rec.request_id = _hedge_id(req.request_id)
-        rec.outcome = "hedge_lost"
+        except Exception:
+            # A bug reading it: charged as a hang (never below what may have been billed).
+            log.exception("reading an abandoned attempt's answer failed")
+            answer = None
+        if answer is None:
+            rec.status, rec.outcome, rec.usage_estimated = 0, ABANDONED_HUNG, True
+            # Reconciled like replica_lost rows: from when it may have started billing.
+            rec.created_at = datetime.fromtimestamp(a.started_at, UTC)
+            cost = rec.reserved_usd = held.worst_usd
+        else:
+            rec.outcome = _ABANDONED_OUTCOMES.get(a.why, "abandoned_timeout")
+            usage = answer.usage
+            if usage is not None:
+                rec.prompt_tokens, rec.completion_tokens = (
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                )
+                rec.cached_tokens, rec.reasoning_tokens = (
+                    usage.cached_tokens,
+                    usage.reasoning_tokens,
+                )
+                rec.usage_estimated = usage.estimated
+                self.metrics.observe_tokens(
+                    alias, a.deployment, usage.prompt_tokens, usage.completion_tokens
+                )
+            cost = self.spend.cost(a.deployment, usage)
+        rec.latency_ms = (time.time() - a.started_at) * 1000
         await self.spend.finish(held, cost, rec)
-        if lost.usage is not None:
-            self.metrics.observe_tokens(
-                alias, lost.deployment, lost.usage.prompt_tokens, lost.usage.completion_tokens
-            )
 
     def _intent(
         self,
@@ -901,9 +945,21 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
 
 
-def _hedge_id(request_id: str) -> str:
-    """The ledger id of a request's hedge loser: its own row, next to the request's."""
-    return f"{request_id}-hedge"
+# The ledger outcome of an abandoned attempt that answered, by why it was abandoned.
+_ABANDONED_OUTCOMES = {
+    "hedge": "hedge_lost",
+    "timeout": "abandoned_timeout",
+    "deadline": "abandoned_deadline",
+}
+
+
+def _abandoned_id(request_id: str, why: str, n: int) -> str:
+    """The ledger id of a request's ``n``-th abandoned attempt (of its kind): its own row,
+    next to the request's: ``<id>-hedge`` (then ``-hedge2``...) for a hedge's loser,
+    ``<id>-a1``, ``-a2``... for the others. Within the column's 64 characters."""
+    hedge = "-hedge" if n == 1 else f"-hedge{n}"
+    suffix = hedge if why == "hedge" else f"-a{n}"
+    return request_id[: 64 - len(suffix)] + suffix
 
 
 def _intending(
@@ -912,9 +968,9 @@ def _intending(
     """``hook``, then the intent spooled again when it reserved another attempt."""
 
     async def before(deployment: str) -> None:
-        n = len(admission.extra)
+        n = len(admission.reservations)
         await hook(deployment)
-        if len(admission.extra) != n:
+        if len(admission.reservations) != n:
             intend()
 
     return before

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from interlock.errors import UpstreamTimeout, UpstreamUnavailable
+from interlock.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from interlock.providers.base import UpstreamCall
 
 
@@ -78,6 +79,25 @@ class UpstreamStream:
                 return
             yield data
 
+    async def rest(self, until: float) -> AsyncIterator[bytes]:
+        """What is still to come, until the response ends, breaks off or ``until`` (the
+        event loop's clock) passes; stops quietly at any of them (:attr:`ended` tells
+        whether the upstream ended it). For an attempt the gateway abandoned: it reads the
+        answer the provider bills for."""
+        content = self._resp.content
+        while True:
+            try:
+                async with asyncio.timeout_at(until):
+                    data = await content.readany()
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                rest = self.drain()
+                if rest:
+                    yield rest
+                return
+            if not data:
+                return
+            yield data
+
     @property
     def ended(self) -> bool:
         """Whether the upstream ended the response: all of it arrived, or it broke off."""
@@ -112,12 +132,76 @@ class UpstreamStream:
                 self._resp.close()
 
 
+@dataclass(slots=True)
+class _Progress:
+    """How far a kept exchange got (see :meth:`Transport.request_kept`)."""
+
+    status: int | None = None  # set when the response's status and headers arrived
+    hung: bool = False  # its bound ran out before it ended
+
+    @property
+    def maybe_billed(self) -> bool:
+        """Whether an exchange that failed may still have been billed: it hung (the
+        provider may be generating), or a successful answer broke off while it arrived
+        (the provider generated it before sending it)."""
+        return self.hung or (self.status is not None and self.status < 300)
+
+
+class PendingReply:
+    """A non-streamed exchange its caller stopped waiting for, still running to its bound."""
+
+    __slots__ = ("_progress", "_task")
+
+    def __init__(self, task: asyncio.Future[UpstreamReply], progress: _Progress) -> None:
+        self._task = task
+        self._progress = progress
+
+    @property
+    def failure(self) -> UpstreamError | None:
+        """What already ended the exchange (it is pending only to be charged), if it did."""
+        if not self._task.done() or self._task.cancelled():
+            return None
+        err = self._task.exception()
+        return err if isinstance(err, UpstreamError) else None
+
+    async def answer(self) -> UpstreamReply | None:
+        """The reply once it ends; None if it ended unanswered where the provider may have
+        billed it (see :attr:`_Progress.maybe_billed`); raises the upstream error else."""
+        try:
+            return await self._task
+        except (UpstreamTimeout, UpstreamUnavailable):
+            if self._progress.maybe_billed:
+                return None
+            raise
+
+
+class PendingStream:
+    """A streamed request its caller stopped waiting for before the response headers."""
+
+    __slots__ = ("_progress", "_task")
+
+    def __init__(self, task: asyncio.Future[UpstreamStream], progress: _Progress) -> None:
+        self._task = task
+        self._progress = progress
+
+    async def stream(self) -> UpstreamStream | None:
+        """The response once its headers arrive; None if the bound ran out first; raises
+        the upstream error if it failed before any response."""
+        try:
+            return await self._task
+        except UpstreamTimeout:
+            if self._progress.hung:
+                return None
+            raise
+
+
 class Transport:
     def __init__(self, *, limit: int = 0, limit_per_host: int = 0) -> None:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._kept_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -202,3 +286,134 @@ class Transport:
         except (aiohttp.ClientError, OSError):
             raise UpstreamUnavailable(f"could not reach provider {provider}") from None
         return UpstreamReply(resp.status, resp.headers, body)
+
+    # -- kept exchanges: the caller stops waiting, the exchange goes on -------------------
+    #
+    # A provider finishes (and bills) a non-streamed answer even after its caller hung up,
+    # so an attempt the gateway gives up on is not cut: it runs on in the background until
+    # it ends or its bound (``until``, the event loop's clock) runs out, and the caller
+    # learns what it cost (routing/executor.py, gateway/core.py: abandoned attempts).
+
+    def _connect_timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
+        # Only the connect phase has aiohttp's own timeouts here: a socket read timeout
+        # would cut the exchange the caller stopped waiting for.
+        ct = self._kept_timeouts.get(t.connect_s)
+        if ct is None:
+            ct = self._kept_timeouts[t.connect_s] = aiohttp.ClientTimeout(
+                total=None, connect=t.connect_s, sock_connect=t.connect_s
+            )
+        return ct
+
+    async def _exchange(
+        self, call: UpstreamCall, t: Timeouts, provider: str, until: float, progress: _Progress
+    ) -> UpstreamReply:
+        bound = asyncio.timeout_at(until)
+        try:
+            async with bound:
+                resp = await self.session.request(
+                    call.method,
+                    call.url,
+                    data=call.body if call.body else None,
+                    headers=call.headers,
+                    timeout=self._connect_timeout(t),
+                    allow_redirects=False,
+                )
+                progress.status = resp.status
+                try:
+                    body = await resp.read()
+                finally:
+                    resp.release()
+        except TimeoutError:
+            progress.hung = bound.expired()
+            raise UpstreamTimeout(f"provider {provider} did not answer in time") from None
+        except (aiohttp.ClientError, OSError):
+            raise UpstreamUnavailable(f"could not reach provider {provider}") from None
+        return UpstreamReply(resp.status, resp.headers, body)
+
+    async def request_kept(
+        self, call: UpstreamCall, timeouts: Timeouts, provider: str, until: float
+    ) -> UpstreamReply | PendingReply:
+        """:meth:`request`, except that when the caller's wait runs out (no response within
+        ``timeouts.first_byte_s``, no whole answer within ``timeouts.total_s``) the
+        exchange is not cut: it is returned as a :class:`PendingReply` that runs on until
+        ``until``. An exchange that already hung to ``until`` comes back pending too (the
+        provider may have billed it); other failures raise as :meth:`request`'s do."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        progress = _Progress()
+        task = loop.create_task(self._exchange(call, timeouts, provider, until, progress))
+        try:
+            await _until_done(task, min(timeouts.first_byte_s, timeouts.total_s))
+            if not task.done() and progress.status is not None:
+                # The answer is arriving: it gets the rest of the total time.
+                await _until_done(task, start + timeouts.total_s - loop.time())
+        except BaseException:
+            task.cancel()  # the caller itself is cancelled (shutdown): nobody will record it
+            raise
+        if not task.done() or (task.exception() is not None and progress.maybe_billed):
+            return PendingReply(task, progress)
+        return task.result()
+
+    async def _open(
+        self, call: UpstreamCall, t: Timeouts, provider: str, until: float, progress: _Progress
+    ) -> UpstreamStream:
+        bound = asyncio.timeout_at(until)
+        try:
+            async with bound:
+                resp = await self.session.request(
+                    call.method,
+                    call.url,
+                    data=call.body if call.body else None,
+                    headers=call.headers,
+                    timeout=self._connect_timeout(t),
+                    allow_redirects=False,
+                )
+        except TimeoutError:
+            progress.hung = bound.expired()
+            raise UpstreamTimeout(f"provider {provider} did not answer in time") from None
+        except (aiohttp.ClientError, OSError):
+            raise UpstreamUnavailable(f"could not reach provider {provider}") from None
+        progress.status = resp.status
+        return UpstreamStream(resp, t, provider)
+
+    async def open_kept(
+        self, call: UpstreamCall, timeouts: Timeouts, provider: str, until: float
+    ) -> UpstreamStream | PendingStream:
+        """:meth:`open`, except that when the headers do not arrive within
+        ``timeouts.first_byte_s`` the request is not cut: it comes back as a
+        :class:`PendingStream` that waits for them until ``until``."""
+        loop = asyncio.get_running_loop()
+        progress = _Progress()
+        task = loop.create_task(self._open(call, timeouts, provider, until, progress))
+        try:
+            await _until_done(task, timeouts.first_byte_s)
+        except BaseException:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                task.result().close()
+            task.cancel()
+            raise
+        if not task.done() or (task.exception() is not None and progress.hung):
+            return PendingStream(task, progress)
+        return task.result()
+
+
+async def _until_done(task: asyncio.Future[Any], within_s: float) -> None:
+    """Wait until ``task`` ends or ``within_s`` passes; never cancels ``task``. (What
+    ``asyncio.wait`` does for one task, for a fraction of its cost: this runs on every
+    non-streamed upstream call.)"""
+    if task.done():
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(max(0.0, within_s), wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)

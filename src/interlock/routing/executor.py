@@ -12,6 +12,11 @@ Rules (docs/decisions.md has the why):
   the client as a final error event.
 * A hedge (non-streaming, when enabled for the alias) starts a second attempt on another
   deployment when the first has not answered by the alias's observed p95.
+* An attempt the gateway stops waiting for while the provider may still bill it (a hedge
+  that lost, a timeout or the client's deadline before the answer or the first chunk) is
+  not cut when the plan has an ``on_abandoned`` listener: it runs on in the background to
+  its deployment's total timeout and is handed over (:class:`interlock.types.Abandoned`),
+  so that the gateway records and charges what the provider bills for it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ from interlock.errors import (
 from interlock.providers.base import StreamDecoder
 from interlock.providers.registry import Deployment
 from interlock.providers.tokens import estimate_request_tokens
-from interlock.providers.transport import Timeouts, Transport, UpstreamStream
+from interlock.providers.transport import (
+    PendingReply,
+    PendingStream,
+    Timeouts,
+    Transport,
+    UpstreamStream,
+)
 from interlock.resilience.retry import RetryBudget, RetryConfig, backoff_s
 from interlock.routing.catalog import Route
 from interlock.routing.health import DeploymentHealth
@@ -43,7 +54,14 @@ from interlock.settings import HedgeSettings
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
 from interlock.telemetry.tracing import Tracing
-from interlock.types import Attempt, Chunk, GatewayRequest, GatewayResponse, GatewayStream
+from interlock.types import (
+    Abandoned,
+    Attempt,
+    Chunk,
+    GatewayRequest,
+    GatewayResponse,
+    GatewayStream,
+)
 
 # A 429 without Retry-After still keeps the deployment cool for this long.
 DEFAULT_COOLDOWN_S = 1.0
@@ -111,10 +129,25 @@ class Plan:
     # Awaited with the deployment's name before every attempt (the gateway's budget
     # reservation for each billable attempt); raising vetoes it and ends the retries.
     before_attempt: Callable[[str], Awaitable[None]] | None = None
+    # Told about every attempt abandoned while the provider may still bill it (the
+    # gateway records and charges each); None: such attempts are cut, as nobody records.
+    on_abandoned: Callable[[Abandoned], None] | None = None
 
 
 class _NotAdmitted(Exception):
     """The breaker gave the slot away between planning and the call (half-open)."""
+
+
+@dataclass(slots=True)
+class _Ticket:
+    """One hedged attempt: once it has lost the race it is handed over whole, so an
+    abandonment of its own (its timeout) continues its answer instead of being reported
+    a second time."""
+
+    dep: Deployment
+    started_at: float = 0.0
+    lost: bool = False
+    later: Awaitable[GatewayResponse | None] | None = None
 
 
 class _Quantile:
@@ -159,8 +192,6 @@ class Executor:
         self._rng = rng or random.Random()
         self._clock = clock
         self._latency: dict[str, _Quantile] = {}
-        # Hedge attempts that lost the race and still run (referenced until they end).
-        self._hedge_losers: set[asyncio.Future[GatewayResponse]] = set()
 
     # -- planning helpers ---------------------------------------------------------
 
@@ -351,17 +382,35 @@ class Executor:
     # -- non-streaming --------------------------------------------------------------
 
     async def _attempt(
-        self, req: GatewayRequest, dep: Deployment, plan: Plan, attempts: list[Attempt]
+        self,
+        req: GatewayRequest,
+        dep: Deployment,
+        plan: Plan,
+        attempts: list[Attempt],
+        ticket: _Ticket | None = None,
     ) -> GatewayResponse:
         if not self._health.acquire(dep.name, plan.prompt_tokens):
             raise _NotAdmitted
         started = self._clock()
+        started_at = time.time()
+        pending: PendingReply | None = None
         try:
             call = dep.adapter.build(req, dep.target)
             await dep.auth.apply(call)
-            reply = await self._transport.request(
-                call, self._timeouts_for(dep, plan, req), dep.provider
-            )
+            timeouts = self._timeouts_for(dep, plan, req)
+            if plan.on_abandoned is None:
+                reply = await self._transport.request(call, timeouts, dep.provider)
+            else:
+                until = asyncio.get_running_loop().time() + dep.timeouts.total_s
+                if ticket is not None:
+                    ticket.started_at = started_at  # from here on the provider may bill it
+                got = await self._transport.request_kept(call, timeouts, dep.provider, until)
+                if isinstance(got, PendingReply):
+                    pending = got
+                    raise got.failure or UpstreamTimeout(
+                        f"provider {dep.provider} did not answer in time"
+                    )
+                reply = got
             if reply.status >= 300:
                 raise dep.adapter.error(reply.status, reply.headers, reply.body)
             done = dep.adapter.parse(req, dep.target, reply.status, reply.body)
@@ -369,6 +418,13 @@ class Executor:
             err = self._blame(caught, dep, plan, started)
             self._release_error(dep, err, started)
             self._failed(dep, err, started, attempts)
+            if pending is not None:
+                later = self._later(pending, req, dep)
+                if ticket is not None and ticket.lost:
+                    ticket.later = later  # a hedge's loser: its answer is already awaited
+                else:
+                    why = "deadline" if isinstance(err, DeadlineExceeded) else "timeout"
+                    self._abandon(plan, why, req, dep, started_at, later)
             if err is not caught:
                 raise err from None
             raise
@@ -429,7 +485,8 @@ class Executor:
         p = self._latency.get(alias)
         delay = plan.hedge.max_delay_s if p is None or p.value is None else p.value
         delay = min(plan.hedge.max_delay_s, max(plan.hedge.min_delay_s, delay))
-        first = asyncio.ensure_future(self._attempt(req, dep, plan, attempts))
+        tickets = [_Ticket(dep)]
+        first = asyncio.ensure_future(self._attempt(req, dep, plan, attempts, tickets[0]))
         done, _ = await asyncio.wait({first}, timeout=delay)
         if done:
             return first.result()
@@ -443,7 +500,8 @@ class Executor:
             self._metrics.hedge(alias, "skipped")
             return await first
         tried[other.name] = tried.get(other.name, 0) + 1
-        second = asyncio.ensure_future(self._attempt(req, other, plan, attempts))
+        tickets.append(_Ticket(other))
+        second = asyncio.ensure_future(self._attempt(req, other, plan, attempts, tickets[1]))
         pending = {first, second}
         error: BaseException | None = None
         winner: asyncio.Future[GatewayResponse] | None = None
@@ -464,20 +522,96 @@ class Executor:
             raise error
         self._metrics.hedge(alias, "won" if winner is second else "lost")
         response = winner.result()
-        loser = first if winner is second else second
-        if not loser.done() or loser.exception() is None:
-            # Not cancelled: the provider finishes (and bills) a non-streamed answer even
-            # after the caller hangs up, so the loser runs to its end, bounded by its own
-            # timeouts, and the caller records and charges it (Gateway: outcome hedge_lost).
-            self._hedge_losers.add(loser)
-            loser.add_done_callback(self._loser_done)
-            response.losers.append(loser)
+        loser, ticket = (first, tickets[0]) if winner is second else (second, tickets[1])
+        if loser.done() and loser.exception() is not None:
+            return response  # it failed (an abandonment of its own was handed over then)
+        if plan.on_abandoned is None or not ticket.started_at:
+            loser.cancel()  # nobody records it, or it has not sent anything yet
+            return response
+        # Not cancelled: the provider finishes (and bills) a non-streamed answer even after
+        # the caller hangs up, so the loser runs to its end, bounded by its own timeouts,
+        # and is handed over to be recorded and charged (Gateway: outcome hedge_lost).
+        ticket.lost = True
+        answer = self._loser_answer(loser, ticket)
+        self._abandon(plan, "hedge", req, ticket.dep, ticket.started_at, answer)
         return response
 
-    def _loser_done(self, task: asyncio.Future[GatewayResponse]) -> None:
-        self._hedge_losers.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a failed loser is the caller's to ignore
+    @staticmethod
+    async def _loser_answer(
+        loser: asyncio.Future[GatewayResponse], ticket: _Ticket
+    ) -> GatewayResponse | None:
+        try:
+            return await loser
+        except UpstreamError:
+            if ticket.later is not None:  # it timed out in turn: its answer comes later
+                return await ticket.later
+            raise
+
+    @staticmethod
+    def _abandon(
+        plan: Plan,
+        why: str,
+        req: GatewayRequest,
+        dep: Deployment,
+        started_at: float,
+        answer: Awaitable[GatewayResponse | None],
+    ) -> None:
+        assert plan.on_abandoned is not None
+        plan.on_abandoned(
+            Abandoned(why, req, plan.route.alias, dep.name, dep.provider, started_at, answer)
+        )
+
+    @staticmethod
+    async def _later(
+        pending: PendingReply, req: GatewayRequest, dep: Deployment
+    ) -> GatewayResponse | None:
+        """An abandoned non-streamed attempt's answer, once it ends (see Abandoned)."""
+        reply = await pending.answer()
+        if reply is None:
+            return None
+        if reply.status >= 300:
+            raise dep.adapter.error(reply.status, reply.headers, reply.body)
+        done = dep.adapter.parse(req, dep.target, reply.status, reply.body)
+        return GatewayResponse(200, done.body, done.usage, dep.name, dep.provider)
+
+    @staticmethod
+    async def _stream_later(
+        upstream: UpstreamStream | PendingStream,
+        decoder: StreamDecoder | None,
+        req: GatewayRequest,
+        dep: Deployment,
+        until: float,
+    ) -> GatewayResponse | None:
+        """An abandoned stream's usage, read to its end (see Abandoned): ``upstream`` is
+        open, with ``decoder`` holding what was already read, or still pending."""
+        if isinstance(upstream, PendingStream):
+            opened = await upstream.stream()
+            if opened is None:
+                return None  # not even the headers before the bound: a hang
+            upstream = opened
+        try:
+            if upstream.status >= 300:
+                body = await upstream.read_all()
+                raise dep.adapter.error(upstream.status, upstream.headers, body)
+            if decoder is None:
+                decoder = dep.adapter.stream_decoder(req, dep.target)
+            async for data in upstream.rest(until):
+                _feed_rest(decoder, data)
+            cut = not upstream.ended
+            complete = False
+            if not cut:
+                try:
+                    decoder.close()
+                    complete = True
+                except UpstreamError:
+                    pass  # broke off: counted so far
+        finally:
+            upstream.close()
+        usage = decoder.usage if complete else None
+        if usage is None:
+            # Counted in a worker thread, as for any stream that ended early (_pump).
+            usage = await asyncio.to_thread(decoder.partial_usage, cut)
+        return GatewayResponse(200, b"", usage, dep.name, dep.provider)
 
     # -- streaming --------------------------------------------------------------------
 
@@ -499,13 +633,23 @@ class Executor:
                 n -= 1
                 continue
             started = self._clock()
+            started_at = time.time()
             upstream: UpstreamStream | None = None
+            pending: PendingStream | None = None
+            decoder: StreamDecoder | None = None
+            until = asyncio.get_running_loop().time() + dep.timeouts.total_s
             try:
                 call = dep.adapter.build(req, dep.target)
                 await dep.auth.apply(call)
-                upstream = await self._transport.open(
-                    call, self._timeouts_for(dep, plan, req, stream=True), dep.provider
-                )
+                timeouts = self._timeouts_for(dep, plan, req, stream=True)
+                if plan.on_abandoned is None:
+                    upstream = await self._transport.open(call, timeouts, dep.provider)
+                else:
+                    got = await self._transport.open_kept(call, timeouts, dep.provider, until)
+                    if isinstance(got, PendingStream):
+                        pending = got
+                        raise UpstreamTimeout(f"provider {dep.provider} did not answer in time")
+                    upstream = got
                 if upstream.status >= 300:
                     body = await upstream.read_all()
                     raise dep.adapter.error(upstream.status, upstream.headers, body)
@@ -523,9 +667,21 @@ class Executor:
                         break
                     first += decoder.feed(data)
             except UpstreamError as caught:
-                if upstream is not None:
-                    upstream.close()
                 err = self._blame(caught, dep, plan, started)
+                kept = pending or upstream
+                if (
+                    plan.on_abandoned is not None
+                    and isinstance(err, UpstreamTimeout)
+                    and kept is not None
+                    and not (isinstance(kept, UpstreamStream) and kept.status >= 300)
+                ):
+                    # Abandoned before its first chunk: the provider may still be
+                    # generating (and billing) it, so it is read to its end and charged.
+                    why = "deadline" if isinstance(err, DeadlineExceeded) else "timeout"
+                    later = self._stream_later(kept, decoder, req, dep, until)
+                    self._abandon(plan, why, req, dep, started_at, later)
+                elif upstream is not None:
+                    upstream.close()
                 self._release_error(dep, err, started)
                 self._failed(dep, err, started, attempts)
                 last = err

@@ -27,7 +27,7 @@ from interlock.providers.tokens import estimate_request_tokens
 from interlock.settings import SpendSettings
 from interlock.spend.bound import MediaRules, RequestBound, bound_request, cap_fitting, media_rules
 from interlock.spend.bound import worst_usd as bound_worst_usd
-from interlock.spend.budgets import Budget, from_nano, window_bounds
+from interlock.spend.budgets import Budget, from_nano, to_nano, window_bounds
 from interlock.spend.cost import cost_of, format_usd
 from interlock.spend.enforcer import BudgetEnforcer, BudgetExceeded, Reservation
 from interlock.spend.ledger import LedgerRecord, LedgerWriter
@@ -249,10 +249,41 @@ class Accountant:
             except InterlockError:
                 admission.refused = True
                 raise
-            if res is not None:
+            if res is None:
+                return
+            if admission.reservation is None:
+                # The first reservation was held back for an abandoned attempt (hold_back):
+                # this one takes its place, and the answer's cost lands on it.
+                admission.reservation = res
+            else:
                 admission.extra.append(res)
 
         return before
+
+    def hold_back(self, admission: Admission, worst: Decimal) -> Reservation | None:
+        """Take one reservation out of ``admission`` for an attempt the gateway abandoned
+        while the provider may still bill it up to ``worst``: it is settled on its own, at
+        that attempt's cost, when it ends. Every attempt reserved its worst case before it
+        was made (the first shares the admission's), so one that covers ``worst`` is there:
+        the smallest that does (the first reservation covers every deployment); the rest
+        stay with the request, and the first is replaced if it was the one taken."""
+        need = to_nano(worst, up=True)
+        live = [r for r in admission.extra if not r.settled]
+        fits = [r for r in live if r.amount >= need]
+        first = admission.reservation
+        if fits:
+            taken = min(fits, key=lambda r: r.amount)
+        elif first is not None and not first.settled:
+            taken = first
+        elif live:
+            taken = max(live, key=lambda r: r.amount)  # short of worst: the most there is
+        else:
+            return None
+        if taken is first:
+            admission.reservation = admission.extra.pop(0) if admission.extra else None
+        else:
+            admission.extra.remove(taken)
+        return taken
 
     async def finish(self, admission: Admission | None, cost: Decimal, rec: LedgerRecord) -> None:
         """Settle (or release, at cost 0) and spool the ledger record."""

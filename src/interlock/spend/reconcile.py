@@ -2,7 +2,8 @@
 
 A request in flight on a process that died is recorded, when its spool is replayed, at its
 worst case (spend/ledger.py): the ledger never reads below what the provider could have
-billed. Where a provider publishes its usage (opt-in per provider,
+billed. So is an attempt the gateway abandoned that hung past its bound (``abandoned_hung``,
+gateway/core.py); both are "lost rows" here (storage.ledger.WORST_CASE_OUTCOMES). Where a provider publishes its usage (opt-in per provider,
 ``providers.<name>.usage_api``; OpenAI's organization usage API, per minute and model),
 this module replaces that worst case by what was billed:
 
@@ -19,7 +20,7 @@ this module replaces that worst case by what was billed:
    traffic the ledger cannot explain, e.g. another user of the same organization, and is
    reported, not attributed). A lost row that gets nothing was never billed.
 4. The rows are rewritten (cost, tokens, provider, the deployment when only one model
-   explains it; the outcome stays ``replica_lost``) and each (island, model) comparison
+   explains it; the outcome stays) and each (island, model) comparison
    goes to ``ledger_reconcile``.
 
 Re-running is harmless: lost rows are always recomputed from their reserved worst case
@@ -43,7 +44,7 @@ import aiohttp
 from interlock.settings import Settings, UsageApiSettings
 from interlock.spend.cost import cost_of
 from interlock.spend.prices import Price, PriceTable, UnknownPricePolicy, resolve_price
-from interlock.storage.ledger import LedgerStore
+from interlock.storage.ledger import ABANDONED_HUNG, LedgerStore
 from interlock.types import Usage
 
 log = logging.getLogger("interlock.reconcile")
@@ -215,11 +216,13 @@ def islands(
     lost: list[dict[str, Any]], reach_s: float, margin_s: int = _MINUTE
 ) -> list[tuple[int, int, list[dict[str, Any]]]]:
     """Merge each lost row's span [start − margin, start + reach + margin), in whole
-    minutes, into islands: (start, end, rows) in Unix seconds."""
+    minutes, into islands: (start, end, rows) in Unix seconds. A row's own ``reach_s``
+    (an abandoned attempt's) replaces ``reach_s``."""
     spans = []
     for r in sorted(lost, key=lambda r: _utc(r["created_at"])):
         t = _utc(r["created_at"]).timestamp()
-        spans.append((_floor(t) - margin_s, _floor(t + reach_s) + _MINUTE + margin_s, r))
+        end = _floor(t + r.get("reach_s", reach_s)) + _MINUTE + margin_s
+        spans.append((_floor(t) - margin_s, end, r))
     out: list[tuple[int, int, list[dict[str, Any]]]] = []
     for s, e, r in spans:
         if out and s <= out[-1][1]:
@@ -287,6 +290,7 @@ async def reconcile(
     end: datetime,
     *,
     reach_s: float,
+    abandoned_reach_s: float = 0.0,
     now: datetime | None = None,
     dry_run: bool = False,
 ) -> Report:
@@ -294,7 +298,9 @@ async def reconcile(
 
     ``reach``: alias -> every (provider, upstream model) a request for it could have
     been sent to (deployments, fallbacks, tiers); a provider not in ``providers`` there
-    keeps the row at its worst case.
+    keeps the row at its worst case. ``reach_s``: how long after its row's time a lost
+    request may have been billed; ``abandoned_reach_s``: the same for an abandoned
+    attempt that hung (``abandoned_hung``, timed from its start), if longer.
     """
     now = now or datetime.now(UTC)
     report = Report()
@@ -302,12 +308,14 @@ async def reconcile(
     lost = await store.lost_between(start, end)
     usable = []
     for r in lost:
+        if r.get("outcome") == ABANDONED_HUNG:
+            r["reach_s"] = max(reach_s, abandoned_reach_s)
         targets = reach.get(r["model"] or "", set())
         if not targets or any(p not in views for p, _ in targets):
             report.skipped += 1
             continue
         delay = max(views[p].settle_delay_s for p, _ in targets)
-        if _utc(r["created_at"]).timestamp() + reach_s + delay > now.timestamp():
+        if _utc(r["created_at"]).timestamp() + r.get("reach_s", reach_s) + delay > now.timestamp():
             report.skipped += 1  # the provider may not have reported it yet: later
             continue
         usable.append(r)
@@ -480,6 +488,12 @@ def reach_from(settings: Settings) -> dict[str, set[tuple[str, str]]]:
         return out
 
     return {alias: walk(alias, set()) for alias in settings.models}
+
+
+def abandoned_reach(settings: Settings) -> float:
+    """How long after its start an abandoned attempt may have been billed: it runs on for
+    at most its deployment's ``timeouts.total_s`` (gateway/core.py)."""
+    return max((d.timeouts.total_s for d in settings.deployments.values()), default=0.0)
 
 
 def default_until(settings: Settings, now: datetime | None = None) -> datetime:

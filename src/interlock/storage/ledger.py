@@ -30,6 +30,12 @@ _UPSERT = (
     + " WHERE ledger.outcome = 'replica_lost' AND excluded.outcome <> 'replica_lost'"
 )
 
+# Rows that carry a worst case rather than what the provider billed, reconciled with the
+# provider's usage (spend/reconcile.py): requests lost with their process, and attempts
+# the gateway abandoned that hung past their bound (gateway/core.py).
+ABANDONED_HUNG = "abandoned_hung"
+WORST_CASE_OUTCOMES = ("replica_lost", ABANDONED_HUNG)
+
 _DAILY = {
     "key": ledger_daily.c.key_id,
     "user": ledger_daily.c.user_id,
@@ -112,11 +118,12 @@ class LedgerStore:
     # -- reconciliation (spend/reconcile.py) --------------------------------------------
 
     async def lost_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """``replica_lost`` rows created in [start, end), oldest first."""
+        """Worst-case rows (:data:`WORST_CASE_OUTCOMES`) created in [start, end), oldest
+        first."""
         c = ledger.c
         q = (
-            select(c.request_id, c.created_at, c.model, c.cost_usd, c.reserved_usd)
-            .where(c.outcome == "replica_lost", c.created_at >= start, c.created_at < end)
+            select(c.request_id, c.created_at, c.model, c.cost_usd, c.reserved_usd, c.outcome)
+            .where(c.outcome.in_(WORST_CASE_OUTCOMES), c.created_at >= start, c.created_at < end)
             .order_by(c.created_at)
         )
         return await self.rows(q)
@@ -124,8 +131,8 @@ class LedgerStore:
     async def known_between(
         self, start: datetime, end: datetime, deployments: list[str]
     ) -> dict[str, tuple[Decimal, int, int, int]]:
-        """Per deployment, the records (not replica_lost) in [start, end): cost, prompt and
-        completion tokens, rows."""
+        """Per deployment, the records (not worst-case rows) in [start, end): cost, prompt
+        and completion tokens, rows."""
         c = ledger.c
         q = (
             select(
@@ -136,7 +143,7 @@ class LedgerStore:
                 func.count(),
             )
             .where(
-                c.outcome != "replica_lost",
+                c.outcome.not_in(WORST_CASE_OUTCOMES),
                 c.created_at >= start,
                 c.created_at < end,
                 c.deployment.in_(deployments),
@@ -148,16 +155,16 @@ class LedgerStore:
         return {r[0]: (Decimal(str(r[1])), int(r[2]), int(r[3]), int(r[4])) for r in got if r[0]}
 
     async def rewrite_lost(self, updates: list[dict[str, Any]], log: list[dict[str, Any]]) -> None:
-        """Set the cost (and what else was learned) of ``replica_lost`` rows, and append
-        what was done to ``ledger_reconcile``, in one transaction. A row that meanwhile
-        became a real record (its process was alive after all) is left alone."""
+        """Set the cost (and what else was learned) of worst-case rows, and append what was
+        done to ``ledger_reconcile``, in one transaction. A row that meanwhile became a real
+        record (its process was alive after all) is left alone."""
         c = ledger.c
         async with self._engine.begin() as conn:
             for u in updates:
                 values = {k: v for k, v in u.items() if k != "request_id"}
                 await conn.execute(
                     update(ledger)
-                    .where(c.request_id == u["request_id"], c.outcome == "replica_lost")
+                    .where(c.request_id == u["request_id"], c.outcome.in_(WORST_CASE_OUTCOMES))
                     .values(**values)
                 )
             if log:
