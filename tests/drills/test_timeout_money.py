@@ -5,7 +5,9 @@ aborted, killed or retried, every generated token lands in the ledger").
 
 Two replicas on Redis and PostgreSQL; a deployment whose first-byte timeout (1 s) is
 shorter than the provider's answer (2 s of latency): every attempt times out at the
-gateway, and the simulator bills every one of them in full."""
+gateway, and the simulator bills every one of them in full. The gateway keeps reading
+each abandoned call and records it (its own ``abandoned_timeout`` row, settled against a
+reservation of its own): ledger = provider to the cent."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from tests.drills.harness import (
 pytestmark = [pytest.mark.drill, pytest.mark.redis, pytest.mark.postgres]
 
 LIMIT = Decimal("0.50")
+CENT = Decimal("0.01")
 BODY = {"model": "hung", "messages": [{"role": "user", "content": "too slow"}], "max_tokens": 100}
 
 
@@ -75,6 +78,15 @@ def test_timed_out_attempts_stay_within_the_limit(
         time.sleep(3.0)  # the provider finishes (and bills) what the gateway gave up on
         billed, totals = provider_bill(sim)
         rows = pg.wait_ledger([r.request_id for r in results], timeout=60)
+        # Each call the gateway gave up on is recorded (its own row) once it ended.
+        deadline = time.monotonic() + 30
+        while (
+            len(abandoned := [r for r in rows if r["outcome"] == "abandoned_timeout"])
+            < totals["requests"]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+            rows = pg.ledger()
         ledger = ledger_cost(rows)
         figures = {
             "replicas": 2,
@@ -85,10 +97,13 @@ def test_timed_out_attempts_stay_within_the_limit(
             "provider_billed_usd": money(billed),
             "overshoot_usd": money(max(Decimal(0), billed - LIMIT)),
             "ledger_usd": money(ledger),
+            "abandoned_rows": len(abandoned),
         }
         checks = {
             "provider billed <= limit": billed <= LIMIT,
             "the ledger never reads below the provider": ledger >= billed,
+            "ledger = provider to the cent": ledger.quantize(CENT) == billed.quantize(CENT),
+            "every abandoned call has its own ledger row": len(abandoned) == totals["requests"],
             "the provider was called (the drill exercised timeouts)": totals["requests"] > 0,
         }
         record("timeout_money", figures, checks)
