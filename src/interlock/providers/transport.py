@@ -334,10 +334,11 @@ class Transport:
         self, call: UpstreamCall, timeouts: Timeouts, provider: str, until: float
     ) -> UpstreamReply | PendingReply:
         """:meth:`request`, except that when the caller's wait runs out (no response within
-        ``timeouts.first_byte_s``, no whole answer within ``timeouts.total_s``) the
-        exchange is not cut: it is returned as a :class:`PendingReply` that runs on until
-        ``until``. An exchange that already hung to ``until`` comes back pending too (the
-        provider may have billed it); other failures raise as :meth:`request`'s do."""
+        ``timeouts.first_byte_s``, no body ``timeouts.idle_s`` after it, no whole answer
+        within ``timeouts.total_s``) the exchange is not cut: it is returned as a
+        :class:`PendingReply` that runs on until ``until``. An exchange that already hung
+        to ``until`` comes back pending too (the provider may have billed it); other
+        failures raise as :meth:`request`'s do."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         progress = _Progress()
@@ -345,8 +346,9 @@ class Transport:
         try:
             await _until_done(task, min(timeouts.first_byte_s, timeouts.total_s))
             if not task.done() and progress.status is not None:
-                # The answer is arriving: it gets the rest of the total time.
-                await _until_done(task, start + timeouts.total_s - loop.time())
+                # The answer is arriving: its body gets idle_s, within the total time.
+                now = loop.time()
+                await _until_done(task, min(timeouts.idle_s, start + timeouts.total_s - now))
         except BaseException:
             task.cancel()  # the caller itself is cancelled (shutdown): nobody will record it
             raise
