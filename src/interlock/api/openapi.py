@@ -40,22 +40,10 @@ def _errors(*codes: int, schema: dict[str, Any] = _ERR) -> dict[str, Any]:
 
 
 _SEC: list[dict[str, list[str]]] = [{"bearer": []}]
-_CHAT_ERRORS = _errors(400, 401, 403, 404, 408, 413, 415, 429, 502, 503, 504)
+_CHAT_CODES = (400, 401, 403, 404, 408, 413, 415, 429, 502, 503, 504)
+_CHAT_ERRORS = _errors(*_CHAT_CODES)
 # /v1/messages answers errors in Anthropic's shape, as the anthropic SDK expects.
-_MESSAGES_ERRORS = _errors(
-    400,
-    401,
-    403,
-    404,
-    408,
-    413,
-    415,
-    429,
-    502,
-    503,
-    504,
-    schema={"$ref": "#/components/schemas/AnthropicError"},
-)
+_MESSAGES_ERRORS = _errors(*_CHAT_CODES, schema={"$ref": "#/components/schemas/AnthropicError"})
 
 
 def _op(summary: str, *, body: dict[str, Any] | None = None, ok: dict[str, Any], errors: dict[str, Any],
@@ -68,70 +56,71 @@ def _op(summary: str, *, body: dict[str, Any] | None = None, ok: dict[str, Any],
     return op
 
 
+def _object(
+    properties: dict[str, Any], *required: str, closed: bool = False, **keywords: Any
+) -> dict[str, Any]:
+    """An object schema: ``required`` must be present; ``closed``: no other field allowed
+    (the route refuses unknown fields); ``keywords``: any other JSON Schema keyword."""
+    schema: dict[str, Any] = {"type": "object"}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return {**schema, "properties": properties, **keywords}
+
+
+def _tagged(kind: str, *required: str, **properties: Any) -> dict[str, Any]:
+    """A content part or block: ``{"type": kind, ...}``, with ``type`` and ``required``."""
+    return _object({"type": {"const": kind}, **properties}, "type", *required)
+
+
 # Request schemas: what the validators (api/validate.py, messages_format.py, jobs, batches,
 # budget_spec.py, auth) accept, field by field, so that schemathesis's negative cases
 # break exactly one rule at a time and its positive cases reach the upstream. Objects stay
 # open (unknown fields are forwarded to providers) unless the route refuses them.
 _STR = {"type": "string"}
+_NONEMPTY = {"type": "string", "minLength": 1}
+_BOOL = {"type": "boolean"}
 _INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+_MODEL = {"type": "string", "minLength": 1, "maxLength": 256}
+_MAX_TOKENS = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 _TOKEN_IDS = {
     "type": "array",
     "minItems": 1,
     "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
 }
-_TEXT_PART = {
-    "type": "object",
-    "required": ["type", "text"],
-    "properties": {"type": {"const": "text"}, "text": _STR},
-}
+# The same text part in both formats (OpenAI content parts, Anthropic content blocks).
+_TEXT_PART = _tagged("text", "text", text=_STR)
 _CONTENT_PART = {
     "oneOf": [
         _TEXT_PART,
-        {
-            "type": "object",
-            "required": ["type", "image_url"],
-            "properties": {
-                "type": {"const": "image_url"},
-                "image_url": {
-                    "type": "object",
-                    "required": ["url"],
-                    "properties": {"url": _STR, "detail": {"enum": ["auto", "low", "high"]}},
-                },
-            },
-        },
-        {
-            "type": "object",
-            "required": ["type", "input_audio"],
-            "properties": {
-                "type": {"const": "input_audio"},
-                "input_audio": {
-                    "type": "object",
-                    "required": ["data", "format"],
-                    "properties": {"data": _STR, "format": {"enum": ["wav", "mp3"]}},
-                },
-            },
-        },
-        {
-            "type": "object",
-            "required": ["type", "refusal"],
-            "properties": {"type": {"const": "refusal"}, "refusal": _STR},
-        },
+        _tagged(
+            "image_url",
+            "image_url",
+            image_url=_object({"url": _STR, "detail": {"enum": ["auto", "low", "high"]}}, "url"),
+        ),
+        _tagged(
+            "input_audio",
+            "input_audio",
+            input_audio=_object(
+                {"data": _STR, "format": {"enum": ["wav", "mp3"]}}, "data", "format"
+            ),
+        ),
+        _tagged("refusal", "refusal", refusal=_STR),
     ]
 }
-_FUNCTION_CALL = {
-    "type": "object",
-    "required": ["name", "arguments"],
-    "properties": {"name": _STR, "arguments": _STR},
-}
-_TOOL_CALL = {
-    "type": "object",
-    "required": ["id", "type", "function"],
-    "properties": {"id": _STR, "type": {"const": "function"}, "function": _FUNCTION_CALL},
-}
-_MESSAGE = {
-    "type": "object",
-    "required": ["role", "content"],
-    "properties": {
+_TOOL_CALL = _object(
+    {
+        "id": _STR,
+        "type": {"const": "function"},
+        "function": _object({"name": _STR, "arguments": _STR}, "name", "arguments"),
+    },
+    "id",
+    "type",
+    "function",
+)
+_MESSAGE = _object(
+    {
         "role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
         "content": {
             "anyOf": [_STR, {"type": "array", "items": _CONTENT_PART}]
@@ -140,28 +129,26 @@ _MESSAGE = {
         "tool_call_id": _STR,
         "tool_calls": {"type": "array", "items": _TOOL_CALL},
     },
-}
-_TOOL = {
-    "type": "object",
-    "required": ["type", "function"],
-    "properties": {
-        "type": {"const": "function"},
-        "function": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "description": _STR,
-                "parameters": {"type": "object"},
-                "strict": {"type": "boolean"},
-            },
+    "role",
+    "content",
+)
+_TOOL = _tagged(
+    "function",
+    "function",
+    function=_object(
+        {
+            "name": _NONEMPTY,
+            "description": _STR,
+            "parameters": {"type": "object"},
+            "strict": _BOOL,
         },
-    },
-}
+        "name",
+    ),
+)
 _STOP = {"oneOf": [_STR, {"type": "array", "items": _STR, "maxItems": 4}]}
 _SAMPLING = {
-    "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-    "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "max_tokens": _MAX_TOKENS,
+    "max_completion_tokens": _MAX_TOKENS,
     "n": {"type": "integer", "minimum": 1, "maximum": 8},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     "top_p": {"type": "number", "minimum": 0, "maximum": 1},
@@ -170,60 +157,42 @@ _SAMPLING = {
     "stop": _STOP,
     "seed": _INT64,
     "user": _STR,
-    "stream": {"type": "boolean"},
-    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-    "metadata": {
-        "type": "object",
-        "properties": {
+    "stream": _BOOL,
+    "stream_options": _object({"include_usage": _BOOL}),
+    "metadata": _object(
+        {
             "tags": {
                 "type": "array",
                 "maxItems": 16,
                 "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:/-]{1,64}$"},
             }
-        },
-    },
+        }
+    ),
 }
-_CHAT_REQ = {
-    "type": "object",
-    "required": ["model", "messages"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+_CHAT_REQ = _object(
+    {
+        "model": _MODEL,
         "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
         **_SAMPLING,
         "tools": {"type": "array", "items": _TOOL},
         "tool_choice": {
             "anyOf": [
                 {"enum": ["none", "auto", "required"]},
-                {
-                    "type": "object",
-                    "required": ["type", "function"],
-                    "properties": {
-                        "type": {"const": "function"},
-                        "function": {
-                            "type": "object",
-                            "required": ["name"],
-                            "properties": {"name": _STR},
-                        },
-                    },
-                },
+                _tagged("function", "function", function=_object({"name": _STR}, "name")),
             ]
         },
-        "parallel_tool_calls": {"type": "boolean"},
-        "response_format": {
-            "type": "object",
-            "required": ["type"],
-            "properties": {"type": {"enum": ["text", "json_object"]}},
-        },
-        "logprobs": {"type": "boolean"},
+        "parallel_tool_calls": _BOOL,
+        "response_format": _object({"type": {"enum": ["text", "json_object"]}}, "type"),
+        "logprobs": _BOOL,
         "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
         "reasoning_effort": _STR,
     },
-}
-_COMPLETION_REQ = {
-    "type": "object",
-    "required": ["model", "prompt"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+    "model",
+    "messages",
+)
+_COMPLETION_REQ = _object(
+    {
+        "model": _MODEL,
         "prompt": {
             "anyOf": [
                 _STR,
@@ -235,24 +204,19 @@ _COMPLETION_REQ = {
         **_SAMPLING,
         "best_of": {"type": "integer", "minimum": 1, "maximum": 20},
         "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
-        "echo": {"type": "boolean"},
+        "echo": _BOOL,
         "suffix": _STR,
     },
-}
-_EMBED_REQ = {
-    "type": "object",
-    "required": ["model", "input"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+    "model",
+    "prompt",
+)
+_EMBED_REQ = _object(
+    {
+        "model": _MODEL,
         "input": {
             "anyOf": [
-                {"type": "string", "minLength": 1},
-                {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 2048,
-                    "items": {"type": "string", "minLength": 1},
-                },
+                _NONEMPTY,
+                {"type": "array", "minItems": 1, "maxItems": 2048, "items": _NONEMPTY},
                 {**_TOKEN_IDS, "maxItems": 2048},
                 {"type": "array", "minItems": 1, "maxItems": 2048, "items": _TOKEN_IDS},
             ]
@@ -261,106 +225,77 @@ _EMBED_REQ = {
         "dimensions": {"type": "integer", "minimum": 1, "maximum": 65536},
         "user": _STR,
     },
-}
-_ANTHROPIC_TEXT = {
-    "type": "object",
-    "required": ["type", "text"],
-    "properties": {"type": {"const": "text"}, "text": _STR},
-}
+    "model",
+    "input",
+)
+_IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"]
 _ANTHROPIC_BLOCK = {
     "oneOf": [
-        _ANTHROPIC_TEXT,
-        {
-            "type": "object",
-            "required": ["type", "source"],
-            "properties": {
-                "type": {"const": "image"},
-                "source": {
-                    "type": "object",
-                    "required": ["type", "media_type", "data"],
-                    "properties": {
-                        "type": {"const": "base64"},
-                        "media_type": {
-                            "enum": ["image/png", "image/jpeg", "image/gif", "image/webp"]
-                        },
-                        "data": _STR,
-                    },
-                },
-            },
-        },
-        {
-            "type": "object",
-            "required": ["type", "id", "name", "input"],
-            "properties": {
-                "type": {"const": "tool_use"},
-                "id": _STR,
-                "name": _STR,
-                "input": {"type": "object"},
-            },
-        },
-        {
-            "type": "object",
-            "required": ["type", "tool_use_id"],
-            "properties": {
-                "type": {"const": "tool_result"},
-                "tool_use_id": _STR,
-                "content": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_TEXT}]},
-                "is_error": {"type": "boolean"},
-            },
-        },
+        _TEXT_PART,
+        _tagged(
+            "image",
+            "source",
+            source=_tagged(
+                "base64", "media_type", "data", media_type={"enum": _IMAGE_TYPES}, data=_STR
+            ),
+        ),
+        _tagged("tool_use", "id", "name", "input", id=_STR, name=_STR, input={"type": "object"}),
+        _tagged(
+            "tool_result",
+            "tool_use_id",
+            tool_use_id=_STR,
+            content={"anyOf": [_STR, {"type": "array", "items": _TEXT_PART}]},
+            is_error=_BOOL,
+        ),
     ]
 }
-_MESSAGES_REQ = {
-    "type": "object",
-    "required": ["model", "max_tokens", "messages"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1, "maxLength": 256},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+_MESSAGES_REQ = _object(
+    {
+        "model": _MODEL,
+        "max_tokens": _MAX_TOKENS,
         "messages": {
             "type": "array",
             "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {
+            "items": _object(
+                {
                     "role": {"enum": ["user", "assistant"]},
                     "content": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
                 },
-            },
+                "role",
+                "content",
+            ),
         },
-        "system": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_TEXT}]},
-        "stream": {"type": "boolean"},
+        "system": {"anyOf": [_STR, {"type": "array", "items": _TEXT_PART}]},
+        "stream": _BOOL,
         "temperature": {"type": "number", "minimum": 0, "maximum": 1},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
         "stop_sequences": {"type": "array", "items": _STR},
         "tools": {
             "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "input_schema"],
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "description": _STR,
-                    "input_schema": {"type": "object"},
-                },
-            },
+            "items": _object(
+                {"name": _NONEMPTY, "description": _STR, "input_schema": {"type": "object"}},
+                "name",
+                "input_schema",
+            ),
         },
-        "metadata": {"type": "object", "properties": {"user_id": _STR}},
+        "metadata": _object({"user_id": _STR}),
     },
-}
+    "model",
+    "max_tokens",
+    "messages",
+)
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
-_NAMES = {"type": "array", "maxItems": 100, "items": {"type": "string", "minLength": 1}}
-_RATE_LIMITS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
+_NAMES = {"type": "array", "maxItems": 100, "items": _NONEMPTY}
+_RATE_LIMITS = _object(
+    {
         "rpm": {"type": "integer", "minimum": 1, "maximum": 10**9},
         "tpm": {"type": "integer", "minimum": 1, "maximum": 10**12},
         "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10**6},
         "priority": {"type": "integer", "minimum": 0, "maximum": 9},
         "max_wait_s": {"type": "number", "minimum": 0, "maximum": 60},
     },
-}
+    closed=True,
+)
 # Money: at most a billion US dollars (storage/budgets.py MAX_USD), as a number or a string.
 _USD = {
     "anyOf": [
@@ -368,10 +303,8 @@ _USD = {
         {"type": "string", "pattern": "^[0-9]{1,10}(\\.[0-9]{1,10})?$"},
     ]
 }
-_BUDGET_REQ = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
+_BUDGET_REQ = _object(
+    {
         "scope": {"enum": ["key", "user", "team", "tag", "global"]},
         "subject": _NAME,
         "window": {"enum": ["daily", "weekly", "monthly", "lifetime"]},
@@ -379,7 +312,8 @@ _BUDGET_REQ = {
         "budget_usd": _USD,
         "timezone": {"type": "string", "examples": ["UTC", "Europe/Berlin"]},
     },
-}
+    closed=True,
+)
 _KEY_FIELDS = {
     "name": _NAME,
     "user": _NAME,
@@ -389,16 +323,11 @@ _KEY_FIELDS = {
     "metadata": {"type": "object"},
     "rate_limits": _RATE_LIMITS,
 }
-_KEY_REQ = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        **_KEY_FIELDS,
-        "admin": {"type": "boolean"},
-        "budgets": {"type": "array", "items": _BUDGET_REQ},
-    },
-}
-_KEY_PATCH = {"type": "object", "additionalProperties": False, "properties": _KEY_FIELDS}
+_KEY_REQ = _object(
+    {**_KEY_FIELDS, "admin": _BOOL, "budgets": {"type": "array", "items": _BUDGET_REQ}},
+    closed=True,
+)
+_KEY_PATCH = _object(_KEY_FIELDS, closed=True)
 _KEY = {"$ref": "#/components/schemas/Key"}
 _STREAMING = {
     "description": "The answer (JSON), or Server-Sent Events when stream is true",
@@ -406,25 +335,21 @@ _STREAMING = {
         "application/json": {"schema": {"type": "object"}},
         # Each Server-Sent Event (OpenAPI 3.1: `schema` describes one event of the stream).
         "text/event-stream": {
-            "schema": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {"type": "string"},
-                    "event": {"type": "string"},
-                    "id": {"type": "string"},
+            "schema": _object(
+                {
+                    "data": _STR,
+                    "event": _STR,
+                    "id": _STR,
                     "retry": {"type": "integer", "minimum": 0},
                 },
-            }
+                "data",
+            )
         },
     },
 }
 _ADMIN_ERR = _errors(401, 403, 404)
-_JOB_REQ = {
-    "type": "object",
-    "required": ["endpoint", "body"],
-    "additionalProperties": False,
-    "properties": {
+_JOB_REQ = _object(
+    {
         "endpoint": {
             "enum": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
         },
@@ -446,16 +371,16 @@ _JOB_REQ = {
         },
         "metadata": {"type": "object", "maxProperties": 16},
     },
-}
+    "endpoint",
+    "body",
+    closed=True,
+)
 _JOB = {"$ref": "#/components/schemas/Job"}
 _FILE = {"$ref": "#/components/schemas/File"}
 _BATCH = {"$ref": "#/components/schemas/Batch"}
-_BATCH_REQ = {
-    "type": "object",
-    "required": ["input_file_id", "endpoint", "completion_window"],
-    "additionalProperties": False,
-    "properties": {
-        "input_file_id": {"type": "string", "minLength": 1},
+_BATCH_REQ = _object(
+    {
+        "input_file_id": _NONEMPTY,
         "endpoint": {"enum": ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"]},
         "completion_window": {"const": "24h"},
         "metadata": {
@@ -470,7 +395,11 @@ _BATCH_REQ = {
             ]
         },
     },
-}
+    "input_file_id",
+    "endpoint",
+    "completion_window",
+    closed=True,
+)
 
 
 def _param(name: str) -> list[dict[str, Any]]:
