@@ -4,6 +4,8 @@
   so each has its own ledger spool) sharing one Redis and one PostgreSQL schema, in front
   of the simulated provider; SIGKILL / SIGTERM a replica or one of its workers, restart a
   replica on its old state directory (its spool is replayed).
+* :func:`running`: a cluster for a ``with`` block (simulator priced alike, logs printed
+  on failure, stopped at the end).
 * :class:`RoundRobin`: the client-side load balancer over the replicas' URLs.
 * :class:`OwnRedis`: a redis-server of the drill's own on a free port, to freeze
   (SIGSTOP) and thaw; the shared server at 127.0.0.1:6379 is never touched.
@@ -33,7 +35,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -383,6 +385,24 @@ class Cluster:
             lines = [ln for ln in g.output().splitlines() if '"interlock.access"' not in ln]
             parts.append(f"--- replica {i} ---\n" + "\n".join(lines[-40:]))
         return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def running(cfg: dict[str, Any], workdir: Path, *, replicas: int = 2, workers: int = 1,
+            pg: PgSchema | None = None, sim: SimControl | None = None) -> Iterator[Cluster]:  # fmt: skip
+    """A started :class:`Cluster` for the ``with`` block: the replicas' logs are printed if
+    the block fails, and the replicas are stopped at its end. ``sim``: the simulator bills
+    the configuration's models at :data:`PRICE`, as the gateway prices them."""
+    if sim is not None:
+        price_sim(sim, sim_models(cfg))
+    cluster = Cluster(cfg, workdir, replicas=replicas, workers=workers, pg=pg).start()
+    try:
+        yield cluster
+    except BaseException:
+        print(cluster.output())
+        raise
+    finally:
+        cluster.stop()
 
 
 def wait_ready(gw: GatewayProcess, timeout: float = 90.0) -> None:

@@ -22,7 +22,6 @@ import pytest
 
 from interlock.sim import SimControl
 from tests.drills.harness import (
-    Cluster,
     PgSchema,
     Result,
     client,
@@ -30,12 +29,11 @@ from tests.drills.harness import (
     ledger_cost,
     make_key,
     money,
-    price_sim,
     provider_bill,
     record,
     run_all,
+    running,
     send,
-    sim_models,
     statuses,
 )
 
@@ -61,10 +59,8 @@ def test_aborted_streams_are_charged(
     sim_url: str, sim: SimControl, tmp_path: Path, redis_url: str, pg: PgSchema
 ) -> None:
     cfg = drill_config(sim_url, redis_url=redis_url, pg=pg)
-    price_sim(sim, sim_models(cfg))
     sim.set_config(output_tokens=TOKENS, tokens_per_s=SPEED)
-    cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
-    try:
+    with running(cfg, tmp_path, replicas=2, pg=pg, sim=sim) as cluster:
         a_headers, a_key = make_key(cluster.urls[0], user="aborter",
                                     budgets=[{"limit_usd": float(LIMIT), "window": "daily"}])  # fmt: skip
         b_headers, b_key = make_key(cluster.urls[0], user="mixed")
@@ -149,8 +145,3 @@ def test_aborted_streams_are_charged(
             "B: every request answered": all(r.status == 200 for r in b),
         }
         record("aborted_streams", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

@@ -18,11 +18,10 @@ from tests.drills.harness import (
     drill_config,
     latency_figures,
     make_key,
-    price_sim,
     record,
     run_all,
+    running,
     send,
-    sim_models,
     statuses,
 )
 
@@ -53,9 +52,7 @@ def test_burst_on_four_replicas(
     sim_url: str, sim: SimControl, tmp_path: Path, redis_url: str, pg: PgSchema
 ) -> None:
     cfg = drill_config(sim_url, redis_url=redis_url, pg=pg)  # default state.redis_timeout_s
-    price_sim(sim, sim_models(cfg))
-    cluster = Cluster(cfg, tmp_path, replicas=4).start()
-    try:
+    with running(cfg, tmp_path, replicas=4, sim=sim) as cluster:
         # A budget puts every request through the Redis reservation script; the RPM key
         # through the Redis rate-limit script.
         budgeted, _ = make_key(cluster.urls[0], user="burst",
@@ -95,8 +92,3 @@ def test_burst_on_four_replicas(
             and served_rpm == admitted,
         }
         record("burst", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

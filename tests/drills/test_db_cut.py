@@ -16,7 +16,6 @@ import pytest
 
 from interlock.sim import SimControl
 from tests.drills.harness import (
-    Cluster,
     PgSchema,
     Result,
     client,
@@ -26,11 +25,10 @@ from tests.drills.harness import (
     ledger_cost,
     make_key,
     money,
-    price_sim,
     provider_bill,
     record,
+    running,
     send,
-    sim_models,
     statuses,
 )
 
@@ -47,10 +45,8 @@ def test_database_cut_loses_no_spend_record(
     assert pg.proxy is not None
     cfg = drill_config(sim_url, redis_url=redis_url, pg=pg)
     cfg["storage"]["pool_size"] = 2
-    price_sim(sim, sim_models(cfg))
     sim.set_config(tokens_per_s=400)  # streams take a moment: some are open at the cut
-    cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
-    try:
+    with running(cfg, tmp_path, replicas=2, pg=pg, sim=sim) as cluster:
         headers, _ = make_key(cluster.urls[0], user="through-the-outage")
         warm_ids = []  # the warm-up requests are served and billed too
         for url in cluster.urls:  # each replica has verified the key before the outage
@@ -112,8 +108,3 @@ def test_database_cut_loses_no_spend_record(
             "traffic served through the outage": len(served) == len(results),
         }
         record("db_cut", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

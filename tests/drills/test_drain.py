@@ -20,13 +20,13 @@ import pytest
 
 from interlock.sim import SimControl
 from tests.drills.harness import (
-    Cluster,
     Result,
     client,
     drill_config,
     keep_sending,
     make_key,
     record,
+    running,
     send,
     statuses,
 )
@@ -41,9 +41,8 @@ def test_sigterm_with_two_workers_drops_nothing(
     sim_url: str, sim: SimControl, tmp_path: Path
 ) -> None:
     sim.set_config(tokens_per_s=100, output_tokens=40)  # 0.4 s an answer
-    cluster = Cluster(drill_config(sim_url), tmp_path, replicas=1, workers=2).start()
-    gw = cluster.replicas[0]
-    try:
+    with running(drill_config(sim_url), tmp_path, replicas=1, workers=2) as cluster:
+        gw = cluster.replicas[0]
         headers, _ = make_key(gw.url, user="drain")
 
         def chat(i: int, stream: bool) -> dict[str, object]:
@@ -101,8 +100,3 @@ def test_sigterm_with_two_workers_drops_nothing(
             "answers are 200 or 503": all(r.status in (0, 200, 503) for r in results),
         }
         record("drain", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

@@ -22,7 +22,6 @@ import pytest
 from interlock.sim import SimControl
 from tests.drills.harness import (
     ADMIN,
-    Cluster,
     PgSchema,
     Result,
     client,
@@ -30,11 +29,10 @@ from tests.drills.harness import (
     keep_sending,
     latency_figures,
     make_key,
-    price_sim,
     record,
     run_all,
+    running,
     send,
-    sim_models,
     statuses,
 )
 
@@ -92,10 +90,8 @@ def test_one_tenant_cannot_degrade_the_others(
         "timeouts": {"connect_s": 2, "first_byte_s": 10, "idle_s": 10, "total_s": 20},
     }  # fmt: skip
     cfg["models"]["slowish"] = {"deployments": ["slowish"]}
-    price_sim(sim, [*sim_models(cfg)])
     sim.set_faults([{"type": "latency", "ms": SLOW_MS, "match": {"model": "sim-slowish"}}])
-    cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
-    try:
+    with running(cfg, tmp_path, replicas=2, pg=pg, sim=sim) as cluster:
         attacker, _ = make_key(cluster.urls[0], user="attacker")
         tenant_fast, _ = make_key(cluster.urls[0], user="tenant-fast")
         tenant_slow, _ = make_key(cluster.urls[0], user="tenant-slow")
@@ -179,8 +175,3 @@ def test_one_tenant_cannot_degrade_the_others(
             and circuits.get("slowish") == "closed",
         }
         record("isolation", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,15 +34,13 @@ from tests.drills.harness import (
     ledger_cost,
     make_key,
     money,
-    price_sim,
     provider_bill,
     record,
     run_all,
+    running,
     send,
-    sim_models,
     statuses,
 )
-from tests.support.services import require
 
 pytestmark = [pytest.mark.drill, pytest.mark.redis, pytest.mark.postgres]
 
@@ -98,20 +97,14 @@ BATCH_LINES = [
 
 
 @pytest.fixture
-def cluster(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    # A fresh cluster per drill: a degradation level or a budget left by one must not
-    # make the other pass (or fail).
-    require("Redis", "127.0.0.1", 6379)
-    require("PostgreSQL", "127.0.0.1", 5432)
-    pg = PgSchema()
-    cfg = drill_config(sim_url, redis_url="redis://127.0.0.1:6379/0", pg=pg)
+def cfg(sim_url: str, redis_url: str, pg: PgSchema) -> dict[str, Any]:
+    # Each drill starts a fresh cluster on it: a degradation level or a budget left by
+    # one must not make the other pass (or fail).
+    cfg = drill_config(sim_url, redis_url=redis_url, pg=pg)
     cfg["spend"]["reservation_hold_s"] = HOLD_S
     cfg["jobs"] = {"lease_s": 2.0, "poll_interval_s": 0.1, "retry_base_delay_s": 0.2,
                    "batch": {"poll_interval_s": 0.2}}  # fmt: skip
-    c = Cluster(cfg, tmp_path_factory.mktemp("money"), replicas=4, pg=pg).start()
-    yield c
-    c.stop()
-    pg.close()
+    return cfg
 
 
 async def submit_batch(c: httpx.AsyncClient, url: str, headers: dict[str, str]) -> Result:
@@ -196,7 +189,6 @@ def by_form(results: list[Result]) -> dict[str, dict[str, int]]:
 def run_drill(cluster: Cluster, sim: SimControl, *, kill: bool) -> None:
     pg = cluster.pg
     assert pg is not None
-    price_sim(sim, sim_models(cluster.cfg))
     # Answers that would run long without a cap; with the kill, slow enough that requests
     # are at the provider when the replica dies.
     sim.set_config(output_tokens=300, tokens_per_s=40 if kill else 0)
@@ -273,20 +265,16 @@ def run_drill(cluster: Cluster, sim: SimControl, *, kill: bool) -> None:
 
 
 @pytest.mark.timeout(400)
-def test_mixed_forms_stay_within_the_limit(cluster: Cluster, sim: SimControl) -> None:
-    try:
+def test_mixed_forms_stay_within_the_limit(
+    cfg: dict[str, Any], sim: SimControl, tmp_path: Path, pg: PgSchema
+) -> None:
+    with running(cfg, tmp_path, replicas=4, pg=pg, sim=sim) as cluster:
         run_drill(cluster, sim, kill=False)
-    except BaseException:
-        print(cluster.output())
-        raise
 
 
 @pytest.mark.timeout(400)
 def test_mixed_forms_stay_within_the_limit_with_a_replica_killed(
-    cluster: Cluster, sim: SimControl
+    cfg: dict[str, Any], sim: SimControl, tmp_path: Path, pg: PgSchema
 ) -> None:
-    try:
+    with running(cfg, tmp_path, replicas=4, pg=pg, sim=sim) as cluster:
         run_drill(cluster, sim, kill=True)
-    except BaseException:
-        print(cluster.output())
-        raise

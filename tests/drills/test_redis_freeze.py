@@ -21,7 +21,6 @@ import pytest
 from interlock.sim import SimControl
 from tests.drills.harness import (
     ADMIN,
-    Cluster,
     OwnRedis,
     PgSchema,
     Result,
@@ -30,10 +29,9 @@ from tests.drills.harness import (
     keep_sending,
     latency_figures,
     make_key,
-    price_sim,
     record,
+    running,
     send,
-    sim_models,
     statuses,
 )
 
@@ -49,9 +47,7 @@ def test_frozen_redis(
     sim_url: str, sim: SimControl, tmp_path: Path, own_redis: OwnRedis, pg: PgSchema
 ) -> None:
     cfg = drill_config(sim_url, redis_url=own_redis.url, pg=pg)
-    price_sim(sim, sim_models(cfg))
-    cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
-    try:
+    with running(cfg, tmp_path, replicas=2, pg=pg, sim=sim) as cluster:
         free, _ = make_key(cluster.urls[0], user="no-budget")
         budgeted, _ = make_key(cluster.urls[0], user="budgeted",
                                budgets=[{"limit_usd": 100, "window": "daily"}])  # fmt: skip
@@ -130,8 +126,3 @@ def test_frozen_redis(
             ),
         }
         record("redis_freeze", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

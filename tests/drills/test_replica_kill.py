@@ -35,12 +35,11 @@ from tests.drills.harness import (
     ledger_cost,
     make_key,
     money,
-    price_sim,
     provider_bill,
     record,
     run_all,
+    running,
     send,
-    sim_models,
     statuses,
 )
 from tests.support.gateway import SIM_KEY
@@ -91,10 +90,8 @@ def test_replica_killed_with_requests_at_the_provider(
         # request could only have run for request_timeout_s, which bounds what is compared.
         cfg["providers"]["sim"]["usage_api"] = {"admin_key": SIM_KEY, "settle_delay_s": 0}
         cfg["server"] = {"request_timeout_s": REQUEST_TIMEOUT_S}
-    price_sim(sim, sim_models(cfg))
     sim.set_config(output_tokens=100, tokens_per_s=50)  # two seconds at the provider
-    cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
-    try:
+    with running(cfg, tmp_path, replicas=2, pg=pg, sim=sim) as cluster:
         headers, created = make_key(cluster.urls[0], user="victim-of-a-crash",
                                     budgets=[{"limit_usd": float(LIMIT), "window": "daily"}])  # fmt: skip
         time.sleep(2.5)  # both replicas have loaded the budget
@@ -187,8 +184,3 @@ def test_replica_killed_with_requests_at_the_provider(
             ),
         }
         record("replica_kill", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

@@ -17,7 +17,6 @@ import pytest
 from interlock.settings import ServerSettings
 from interlock.sim import SimControl
 from tests.drills.harness import (
-    Cluster,
     Result,
     client,
     drill_config,
@@ -26,6 +25,7 @@ from tests.drills.harness import (
     make_key,
     percentile,
     record,
+    running,
     send,
     statuses,
     trickle,
@@ -50,9 +50,8 @@ def test_slow_clients_are_cut_off(sim_url: str, sim: SimControl, tmp_path: Path)
         server["body_timeout_s"] = BODY_TIMEOUT_S
     if server:
         cfg["server"] = server
-    cluster = Cluster(cfg, tmp_path, replicas=1).start()
-    gw = cluster.replicas[0]
-    try:
+    with running(cfg, tmp_path, replicas=1) as cluster:
+        gw = cluster.replicas[0]
         headers, created = make_key(gw.url, user="patient")
         auth = headers["authorization"]
         head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n"
@@ -111,8 +110,3 @@ def test_slow_clients_are_cut_off(sim_url: str, sim: SimControl, tmp_path: Path)
         }
         assert created["id"]
         record("slow_clients", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()

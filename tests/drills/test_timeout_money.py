@@ -20,19 +20,17 @@ import pytest
 
 from interlock.sim import SimControl
 from tests.drills.harness import (
-    Cluster,
     PgSchema,
     client,
     drill_config,
     ledger_cost,
     make_key,
     money,
-    price_sim,
     provider_bill,
     record,
     run_all,
+    running,
     send,
-    sim_models,
     statuses,
 )
 
@@ -56,11 +54,9 @@ def test_timed_out_attempts_stay_within_the_limit(
         "breaker": {"consecutive_failures": 10_000, "min_calls": 10_000},
     }  # fmt: skip
     cfg["models"]["hung"] = {"deployments": ["hung"]}
-    price_sim(sim, sim_models(cfg))
     sim.set_config(output_tokens=100)
     sim.set_faults([{"type": "latency", "ms": 2000, "match": {"model": "sim-hung"}}])
-    cluster = Cluster(cfg, tmp_path, replicas=2, pg=pg).start()
-    try:
+    with running(cfg, tmp_path, replicas=2, pg=pg, sim=sim) as cluster:
         headers, _ = make_key(cluster.urls[0], user="patient-payer",
                               budgets=[{"limit_usd": float(LIMIT), "window": "daily"}])  # fmt: skip
         time.sleep(2.5)  # both replicas have loaded the budget
@@ -107,8 +103,3 @@ def test_timed_out_attempts_stay_within_the_limit(
             "the provider was called (the drill exercised timeouts)": totals["requests"] > 0,
         }
         record("timeout_money", figures, checks)
-    except BaseException:
-        print(cluster.output())
-        raise
-    finally:
-        cluster.stop()
