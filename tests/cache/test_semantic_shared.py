@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import text
 
 from interlock.cache.semantic.cache import SemanticCache
 from interlock.cache.semantic.store import SemanticStore
 from interlock.settings import SemanticCacheSettings, StorageSettings
-from interlock.storage.engine import create_engine, run_migrations
-from tests.support.services import PG_URL, require
+from interlock.storage.engine import create_engine
+from tests.support.databases import BACKENDS, migrated
 
 
 async def fake_embed(texts: list[str]) -> list[np.ndarray]:
@@ -33,20 +31,10 @@ def chat(q: str) -> dict:
     return {"model": "m", "temperature": 0, "messages": [{"role": "user", "content": q}]}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        cfg = StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/s.db")
-    else:
-        require("PostgreSQL", "127.0.0.1", 5432)
-        cfg = StorageSettings(url=PG_URL, db_schema="sem_" + secrets.token_hex(5))
-    eng = create_engine(cfg)
-    await run_migrations(eng, cfg.db_schema)
-    yield cfg
-    if cfg.db_schema:
-        async with eng.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{cfg.db_schema}" CASCADE'))
-    await eng.dispose()
+    async with migrated(request.param, tmp_path) as db:
+        yield db.settings
 
 
 async def test_replicas_share_entries_through_the_database(store_url: StorageSettings) -> None:

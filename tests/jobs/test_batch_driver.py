@@ -3,7 +3,6 @@ takes hours over HTTP (the 24 h expiry) or needs a crash at the right moment."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,17 +10,15 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.jobs.batch.driver import BatchDriver, idempotency_key
 from interlock.jobs.batch.service import BatchService
 from interlock.jobs.batch.store import PENDING, QUEUED, BatchStore
 from interlock.jobs.queue import Job, JobStatus, QueueLimits, SqlJobQueue
-from interlock.settings import JobBatchSettings, StorageSettings
-from interlock.storage.engine import create_engine, run_migrations
+from interlock.settings import JobBatchSettings
 from tests.jobs.conftest import FakeClock
-from tests.support.services import PG_URL, require
+from tests.support.databases import BACKENDS, migrated
 
 OWNER = "key_owner"
 ENDPOINT = "/v1/chat/completions"
@@ -43,22 +40,10 @@ class Rig:
         return queue, service, driver
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    if request.param == "sqlite":
-        settings = StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/batch.db")
-    else:
-        require("PostgreSQL", "127.0.0.1", 5432)
-        settings = StorageSettings(url=PG_URL, db_schema="t_" + secrets.token_hex(6))
-    engine = create_engine(settings)
-    await run_migrations(engine, settings.db_schema)
-    try:
-        yield Rig(engine, FakeClock())
-    finally:
-        if settings.db_schema:
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA "{settings.db_schema}" CASCADE'))
-        await engine.dispose()
+    async with migrated(request.param, tmp_path) as db:
+        yield Rig(db.engine, FakeClock())
 
 
 def _file(n: int) -> bytes:

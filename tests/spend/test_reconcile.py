@@ -8,7 +8,6 @@ row reachable through a provider without a usage API keeps its worst case.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,35 +17,24 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.settings import Settings, StorageSettings
+from interlock.settings import Settings
 from interlock.sim import SimControl
 from interlock.spend.ledger import LedgerRecord, lost_record
 from interlock.spend.reconcile import reach_from, reconcile, split, views_from
-from interlock.storage.engine import create_engine, run_migrations
 from interlock.storage.ledger import LedgerStore
 from interlock.storage.tables import ledger, ledger_reconcile
-from tests.support.services import PG_URL, require
+from tests.support.databases import BACKENDS, migrated
 
 IN, OUT = Decimal(3), Decimal(50)  # USD per 1M tokens
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        cfg = StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/r.db")
-    else:
-        require("PostgreSQL", "127.0.0.1", 5432)
-        cfg = StorageSettings(url=PG_URL, db_schema="rc_" + secrets.token_hex(6))
-    eng = create_engine(cfg)
-    await run_migrations(eng, cfg.db_schema)
-    yield eng
-    if cfg.db_schema:
-        async with eng.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{cfg.db_schema}" CASCADE'))
-    await eng.dispose()
+    async with migrated(request.param, tmp_path) as db:
+        yield db.engine
 
 
 def settings(sim_url: str, tmp_path: Path) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.settings import StorageSettings
 from interlock.spend.ledger import LedgerRecord
 from interlock.spend.prices import PriceTable
 from interlock.spend.reports import (
@@ -25,9 +22,8 @@ from interlock.spend.reports import (
     totals,
     waste,
 )
-from interlock.storage.engine import create_engine, run_migrations
 from interlock.storage.ledger import LedgerStore
-from tests.support.services import PG_URL, require
+from tests.support.databases import BACKENDS, migrated
 
 BASE = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SINCE = BASE - timedelta(days=10)
@@ -68,23 +64,13 @@ ROWS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        cfg = StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/t.db")
-    else:
-        require("PostgreSQL", "127.0.0.1", 5432)
-        cfg = StorageSettings(url=PG_URL, db_schema="t_" + secrets.token_hex(6))
-    eng = create_engine(cfg)
-    await run_migrations(eng, cfg.db_schema)
-    store = LedgerStore(eng)
-    await store.insert_many(ROWS)
-    assert await store.roll_up(BASE - timedelta(days=4)) == 3
-    yield eng
-    if cfg.db_schema:
-        async with eng.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{cfg.db_schema}" CASCADE'))
-    await eng.dispose()
+    async with migrated(request.param, tmp_path) as db:
+        store = LedgerStore(db.engine)
+        await store.insert_many(ROWS)
+        assert await store.roll_up(BASE - timedelta(days=4)) == 3
+        yield db.engine
 
 
 def table(rows: list[Any]) -> dict[str, tuple[int, Decimal]]:
