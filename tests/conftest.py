@@ -4,17 +4,22 @@
 * ``sim`` (function): a :class:`~interlock.sim.SimControl` for it, reset to the startup
   configuration (no faults, empty ledger and request log) before the test.
 * ``free_port``: a TCP port that was free a moment ago.
+* ``engine``: a migrated storage database, once on SQLite and once on PostgreSQL
+  (:mod:`tests.support.databases`).
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.sim import SimControl
 from interlock.sim.process import start_sim_process, stop_sim_process
+from tests.support.databases import BACKENDS, migrated
 
 SIM_SEED = 7
 
@@ -41,3 +46,9 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@pytest.fixture(params=BACKENDS)
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with migrated(request.param, tmp_path) as db:
+        yield db.engine

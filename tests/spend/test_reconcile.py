@@ -8,13 +8,11 @@ row reachable through a provider without a usage API keeps its worst case.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -26,15 +24,8 @@ from interlock.spend.ledger import LedgerRecord, lost_record
 from interlock.spend.reconcile import reach_from, reconcile, split, views_from
 from interlock.storage.ledger import LedgerStore
 from interlock.storage.tables import ledger, ledger_reconcile
-from tests.support.databases import BACKENDS, migrated
 
 IN, OUT = Decimal(3), Decimal(50)  # USD per 1M tokens
-
-
-@pytest.fixture(params=BACKENDS)
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with migrated(request.param, tmp_path) as db:
-        yield db.engine
 
 
 def settings(sim_url: str, tmp_path: Path) -> Settings:
