@@ -7,7 +7,7 @@ the connection open or breaks it; the gateway's transport takes what arrived unr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -47,63 +47,58 @@ async def base_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+@pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    transport = Transport()
+    await transport.start()
+    yield transport
+    await transport.close()
+
+
 async def _open(transport: Transport, url: str) -> UpstreamStream:
     call = UpstreamCall("GET", url, {}, b"", stream=True)
     return await transport.open(call, Timeouts(), "test")
 
 
-async def _until_buffered(stream: UpstreamStream, size: int) -> None:
+async def _until(done: Callable[[], bool]) -> None:
+    """Wait (at most 2 s) until ``done()``: the socket's bytes arrive in their own time."""
     for _ in range(200):
-        if stream._resp.content.total_bytes >= size or stream.ended:
+        if done():
             return
         await asyncio.sleep(0.01)
 
 
-async def test_drain_takes_what_arrived_from_a_live_stream(base_url: str) -> None:
-    transport = Transport()
-    await transport.start()
-    try:
-        stream = await _open(transport, f"{base_url}/stream")
-        await _until_buffered(stream, sum(map(len, EVENTS)))
-        assert not stream.ended  # the upstream is still sending: the gateway hangs up
-        assert stream.drain() == b"".join(EVENTS)
-        assert stream.drain() == b""  # taken once
-        stream.close()
-    finally:
-        await transport.close()
+async def test_drain_takes_what_arrived_from_a_live_stream(
+    base_url: str, transport: Transport
+) -> None:
+    stream = await _open(transport, f"{base_url}/stream")
+    size = sum(map(len, EVENTS))
+    await _until(lambda: stream._resp.content.total_bytes >= size or stream.ended)
+    assert not stream.ended  # the upstream is still sending: the gateway hangs up
+    assert stream.drain() == b"".join(EVENTS)
+    assert stream.drain() == b""  # taken once
+    stream.close()
 
 
-async def test_drain_takes_what_arrived_before_the_upstream_broke_off(base_url: str) -> None:
-    transport = Transport()
-    await transport.start()
-    try:
-        stream = await _open(transport, f"{base_url}/stream?then=break")
-        for _ in range(200):
-            if stream.ended:
-                break
-            await asyncio.sleep(0.01)
-        assert stream.ended
-        # aiohttp's own readers raise the failure first and would drop these bytes.
-        assert stream.drain() == b"".join(EVENTS)
-        stream.close()
-    finally:
-        await transport.close()
+async def test_drain_takes_what_arrived_before_the_upstream_broke_off(
+    base_url: str, transport: Transport
+) -> None:
+    stream = await _open(transport, f"{base_url}/stream?then=break")
+    await _until(lambda: stream.ended)
+    assert stream.ended
+    # aiohttp's own readers raise the failure first and would drop these bytes.
+    assert stream.drain() == b"".join(EVENTS)
+    stream.close()
 
 
-async def test_a_broken_stream_relays_what_arrived_before_the_error(base_url: str) -> None:
-    transport = Transport()
-    await transport.start()
-    try:
-        stream = await _open(transport, f"{base_url}/stream?then=break")
-        for _ in range(200):
-            if stream.ended:
-                break
-            await asyncio.sleep(0.01)
-        got = b""
-        with pytest.raises(Exception, match="connection failed mid-stream"):
-            async for data in stream.chunks():
-                got += data
-        assert got == b"".join(EVENTS)
-        stream.close()
-    finally:
-        await transport.close()
+async def test_a_broken_stream_relays_what_arrived_before_the_error(
+    base_url: str, transport: Transport
+) -> None:
+    stream = await _open(transport, f"{base_url}/stream?then=break")
+    await _until(lambda: stream.ended)
+    got = b""
+    with pytest.raises(Exception, match="connection failed mid-stream"):
+        async for data in stream.chunks():
+            got += data
+    assert got == b"".join(EVENTS)
+    stream.close()
