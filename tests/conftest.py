@@ -6,6 +6,8 @@
 * ``free_port``: a TCP port that was free a moment ago.
 * ``engine``: a migrated storage database, once on SQLite and once on PostgreSQL
   (:mod:`tests.support.databases`).
+* ``own_redis``: a redis-server of the test's own, to freeze or kill
+  (:mod:`tests.support.own_redis`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from interlock.sim import SimControl
 from interlock.sim.process import start_sim_process, stop_sim_process
 from tests.support.databases import BACKENDS, migrated
+from tests.support.own_redis import OwnRedis, start_own_redis
 
 SIM_SEED = 7
 
@@ -52,3 +55,9 @@ def free_port() -> int:
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     async with migrated(request.param, tmp_path) as db:
         yield db.engine
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    with start_own_redis(tmp_path / "redis") as server:
+        yield server

@@ -1,15 +1,15 @@
 """Fixtures of the fault drills (see harness.py): services, a fresh simulator, and a
-summary of every drill's figures at the end of the run."""
+summary of every drill's figures at the end of the run. ``own_redis`` (a redis-server to
+freeze) is tests/conftest.py's."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.drills.harness import RECORDED, OwnRedis, PgSchema
+from tests.drills.harness import RECORDED, PgSchema
 from tests.support.services import require
 
 
@@ -35,13 +35,6 @@ def pg_proxied() -> Iterator[PgSchema]:
     schema = PgSchema(proxied=True)
     yield schema
     schema.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path / "redis")
-    yield server
-    server.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -7,8 +7,8 @@
 * :func:`running`: a cluster for a ``with`` block (simulator priced alike, logs printed
   on failure, stopped at the end).
 * :class:`RoundRobin`: the client-side load balancer over the replicas' URLs.
-* :class:`OwnRedis`: a redis-server of the drill's own on a free port, to freeze
-  (SIGSTOP) and thaw; the shared server at 127.0.0.1:6379 is never touched.
+* ``own_redis`` (tests/conftest.py): a redis-server of the drill's own on a free port, to
+  freeze (SIGSTOP) and thaw; the shared server at 127.0.0.1:6379 is never touched.
 * :class:`PgSchema`: a fresh PostgreSQL schema, optionally behind a
   :class:`~tests.support.tcpproxy.TcpProxy` so a drill can cut the database.
 * :func:`send` / :func:`run_all` / :func:`keep_sending`: asyncio load over httpx, every
@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -122,52 +121,6 @@ def money(value: float | Decimal) -> str:
 
 
 # ---------------------------------------------------------------------------- services
-
-
-class OwnRedis:
-    """A redis-server of this drill's own on a free port (frozen with SIGSTOP, thawed
-    with SIGCONT); never the shared server."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server is not installed (CI=true)")
-            pytest.skip("redis-server is not installed")
-        workdir.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):  # a port that was free a moment ago may be taken by now
-            self.port = free_port()
-            self.proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(workdir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            deadline = time.monotonic() + 10
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                    self.url = f"redis://127.0.0.1:{self.port}/0"
-                    return
-                time.sleep(0.05)
-            self.proc.kill()
-            self.proc.wait(5)
-        raise RuntimeError("redis-server did not start")
-
-    def freeze(self) -> None:
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.thaw()
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 class PgSchema:

@@ -21,7 +21,6 @@ import pytest
 from interlock.sim import SimControl
 from tests.drills.harness import (
     ADMIN,
-    OwnRedis,
     PgSchema,
     Result,
     client,
@@ -34,6 +33,7 @@ from tests.drills.harness import (
     send,
     statuses,
 )
+from tests.support.own_redis import OwnRedis
 
 pytestmark = [pytest.mark.drill, pytest.mark.postgres]
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,7 +15,8 @@ from interlock.sim import SimControl
 from interlock.sim.process import start_sim_process as start_sim
 from interlock.sim.process import stop_sim_process as stop_sim
 from tests.resilience.conftest import ADMIN, MSG, ab_config
-from tests.support.gateway import SIM_KEY, GatewayProcess, free_port
+from tests.support.gateway import SIM_KEY, GatewayProcess
+from tests.support.own_redis import OwnRedis
 from tests.support.services import require
 
 pytestmark = pytest.mark.redis
@@ -125,39 +123,12 @@ def test_forced_degradation_reaches_every_replica(
         time.sleep(0.05)
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI=true)")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 10
-    import socket
-
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    yield proc, f"redis://127.0.0.1:{port}/0"
-    proc.send_signal(signal.SIGCONT)
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.mark.slow
 def test_frozen_redis_never_blocks_requests(
     sim_url: str, sim: SimControl, tmp_path: Path, start_gateway: Callable[..., GatewayProcess],
-    own_redis: tuple[subprocess.Popen[bytes], str],
+    own_redis: OwnRedis,
 ) -> None:  # fmt: skip
-    proc, url = own_redis
+    url = own_redis.url
     gw = start_gateway(ab_config(sim_url, tmp_path / "s", state=redis_state(url)))
     with httpx.Client(timeout=10) as client:
 
@@ -172,7 +143,7 @@ def test_frozen_redis_never_blocks_requests(
             return time.monotonic() - t
 
         baseline = sorted(timed() for _ in range(20))[10]
-        proc.send_signal(signal.SIGSTOP)
+        own_redis.freeze()
         try:
             frozen = sorted(timed() for _ in range(40))
             # A breaker transition would publish to Redis: make one happen while frozen.
@@ -187,7 +158,7 @@ def test_frozen_redis_never_blocks_requests(
                 assert time.monotonic() < deadline, "frozen redis not noticed"
                 time.sleep(0.05)
         finally:
-            proc.send_signal(signal.SIGCONT)
+            own_redis.thaw()
         assert frozen[-1] < baseline + 0.5, (baseline, frozen[-5:])
         assert max(during_fault) < 1.0
         deadline = time.monotonic() + 3

@@ -8,13 +8,8 @@ Each test starts its own redis-server on a free port and freezes it with SIGSTOP
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,52 +25,22 @@ from interlock.state.reservations import RedisReservations
 from interlock.storage.budgets import BudgetStore
 from interlock.storage.engine import create_engine, run_migrations
 from interlock.storage.ledger import LedgerStore
-from tests.support.gateway import MASTER_KEY, GatewayProcess, free_port, sim_config
+from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
+from tests.support.own_redis import OwnRedis
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI=true)")
-        pytest.skip("redis-server is not installed")
-    for _ in range(5):
-        port = free_port()
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", str(tmp_path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        if proc.poll() is None:
-            break
-    else:
-        raise AssertionError("could not start redis-server")
-    try:
-        yield proc, f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture
 async def env(
-    own_redis: tuple[subprocess.Popen[bytes], str], tmp_path: Path
-) -> AsyncIterator[tuple[subprocess.Popen[bytes], Redis, LedgerStore, BudgetStore]]:
-    proc, url = own_redis
+    own_redis: OwnRedis, tmp_path: Path
+) -> AsyncIterator[tuple[OwnRedis, Redis, LedgerStore, BudgetStore]]:
+    url = own_redis.url
     engine = create_engine(StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/s.db"))
     await run_migrations(engine)
     client = Redis.from_url(url, socket_timeout=0.3, socket_connect_timeout=0.3)
-    yield proc, client, LedgerStore(engine), BudgetStore(engine)
-    proc.send_signal(signal.SIGCONT)
+    yield own_redis, client, LedgerStore(engine), BudgetStore(engine)
+    own_redis.thaw()
     await client.aclose()
     await engine.dispose()
 
@@ -106,13 +71,13 @@ async def until(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped
 
 
 async def test_a_settle_during_a_stall_lands_when_redis_returns(env) -> None:  # type: ignore[no-untyped-def]
-    proc, client, ledger, budgets = env
+    redis, client, ledger, budgets = env
     enf = enforcer(client, ledger, budgets)
     b = enf.applicable("k", None, None, ())
     res = await enf.reserve(b, Decimal("0.10"))
     late = await enf.reserve(b, Decimal("0.30"))
     assert await counter(client) == (0, Decimal("0.40"))
-    proc.send_signal(signal.SIGSTOP)
+    redis.freeze()
     t = time.monotonic()
     await enf.settle(res, Decimal("0.04"))  # fails: queued, not dropped
     assert len(enf.settles) == 1
@@ -122,7 +87,7 @@ async def test_a_settle_during_a_stall_lands_when_redis_returns(env) -> None:  #
     await enf.settle(late, Decimal("0.25"))  # queued behind, without waiting on Redis
     assert len(enf.settles) == 2 and time.monotonic() - t < 2.0
     await asyncio.sleep(1.0)  # both holds expire meanwhile (hold_s 0.5)
-    proc.send_signal(signal.SIGCONT)
+    redis.thaw()
     await until(lambda: _empty(enf))
     # Charged at their reserved amounts on expiry, then corrected by the late settles.
     assert await counter(client) == (Decimal("0.29"), 0)
@@ -134,19 +99,19 @@ async def _empty(enf: BudgetEnforcer) -> bool:
 
 
 async def test_allowance_admits_a_bounded_amount_blind_and_charges_it_back(env) -> None:  # type: ignore[no-untyped-def]
-    proc, client, ledger, budgets = env
+    redis, client, ledger, budgets = env
     enf = enforcer(client, ledger, budgets, state_unavailable_allowance_usd=0.25)
     b = enf.applicable("k", None, None, ())
     first = await enf.reserve(b, Decimal("0.5"))  # this replica has seen the counter
     await enf.settle(first, Decimal("0.5"))
-    proc.send_signal(signal.SIGSTOP)
+    redis.freeze()
     blind = [await enf.reserve(b, Decimal("0.1")), await enf.reserve(b, Decimal("0.1"))]
     assert all(r is not None and r.local for r in blind)
     with pytest.raises(ServiceUnavailable):  # 0.1 more would pass the allowance of 0.25
         await enf.reserve(b, Decimal("0.1"))
     for r in blind:
         await enf.settle(r, Decimal("0.03"))
-    proc.send_signal(signal.SIGCONT)
+    redis.thaw()
     await until(lambda: _empty(enf))
     assert await counter(client) == (Decimal("0.56"), 0)  # charged back, once each
     # Redis is back: the allowance is free again and admissions are checked as usual.
@@ -155,9 +120,9 @@ async def test_allowance_admits_a_bounded_amount_blind_and_charges_it_back(env) 
 
 
 async def test_a_replica_that_never_saw_the_counter_refuses(env) -> None:  # type: ignore[no-untyped-def]
-    proc, client, ledger, budgets = env
+    redis, client, ledger, budgets = env
     enf = enforcer(client, ledger, budgets, state_unavailable_allowance_usd=10)
-    proc.send_signal(signal.SIGSTOP)
+    redis.freeze()
     with pytest.raises(ServiceUnavailable):
         await enf.reserve(enf.applicable("k", None, None, ()), Decimal("0.01"))
     await enf.close()
@@ -165,9 +130,9 @@ async def test_a_replica_that_never_saw_the_counter_refuses(env) -> None:  # typ
 
 @pytest.mark.slow
 def test_keys_without_a_budget_are_served_through_a_redis_freeze(
-    own_redis: tuple[subprocess.Popen[bytes], str], sim_url: str, sim: SimControl, tmp_path: Path
+    own_redis: OwnRedis, sim_url: str, sim: SimControl, tmp_path: Path
 ) -> None:
-    proc, url = own_redis
+    url = own_redis.url
     cfg = sim_config(sim_url, tmp_path / "state", state={"backend": "redis", "redis_url": url,
                                                          "key_prefix": "f:"})  # fmt: skip
     gw = GatewayProcess(cfg, tmp_path).start(timeout=60)
@@ -192,12 +157,12 @@ def test_keys_without_a_budget_are_served_through_a_redis_freeze(
 
             for key in (free, capped):  # both verified and seen once while Redis is up
                 assert send(key)[0] == 200
-            proc.send_signal(signal.SIGSTOP)
+            own_redis.freeze()
             try:
                 results = [send(free) for _ in range(30)]
                 refused = send(capped)
             finally:
-                proc.send_signal(signal.SIGCONT)
+                own_redis.thaw()
         assert [s for s, _, _ in results] == [200] * 30
         assert max(d for _, d, _ in results) < 2.0, sorted(d for _, d, _ in results)[-3:]
         status, took, r = refused

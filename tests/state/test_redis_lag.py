@@ -29,7 +29,7 @@ from interlock.state.redis import RedisState
 from interlock.state.redis_call import RedisCalls, RedisUnavailable
 from interlock.state.redis_connect import connect
 from interlock.state.reservations import Hold, RedisReservations, StateUnavailable
-from tests.support.own_redis import own_redis
+from tests.support.own_redis import start_own_redis
 from tests.support.services import REDIS_URL, require
 
 pytestmark = pytest.mark.redis
@@ -126,7 +126,7 @@ def _timed_failure(elapsed: list[float]) -> Callable[[Awaitable[Any]], Awaitable
 
 @pytest.mark.parametrize("loop", list(LOOPS))
 def test_frozen_redis_is_bounded_then_fails_fast_then_recovers(loop: str, tmp_path: Path) -> None:
-    with own_redis(tmp_path / "redis") as server:
+    with start_own_redis(tmp_path / "redis") as server:
 
         async def main() -> None:
             client = connect(server.url, timeout_s=2.0)
@@ -174,7 +174,7 @@ def test_frozen_redis_is_bounded_then_fails_fast_then_recovers(loop: str, tmp_pa
 def test_every_request_path_caller_is_bounded(tmp_path: Path) -> None:
     """Reservations, rate limits, shared state and the cache tier, on a frozen Redis:
     each call ends within the bound with its own "unavailable" answer."""
-    with own_redis(tmp_path / "redis") as server:
+    with start_own_redis(tmp_path / "redis") as server:
 
         async def main() -> None:
             state = RedisState(server.url, timeout_s=0.1, max_s=0.5, prefix="t:")

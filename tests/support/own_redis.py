@@ -1,6 +1,8 @@
 """A redis-server of the test's own on a free port, to freeze (SIGSTOP) or kill freely.
 
 Never touch the shared Redis on 127.0.0.1:6379 that way: other engineers' tests use it.
+:func:`start_own_redis` for a ``with`` block; the ``own_redis`` fixture (tests/conftest.py)
+for a test.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _binary() -> str:
 
 
 @contextmanager
-def own_redis(workdir: Path) -> Iterator[OwnRedis]:
+def start_own_redis(workdir: Path) -> Iterator[OwnRedis]:
     """Start one (retried: a free port can be taken before the server binds it)."""
     binary = _binary()
     workdir.mkdir(parents=True, exist_ok=True)
