@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from interlock.webhooks import generate_secret
+from tests.support.databases import db_rows
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -84,15 +84,6 @@ def wait_job(
             return job
         assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
         time.sleep(0.05)
-
-
-def db_rows(state: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
-    db = sqlite3.connect(state / "interlock.db", timeout=10)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(sql, args)]
-    finally:
-        db.close()
 
 
 def wait_ledger(state: Path, request_id: str, timeout: float = 10) -> dict[str, Any]:

@@ -21,7 +21,6 @@ One gateway process, the simulator behind it:
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,6 +35,7 @@ from interlock.spend.ledger import LedgerRecord
 from interlock.spend.reconcile import abandoned_reach, reach_from, reconcile, views_from
 from interlock.storage.engine import create_engine, run_migrations
 from interlock.storage.ledger import ABANDONED_HUNG, LedgerStore
+from tests.support.databases import db_rows
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -44,12 +44,7 @@ Q = Decimal("1e-9")
 
 
 def _ledger(gw: GatewayProcess) -> list[dict[str, Any]]:
-    db = sqlite3.connect(gw.workdir / "state" / "interlock.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM ledger")]
-    finally:
-        db.close()
+    return db_rows(gw.workdir / "state", "SELECT * FROM ledger")
 
 
 def _config(sim_url: str, state: Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ simulator's usage endpoint says it billed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import signal
@@ -29,10 +28,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from interlock.sim import SimControl
+from tests.support.databases import drop_pg_schema, pg_ledger
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 from tests.support.services import PG_URL, REDIS_URL, require
 
@@ -66,20 +64,6 @@ def sockets_of(pid: int) -> int:
     except OSError:
         return 0
     return n
-
-
-async def ledger_rows(schema: str) -> list[dict]:
-    engine = create_async_engine(PG_URL)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    f'SELECT request_id, outcome, status, cost_usd, reserved_usd FROM "{schema}".ledger'
-                )
-            )
-        ).fetchall()
-    await engine.dispose()
-    return [dict(r._mapping) for r in rows]
 
 
 def provider_bill(sim: SimControl) -> tuple[Decimal, int]:
@@ -168,7 +152,7 @@ def test_killed_worker_is_charged_recorded_and_reconciled(
         # The surviving (or restarted) worker replays the dead one's spool.
         deadline = time.monotonic() + 60
         while True:
-            rows = asyncio.run(ledger_rows(schema))
+            rows = pg_ledger(schema)
             lost = [r for r in rows if r["outcome"] == "replica_lost"]
             charged = [r for r in rows if r["status"] == 200 or r["outcome"] == "replica_lost"]
             if lost and len(charged) >= served:
@@ -203,7 +187,7 @@ def test_killed_worker_is_charged_recorded_and_reconciled(
         )  # fmt: skip
         print(out.stdout, out.stderr)
         assert out.returncode == 0
-        rows = asyncio.run(ledger_rows(schema))
+        rows = pg_ledger(schema)
         ledger_total = sum((Decimal(str(r["cost_usd"])) for r in rows), Decimal(0))
         billed, _ = provider_bill(sim)
         print(f"after reconcile: ledger ${ledger_total}, provider ${billed}")
@@ -218,11 +202,4 @@ def test_killed_worker_is_charged_recorded_and_reconciled(
             keys = list(rc.scan_iter(match=prefix + "*"))
             if keys:
                 rc.delete(*keys)
-
-        async def drop() -> None:
-            engine = create_async_engine(PG_URL)
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            await engine.dispose()
-
-        asyncio.run(drop())
+        drop_pg_schema(schema)

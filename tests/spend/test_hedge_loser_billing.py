@@ -8,7 +8,6 @@ request id ``<request id>-hedge``, its own usage and cost. Ledger total = provid
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from interlock.sim import SimControl
+from tests.support.databases import db_rows
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -25,12 +25,7 @@ SLOW_MS = 600
 
 
 def _ledger(gw: GatewayProcess) -> list[dict[str, Any]]:
-    db = sqlite3.connect(gw.workdir / "state" / "interlock.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM ledger")]
-    finally:
-        db.close()
+    return db_rows(gw.workdir / "state", "SELECT * FROM ledger")
 
 
 def test_hedge_losers_get_their_own_ledger_rows(

@@ -8,7 +8,6 @@ as the simulated provider computes from the tokens it served.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import signal
@@ -19,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from interlock.sim import SimControl
+from tests.support.databases import drop_pg_schema, pg_ledger
 from tests.support.gateway import MASTER_KEY, GatewayProcess, free_port, sim_config
 from tests.support.services import PG_URL, require
 from tests.support.tcpproxy import TcpProxy
@@ -39,20 +37,6 @@ def workers_of(pid: int) -> list[int]:
     # uvicorn's worker processes are the children that are not the simulator/ resource tracker.
     return [k for k in kids if "interlock" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")
             or "multiprocessing" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]  # fmt: skip
-
-
-async def ledger_rows(url: str, schema: str) -> list[dict]:
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    f'SELECT request_id, cost_usd, completion_tokens, outcome FROM "{schema}".ledger'
-                )
-            )
-        ).fetchall()
-    await engine.dispose()
-    return [dict(r._mapping) for r in rows]
 
 
 @pytest.mark.postgres
@@ -134,7 +118,7 @@ def test_ledger_matches_provider_through_outage_and_crash(
             burst("after")
         deadline = time.monotonic() + 60
         while True:
-            rows = asyncio.run(ledger_rows(PG_URL, schema))
+            rows = pg_ledger(schema)
             if len(rows) >= len(request_ids):
                 break
             assert time.monotonic() < deadline, f"{len(rows)} of {len(request_ids)} records"
@@ -159,11 +143,4 @@ def test_ledger_matches_provider_through_outage_and_crash(
     finally:
         gw.stop()
         proxy.close()
-
-        async def drop() -> None:
-            engine = create_async_engine(PG_URL)
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            await engine.dispose()
-
-        asyncio.run(drop())
+        drop_pg_schema(schema)

@@ -11,7 +11,6 @@ and every stream that ended early must be charged for some completion tokens.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pytest
 
 from interlock.providers.tokens import count_request_tokens
 from interlock.sim import SimControl
+from tests.support.databases import db_rows
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -118,12 +118,9 @@ def _run(gw: GatewayProcess, cases: list[Case]) -> None:
 
 
 def _ledger(gw: GatewayProcess, ids: set[str]) -> list[dict[str, Any]]:
-    db = sqlite3.connect(gw.workdir / "state" / "interlock.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM ledger") if r["request_id"] in ids]
-    finally:
-        db.close()
+    return [
+        r for r in db_rows(gw.workdir / "state", "SELECT * FROM ledger") if r["request_id"] in ids
+    ]
 
 
 def _settled(gw: GatewayProcess, sim: SimControl, ids: set[str]) -> tuple[list[dict], dict]:
