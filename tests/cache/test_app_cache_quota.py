@@ -12,7 +12,6 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 from redis.asyncio import Redis
 
 from interlock.cache.quota import (
@@ -24,7 +23,7 @@ from interlock.cache.quota import (
     entry_size,
 )
 from interlock.state.redis_call import RedisCalls
-from tests.support.services import REDIS_URL, require
+from tests.support.services import REDIS_URL, delete_redis_keys, require
 
 LIMIT = 10_000
 
@@ -66,10 +65,7 @@ async def replicas() -> AsyncIterator[tuple[StorageQuota, StorageQuota]]:
     finally:
         await a.aclose()
         await b.aclose()
-        with redis.Redis.from_url(REDIS_URL) as r:
-            keys = list(r.scan_iter(match=prefix + "*", count=1000))
-            if keys:
-                r.delete(*keys)
+        delete_redis_keys(prefix)
 
 
 @pytest.mark.redis

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.jobs.queue import JobQueue, QueueLimits, RedisJobQueue, SqlJobQueue
 from interlock.settings import StorageSettings
-from interlock.storage.engine import create_engine, run_migrations
-from tests.support.services import PG_URL, REDIS_URL, require
+from interlock.storage.engine import create_engine
+from tests.support.databases import migrated
+from tests.support.services import REDIS_URL, delete_redis_keys, require
 
 START = 1_800_000_000.0
 
@@ -88,23 +87,11 @@ async def store(
             yield s
         finally:
             await s.close()
-            with redis.Redis.from_url(REDIS_URL) as r:
-                keys = list(r.scan_iter(match=s.prefix + "*", count=1000))
-                if keys:
-                    r.delete(*keys)
+            delete_redis_keys(s.prefix)
         return
-    if kind == "sqlite":
-        s.settings = StorageSettings(url=f"sqlite+aiosqlite:///{tmp_path}/jobs.db")
-    else:
-        require("PostgreSQL", "127.0.0.1", 5432)
-        s.settings = StorageSettings(url=PG_URL, db_schema="t_" + secrets.token_hex(6))
-    engine = create_engine(s.settings)
-    try:
-        await run_migrations(engine, s.settings.db_schema)
-        yield s
-    finally:
-        await s.close()
-        if s.settings.db_schema:
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA "{s.settings.db_schema}" CASCADE'))
-        await engine.dispose()
+    async with migrated(kind, tmp_path) as db:
+        s.settings = db.settings
+        try:
+            yield s
+        finally:
+            await s.close()

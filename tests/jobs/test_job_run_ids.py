@@ -34,7 +34,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from redis.asyncio import Redis
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,7 +56,7 @@ from interlock.types import Usage
 from tests.jobs.conftest import QueueStore
 from tests.jobs.support import CHAT_BODY, WorkerProcess, jobs_config
 from tests.support.gateway import MASTER_KEY
-from tests.support.services import PG_URL, REDIS_URL, require
+from tests.support.services import PG_URL, REDIS_URL, delete_redis_keys, require
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 ERR = {"code": "upstream_error", "message": "boom"}
@@ -179,9 +178,7 @@ async def test_redis_jobs_stored_before_run_numbers_continue_above_every_old_id(
         leased = {j.id: j.runs for j in await q.lease("w", 2, 30)}
         assert leased == {ran.id: 4, fresh.id: 1}
     finally:
-        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        delete_redis_keys(prefix)
         await client.aclose()
 
 
@@ -230,10 +227,7 @@ async def gw(
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             await engine.dispose()
         if kind == "redis":
-            with redis.Redis.from_url(REDIS_URL) as r:
-                keys = list(r.scan_iter(match=prefix + "*", count=1000))
-                if keys:
-                    r.delete(*keys)
+            delete_redis_keys(prefix)
 
 
 async def job_rows(engine: AsyncEngine, job_id: str) -> dict[str, dict[str, Any]]:

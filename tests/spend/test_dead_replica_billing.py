@@ -32,7 +32,7 @@ import redis
 from interlock.sim import SimControl
 from tests.support.databases import drop_pg_schema, pg_ledger
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
-from tests.support.services import PG_URL, REDIS_URL, require
+from tests.support.services import PG_URL, REDIS_URL, delete_redis_keys, require
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 PRICE_IN, PRICE_OUT = Decimal(1), Decimal(500)  # USD per 1M tokens: ~$0.008 a request
@@ -198,8 +198,5 @@ def test_killed_worker_is_charged_recorded_and_reconciled(
     finally:
         stop.set()
         gw.stop()
-        with redis.Redis.from_url(REDIS_URL) as rc:
-            keys = list(rc.scan_iter(match=prefix + "*"))
-            if keys:
-                rc.delete(*keys)
+        delete_redis_keys(prefix)
         drop_pg_schema(schema)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,7 +37,7 @@ from interlock.storage.engine import create_engine, run_migrations
 from interlock.storage.ledger import LedgerStore
 from interlock.storage.tables import ledger
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
-from tests.support.services import REDIS_URL, require
+from tests.support.services import REDIS_URL, delete_redis_keys, require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,10 +144,7 @@ async def test_killed_process_in_flight_requests_are_recorded_and_charged(
         assert await res.read("k") == (15 * 40_000_000 + 15 * 100_000_000, 0)
         await survivor.stop()
     finally:
-        with redis.Redis.from_url(REDIS_URL) as sync:
-            keys = list(sync.scan_iter(match=prefix + "*"))
-            if keys:
-                sync.delete(*keys)
+        delete_redis_keys(prefix)
         await client.aclose()
 
 

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from interlock.state.ratelimit_local import Limit, RateLimitBackendError, admitted
 from interlock.state.ratelimit_redis import RedisRateLimiter
-from tests.support.services import REDIS_URL, require
+from tests.support.services import REDIS_URL, delete_redis_keys, require
 
 pytestmark = pytest.mark.redis
 
@@ -34,10 +34,7 @@ def prefix() -> Iterator[str]:
     _require_redis()
     p = f"test:rl:{secrets.token_hex(4)}:"
     yield p
-    with redis.Redis.from_url(REDIS_URL) as r:
-        keys = list(r.scan_iter(match=p + "*"))
-        if keys:
-            r.delete(*keys)
+    delete_redis_keys(p)
 
 
 @pytest.fixture

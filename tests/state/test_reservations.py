@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 import pytest
-import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -30,7 +29,7 @@ from hypothesis.stateful import (
 from redis.asyncio import Redis
 
 from interlock.state.reservations import CHARGE, Hold, LocalReservations, RedisReservations
-from tests.support.services import REDIS_URL, require
+from tests.support.services import REDIS_URL, delete_redis_keys, require
 
 LIMITS = {"a": 1_000, "b": 600}
 TTL = 30 * 86400  # the counter outlives every step of a run
@@ -74,10 +73,7 @@ class HoldLifecycle(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if self.client is not None:
-            with redis.Redis.from_url(REDIS_URL) as r:
-                keys = list(r.scan_iter(match=self.prefix + "*"))
-                if keys:
-                    r.delete(*keys)
+            delete_redis_keys(self.prefix)
             self.run(self.client.aclose())
         self.loop.close()
 
@@ -225,8 +221,5 @@ async def test_redis_expired_hold_is_charged_and_corrected() -> None:
         await r.release(["k"], "lost")  # nothing left to release
         assert await r.read("k") == (25, 0)
     finally:
-        with redis.Redis.from_url(REDIS_URL) as sync:
-            keys = list(sync.scan_iter(match=prefix + "*"))
-            if keys:
-                sync.delete(*keys)
+        delete_redis_keys(prefix)
         await client.aclose()

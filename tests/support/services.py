@@ -1,7 +1,7 @@
 """Reachability of the real services (PostgreSQL, Redis) the integration tests need.
 
 Locally a missing server skips those tests with a visible reason; with CI=true it is a
-failure, because CI must run them.
+failure, because CI must run them. :func:`delete_redis_keys` cleans up after a test.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import socket
 
 import pytest
+import redis
 
 PG_URL = os.environ.get(
     "INTERLOCK_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -32,3 +33,11 @@ def require(service: str, host: str, port: int) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message} (CI=true: this test must run)")
     pytest.skip(message)
+
+
+def delete_redis_keys(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete a test's own keys (its prefix) from the shared Redis: never FLUSHALL."""
+    with redis.Redis.from_url(url) as r:
+        keys = list(r.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            r.delete(*keys)
