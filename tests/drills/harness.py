@@ -33,7 +33,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -286,7 +285,7 @@ class Cluster:
         for gw in self.replicas:
             gw.start_unready()
         for gw in self.replicas:
-            wait_ready(gw, timeout)
+            gw.wait_ready(timeout)
         return self
 
     @property
@@ -322,7 +321,7 @@ class Cluster:
         gw = self._make(i)
         self.replicas[i] = gw
         gw.start_unready()
-        wait_ready(gw, timeout)
+        gw.wait_ready(timeout)
         self.lb.set(self.urls)
         return gw
 
@@ -356,21 +355,6 @@ def running(cfg: dict[str, Any], workdir: Path, *, replicas: int = 2, workers: i
         raise
     finally:
         cluster.stop()
-
-
-def wait_ready(gw: GatewayProcess, timeout: float = 90.0) -> None:
-    assert gw.proc is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if gw.proc.poll() is not None:
-            raise RuntimeError(f"gateway exited early:\n{gw.output()[-8000:]}")
-        try:
-            with urllib.request.urlopen(gw.url + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gateway did not become ready:\n{gw.output()[-8000:]}")
 
 
 def make_key(url: str, **fields: Any) -> tuple[dict[str, str], dict[str, Any]]:

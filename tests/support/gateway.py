@@ -109,6 +109,15 @@ class GatewayProcess:
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         self.start_unready()
+        try:
+            return self.wait_ready(timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 30.0) -> GatewayProcess:
+        """Wait until /readyz answers 200; RuntimeError (with the log) if the process exits
+        first, TimeoutError (with the log) if it is not ready within ``timeout``."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,8 +129,7 @@ class GatewayProcess:
                         return self
             except OSError:
                 time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gateway did not become ready:\n{self.output()}")
+        raise TimeoutError(f"gateway did not become ready:\n{self.output()}")
 
     def start_unready(self) -> GatewayProcess:
         """Start the process without waiting for it to be ready."""
