@@ -17,6 +17,7 @@ import httpx
 import yaml
 from aiohttp import web
 
+from interlock.jobs.queue import Job, JobQueue, JobStatus
 from interlock.webhooks import generate_secret
 from tests.support.databases import db_rows
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
@@ -84,6 +85,18 @@ def wait_job(
             return job
         assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
         time.sleep(0.05)
+
+
+async def until_status(q: JobQueue, job_id: str, *statuses: JobStatus, timeout: float = 10) -> Job:
+    """The job once it is in one of ``statuses`` (read from the queue itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await q.get(job_id)
+        assert job is not None
+        if job.status in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job is {job.status}"
+        await asyncio.sleep(0.02)
 
 
 def wait_ledger(state: Path, request_id: str, timeout: float = 10) -> dict[str, Any]:

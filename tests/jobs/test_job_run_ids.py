@@ -54,7 +54,7 @@ from interlock.storage.migrate import upgrade
 from interlock.storage.tables import ledger
 from interlock.types import Usage
 from tests.jobs.conftest import QueueStore
-from tests.jobs.support import CHAT_BODY, WorkerProcess, jobs_config
+from tests.jobs.support import CHAT_BODY, WorkerProcess, jobs_config, until_status
 from tests.support.gateway import MASTER_KEY
 from tests.support.services import PG_URL, REDIS_URL, delete_redis_keys, require
 
@@ -247,17 +247,6 @@ def sim_bill(gw: Gateway, sim: SimControl, deployment: str) -> tuple[Decimal, in
     return total, len(entries)
 
 
-async def wait_status(q: JobQueue, job_id: str, status: JobStatus, timeout: float = 10) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = await q.get(job_id)
-        assert job is not None
-        if job.status is status:
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.02)
-
-
 async def test_a_requeued_dead_letter_keeps_both_runs_in_the_ledger(
     gw: Gateway, sim: SimControl
 ) -> None:
@@ -290,7 +279,7 @@ async def test_a_requeued_dead_letter_keeps_both_runs_in_the_ledger(
         r = await c.post(f"/admin/jobs/{job.id}/requeue")
         assert r.status_code == 200 and r.json()["runs"] == 1 and r.json()["attempts"] == 0
         await rt.start(run_pool=True)
-        await wait_status(rt.queue, job.id, JobStatus.SUCCEEDED)
+        await until_status(rt.queue, job.id, JobStatus.SUCCEEDED)
         view = (await c.get(f"/v1/jobs/{job.id}")).json()
     assert view["status"] == "succeeded" and view["attempts"] == 1 and view["runs"] == 2
     assert view["request_id"] == f"{job.id}-2"
@@ -412,10 +401,10 @@ async def test_a_killed_run_and_its_rerun_are_two_rows_that_add_up_to_the_bill(
         # The next worker replays the dead one's spool (run 1: replica_lost at its worst
         # case) and, once run 1's lease runs out, buries the job: it was its last attempt.
         rerun = WorkerProcess(kill_cfg, tmp_path / "rerun").start()
-        dead = await wait_status(queue, job.id, JobStatus.FAILED)
+        dead = await until_status(queue, job.id, JobStatus.FAILED)
         assert dead.dead and dead.error is not None and dead.error["code"] == "lease_expired"
         assert await queue.requeue(job.id)  # what POST /admin/jobs/{id}/requeue does
-        done = await wait_status(queue, job.id, JobStatus.SUCCEEDED)
+        done = await until_status(queue, job.id, JobStatus.SUCCEEDED)
         assert (done.runs, done.result_run, done.attempts) == (2, 2, 1)
 
         async def both_rows() -> dict[str, dict[str, Any]] | None:

@@ -30,6 +30,7 @@ from tests.jobs.support import (
     jobs_config,
     make_key,
     submit,
+    until_status,
     wait_job,
 )
 from tests.support.gateway import GatewayProcess
@@ -52,17 +53,6 @@ async def enqueue(q: JobQueue, **kw: object) -> Job:
     return job
 
 
-async def until(q: JobQueue, job_id: str, *statuses: JobStatus, timeout: float = 10) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = await q.get(job_id)
-        assert job is not None
-        if job.status in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job is {job.status}"
-        await asyncio.sleep(0.02)
-
-
 async def test_heartbeats_keep_a_long_job_leased_to_one_worker(queue: JobQueue) -> None:
     runs: list[str] = []
 
@@ -74,9 +64,9 @@ async def test_heartbeats_keep_a_long_job_leased_to_one_worker(queue: JobQueue) 
     job = await enqueue(queue)
     a, b = WorkerPool(queue, slow, FAST), WorkerPool(queue, slow, FAST)
     a.start()
-    await until(queue, job.id, JobStatus.RUNNING)
+    await until_status(queue, job.id, JobStatus.RUNNING)
     b.start()  # would take the job back if the lease had lapsed
-    done = await until(queue, job.id, JobStatus.SUCCEEDED)
+    done = await until_status(queue, job.id, JobStatus.SUCCEEDED)
     await a.stop()
     await b.stop()
     assert runs == [job.id] and done.attempts == 1 and done.duplicate_completions == 0
@@ -100,7 +90,7 @@ async def test_cancelling_a_running_job_stops_its_run(queue: JobQueue) -> None:
     pool = WorkerPool(queue, forever, FAST, on_finished=on_finished)
     pool.start()
     job = await enqueue(queue)
-    await until(queue, job.id, JobStatus.RUNNING)
+    await until_status(queue, job.id, JobStatus.RUNNING)
     await queue.cancel(job.id, "key_a")
     await asyncio.wait_for(stopped.wait(), 3)  # the next heartbeat notices
     await pool.stop()
@@ -117,7 +107,7 @@ async def test_a_deadline_cuts_a_run_short(queue: JobQueue) -> None:
     pool = WorkerPool(queue, slow, FAST)
     pool.start()
     job = await enqueue(queue, deadline=time.time() + 0.5)
-    failed = await until(queue, job.id, JobStatus.FAILED, timeout=5)
+    failed = await until_status(queue, job.id, JobStatus.FAILED, timeout=5)
     await pool.stop()
     assert failed.error is not None and failed.error["code"] == "deadline_exceeded"
 
@@ -135,7 +125,7 @@ async def test_retryable_failures_back_off_and_then_succeed(queue: JobQueue) -> 
     pool = WorkerPool(queue, flaky, FAST)
     pool.start()
     job = await enqueue(queue, max_attempts=3)
-    done = await until(queue, job.id, JobStatus.SUCCEEDED)
+    done = await until_status(queue, job.id, JobStatus.SUCCEEDED)
     await pool.stop()
     assert done.attempts == 3 and done.result == {"n": 3}
     assert all(b - a >= 0.14 for a, b in itertools.pairwise(calls))  # Retry-After
@@ -158,7 +148,7 @@ async def test_retries_stop_at_max_attempts_and_bad_requests_are_not_retried(
         Job(owner="key_a", endpoint="/v1/chat/completions", body={"retry": True}, max_attempts=2)
     )
     for job_id, attempts in ((bad.id, 1), (retried.id, 2)):
-        j = await until(queue, job_id, JobStatus.FAILED)
+        j = await until_status(queue, job_id, JobStatus.FAILED)
         assert j.attempts == attempts and j.dead
     await pool.stop()
 
@@ -183,8 +173,8 @@ async def test_drain_finishes_running_jobs_and_releases_what_overruns(queue: Job
     quick, _ = await queue.enqueue(Job(owner="k", endpoint="/v1/embeddings", body={"s": 0.5}))
     slow, _ = await queue.enqueue(Job(owner="k", endpoint="/v1/embeddings", body={"s": 30}))
     pool.start()
-    await until(queue, slow.id, JobStatus.RUNNING)
-    await until(queue, quick.id, JobStatus.RUNNING)
+    await until_status(queue, slow.id, JobStatus.RUNNING)
+    await until_status(queue, quick.id, JobStatus.RUNNING)
     t0 = time.monotonic()
     await pool.stop()
     assert time.monotonic() - t0 < 4
