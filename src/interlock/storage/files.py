@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("interlock.storage")
@@ -67,6 +68,15 @@ def _tighten(path: Path, st: os.stat_result, mode: int) -> bool:
     return True
 
 
+def _tighten_if(path: Path, kind: Callable[[int], bool], mode: int, changed: list[str]) -> None:
+    """Tighten ``path`` to ``mode`` if it is of ``kind`` (a link never is: lstat) and note
+    it in ``changed``; a path that is gone or unreadable is left alone."""
+    with contextlib.suppress(OSError):
+        st = path.lstat()
+        if kind(st.st_mode) and _tighten(path, st, mode):
+            changed.append(str(path))
+
+
 def secure_state(state_dir: str, sqlite_path: str | None = None) -> list[str]:
     """Tighten ``state_dir`` (0700), everything under it (files 0600, directories 0700)
     and the SQLite database with its ``-wal``/``-shm``/``-journal`` files. Returns what
@@ -81,27 +91,15 @@ def secure_state(state_dir: str, sqlite_path: str | None = None) -> list[str]:
         for base, dirs, files in os.walk(root):
             here = Path(base)
             for name in dirs:
-                d = here / name
-                with contextlib.suppress(OSError):
-                    st = d.lstat()
-                    if stat.S_ISDIR(st.st_mode) and _tighten(d, st, DIR_MODE):
-                        changed.append(str(d))
+                _tighten_if(here / name, stat.S_ISDIR, DIR_MODE, changed)
             if skip and os.path.abspath(base) == os.path.abspath(skip):
                 dirs[:] = []
                 continue
             for name in files:
-                f = here / name
-                with contextlib.suppress(OSError):
-                    st = f.lstat()
-                    if stat.S_ISREG(st.st_mode) and _tighten(f, st, FILE_MODE):
-                        changed.append(str(f))
+                _tighten_if(here / name, stat.S_ISREG, FILE_MODE, changed)
     if sqlite_path:
         for suffix in ("", "-wal", "-shm", "-journal"):
-            f = Path(sqlite_path + suffix)
-            with contextlib.suppress(OSError):
-                st = f.lstat()
-                if stat.S_ISREG(st.st_mode) and _tighten(f, st, FILE_MODE):
-                    changed.append(str(f))
+            _tighten_if(Path(sqlite_path + suffix), stat.S_ISREG, FILE_MODE, changed)
     if changed:
         shown = ", ".join(sorted(set(changed))[:5])
         more = f" and {len(set(changed)) - 5} more" if len(set(changed)) > 5 else ""
