@@ -9,7 +9,7 @@ but never the URL, the key or the library's own text.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,7 +201,7 @@ class Transport:
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
-        self._kept_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._connect_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -229,21 +229,24 @@ class Transport:
             raise RuntimeError("transport not started")
         return self._session
 
+    def _send(
+        self, call: UpstreamCall, timeout: aiohttp.ClientTimeout
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """The one place a call goes out: every exchange below sends through it."""
+        return self.session.request(
+            call.method,
+            call.url,
+            data=call.body if call.body else None,
+            headers=call.headers,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+
     async def open(self, call: UpstreamCall, timeouts: Timeouts, provider: str) -> UpstreamStream:
         """Send ``call`` and return once the response headers arrived."""
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect_s, sock_connect=timeouts.connect_s
-        )
         try:
             async with asyncio.timeout(timeouts.first_byte_s):
-                resp = await self.session.request(
-                    call.method,
-                    call.url,
-                    data=call.body if call.body else None,
-                    headers=call.headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
+                resp = await self._send(call, self._connect_timeout(timeouts))
         except TimeoutError:
             raise UpstreamTimeout(f"provider {provider} did not answer in time") from None
         except aiohttp.ServerTimeoutError:
@@ -260,6 +263,17 @@ class Transport:
             )
         return ct
 
+    def _connect_timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
+        # Only the connect phase has aiohttp's own timeouts: the rest is timed by the
+        # caller (a stream's first byte and idle gaps), or must not cut the exchange at
+        # all (a kept exchange the caller stopped waiting for).
+        ct = self._connect_timeouts.get(t.connect_s)
+        if ct is None:
+            ct = self._connect_timeouts[t.connect_s] = aiohttp.ClientTimeout(
+                total=None, connect=t.connect_s, sock_connect=t.connect_s
+            )
+        return ct
+
     async def request(self, call: UpstreamCall, timeouts: Timeouts, provider: str) -> UpstreamReply:
         """Send ``call`` and read the whole answer, within ``timeouts.total_s``.
 
@@ -269,14 +283,7 @@ class Transport:
         """
         try:
             async with asyncio.timeout(timeouts.total_s):
-                resp = await self.session.request(
-                    call.method,
-                    call.url,
-                    data=call.body if call.body else None,
-                    headers=call.headers,
-                    timeout=self._client_timeout(timeouts),
-                    allow_redirects=False,
-                )
+                resp = await self._send(call, self._client_timeout(timeouts))
                 try:
                     body = await resp.read()
                 finally:
@@ -292,42 +299,43 @@ class Transport:
     # A provider finishes (and bills) a non-streamed answer even after its caller hung up,
     # so an attempt the gateway gives up on is not cut: it runs on in the background until
     # it ends or its bound (``until``, the event loop's clock) runs out, and the caller
-    # learns what it cost (routing/executor.py, gateway/core.py: abandoned attempts).
+    # learns what it cost (routing/executor.py, streaming.py; gateway/abandoned.py).
 
-    def _connect_timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
-        # Only the connect phase has aiohttp's own timeouts here: a socket read timeout
-        # would cut the exchange the caller stopped waiting for.
-        ct = self._kept_timeouts.get(t.connect_s)
-        if ct is None:
-            ct = self._kept_timeouts[t.connect_s] = aiohttp.ClientTimeout(
-                total=None, connect=t.connect_s, sock_connect=t.connect_s
-            )
-        return ct
-
-    async def _exchange(
-        self, call: UpstreamCall, t: Timeouts, provider: str, until: float, progress: _Progress
-    ) -> UpstreamReply:
+    async def _kept(
+        self,
+        call: UpstreamCall,
+        t: Timeouts,
+        provider: str,
+        until: float,
+        progress: _Progress,
+        *,
+        read: bool,
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """Send ``call`` within the kept exchange's one bound, ``until``: the response once
+        its headers arrived, with ``read`` its whole body too (the connection released).
+        ``progress`` notes how far it got: a timeout at the bound is a hang."""
         bound = asyncio.timeout_at(until)
+        body = b""
         try:
             async with bound:
-                resp = await self.session.request(
-                    call.method,
-                    call.url,
-                    data=call.body if call.body else None,
-                    headers=call.headers,
-                    timeout=self._connect_timeout(t),
-                    allow_redirects=False,
-                )
+                resp = await self._send(call, self._connect_timeout(t))
                 progress.status = resp.status
-                try:
-                    body = await resp.read()
-                finally:
-                    resp.release()
+                if read:
+                    try:
+                        body = await resp.read()
+                    finally:
+                        resp.release()
         except TimeoutError:
             progress.hung = bound.expired()
             raise UpstreamTimeout(f"provider {provider} did not answer in time") from None
         except (aiohttp.ClientError, OSError):
             raise UpstreamUnavailable(f"could not reach provider {provider}") from None
+        return resp, body
+
+    async def _exchange(
+        self, call: UpstreamCall, t: Timeouts, provider: str, until: float, progress: _Progress
+    ) -> UpstreamReply:
+        resp, body = await self._kept(call, t, provider, until, progress, read=True)
         return UpstreamReply(resp.status, resp.headers, body)
 
     async def request_kept(
@@ -359,23 +367,7 @@ class Transport:
     async def _open(
         self, call: UpstreamCall, t: Timeouts, provider: str, until: float, progress: _Progress
     ) -> UpstreamStream:
-        bound = asyncio.timeout_at(until)
-        try:
-            async with bound:
-                resp = await self.session.request(
-                    call.method,
-                    call.url,
-                    data=call.body if call.body else None,
-                    headers=call.headers,
-                    timeout=self._connect_timeout(t),
-                    allow_redirects=False,
-                )
-        except TimeoutError:
-            progress.hung = bound.expired()
-            raise UpstreamTimeout(f"provider {provider} did not answer in time") from None
-        except (aiohttp.ClientError, OSError):
-            raise UpstreamUnavailable(f"could not reach provider {provider}") from None
-        progress.status = resp.status
+        resp, _ = await self._kept(call, t, provider, until, progress, read=False)
         return UpstreamStream(resp, t, provider)
 
     async def open_kept(
