@@ -111,10 +111,10 @@ class GatewayRequest:
     tier_reason: str | None = None  # why (x-interlock-route-reason)
     tier_choice: Any = None  # the routing.tiers.TierChoice, for escalation
     # Awaited with a deployment's name before each upstream attempt: spend reserves every
-    # billable attempt after the first (set by gateway/core.py, called by the executor).
+    # billable attempt after the first (set by gateway/abandoned.py, called by the executor).
     before_attempt: Callable[[str], Awaitable[None]] | None = None
     # Told about every upstream attempt the executor abandons while the provider may still
-    # bill it (set by gateway/core.py, which records and charges each one).
+    # bill it (set by gateway/abandoned.py, which records and charges each one).
     on_abandoned: Callable[[Abandoned], None] | None = None
 
 

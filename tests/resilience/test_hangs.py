@@ -21,7 +21,7 @@ import pytest
 
 from interlock.providers.registry import build_deployments
 from interlock.resilience.breaker import BreakerConfig, BreakerState, CircuitState, allow, record
-from interlock.routing.executor import auto_first_byte_s
+from interlock.routing.attempts import auto_first_byte_s
 from interlock.routing.health import PROBE_EVERY_S, DeploymentHealth
 from interlock.settings import parse_settings
 from interlock.sim import SimControl

@@ -1,13 +1,16 @@
 """What the request-path parts of :class:`~interlock.gateway.core.Gateway` share.
 
 The gateway is split along what it holds: the answer cache (``answers.py``), the
-embeddings paths (``embeddings.py``), model-tier selection (``tiers.py``) and the core
+embeddings paths (``embeddings.py``), model-tier selection (``tiers.py``), planning
+(``planning.py``), intents and abandoned attempts (``abandoned.py``) and the core
 request path (``core.py``). Each part is a mixin over this base, which names the
 long-lived objects they use and the core methods they call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -17,9 +20,13 @@ from interlock.errors import (
 )
 from interlock.providers.registry import Deployment
 from interlock.resilience.degradation import Level
+from interlock.resilience.retry import RetryConfig
+from interlock.routing.affinity import PromptAffinity
+from interlock.routing.attempts import Plan
 from interlock.routing.catalog import Catalog, Route
 from interlock.routing.embed_batch import EmbeddingBatcher
-from interlock.routing.executor import Executor, Plan
+from interlock.routing.executor import Executor
+from interlock.routing.health import DeploymentHealth
 from interlock.routing.tiers.router import TierRouter
 from interlock.settings import Settings
 from interlock.spend.accounting import Accountant
@@ -30,6 +37,7 @@ from interlock.types import (
     GatewayResponse,
     GatewayStream,
     Principal,
+    Usage,
 )
 
 if TYPE_CHECKING:  # the semantic cache (numpy, usearch) is imported only when enabled
@@ -39,14 +47,20 @@ if TYPE_CHECKING:  # the semantic cache (numpy, usearch) is imported only when e
 
 class GatewayBase(ABC):
     settings: Settings
+    deployments: dict[str, Deployment]
     catalog: Catalog
+    health: DeploymentHealth
+    rng: random.Random
     executor: Executor
+    affinity: PromptAffinity
+    _retry: dict[str, RetryConfig]
     metrics: Metrics
     spend: Accountant
     cache: TieredCache | None
     semantic: SemanticCache | None
     tier_routers: dict[str, TierRouter]
     _embed_batchers: dict[str, EmbeddingBatcher]
+    _abandoned: set[asyncio.Task[None]]  # abandoned attempts being recorded
 
     @abstractmethod
     def plan(self, req: GatewayRequest, route: Route, level: Level) -> Plan: ...
@@ -72,3 +86,10 @@ class GatewayBase(ABC):
 
     @abstractmethod
     async def _semantic_embed(self, texts: list[str]) -> list[Vector]: ...
+
+
+def record_usage(rec: LedgerRecord, usage: Usage) -> None:
+    """Put what the provider reported (or what was counted) for a call on its record."""
+    rec.prompt_tokens, rec.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    rec.cached_tokens, rec.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+    rec.usage_estimated = usage.estimated

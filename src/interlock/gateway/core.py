@@ -1,8 +1,9 @@
 """The composition root: builds and owns every long-lived object; ``Gateway.handle``.
 
 The HTTP API, the CLI and the job workers all go through one :class:`Gateway`, so there
-is exactly one request path. The answer cache, the embeddings paths and model-tier
-selection live beside this module (``answers.py``, ``embeddings.py``, ``tiers.py``).
+is exactly one request path. The answer cache, the embeddings paths, model-tier
+selection, planning, and intents and abandoned attempts live beside this module
+(``answers.py``, ``embeddings.py``, ``tiers.py``, ``planning.py``, ``abandoned.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,8 +38,11 @@ from interlock.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
+from interlock.gateway.abandoned import AbandonedPath
 from interlock.gateway.answers import AnswerCachePath
+from interlock.gateway.base import record_usage
 from interlock.gateway.embeddings import EmbeddingsPath
+from interlock.gateway.planning import PlanningPath
 from interlock.gateway.tiers import TierPath, tier_headers, tier_routers_for
 from interlock.jobs.notify import load_or_create_webhook_secret
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
@@ -47,18 +51,17 @@ from interlock.providers.transport import Transport
 from interlock.resilience.degradation import Level
 from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
 from interlock.routing.affinity import PromptAffinity
+from interlock.routing.attempts import error_class
 from interlock.routing.catalog import Catalog, Route
 from interlock.routing.embed_batch import EmbeddingBatcher
-from interlock.routing.executor import Executor, Plan, error_class
+from interlock.routing.executor import Executor
 from interlock.routing.health import DeploymentHealth
 from interlock.routing.ladder import DegradationController
 from interlock.routing.loop import Periodic
-from interlock.routing.strategies import Candidate, rank
 from interlock.settings import Settings
 from interlock.spend.accounting import Accountant, Admission, cut_by_gateway
-from interlock.spend.budgets import from_nano
 from interlock.spend.enforcer import BudgetEnforcer
-from interlock.spend.ledger import LedgerRecord, LedgerWriter, lost_record
+from interlock.spend.ledger import LedgerRecord, LedgerWriter
 from interlock.spend.limits import Admitted, RateLimits
 from interlock.spend.observe import RecordObserver
 from interlock.spend.ratelimit import RateLimiter
@@ -73,30 +76,25 @@ from interlock.storage.budgets import BudgetStore
 from interlock.storage.engine import create_engine, ping, run_migrations, sqlite_path
 from interlock.storage.files import private_dir, secure_state
 from interlock.storage.keys import KeyStore
-from interlock.storage.ledger import ABANDONED_HUNG, LedgerStore
+from interlock.storage.ledger import LedgerStore
 from interlock.telemetry import requestinfo
 from interlock.telemetry.logs import body_excerpt
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.redact import Redactor
 from interlock.telemetry.tracing import Tracing
 from interlock.types import (
-    Abandoned,
     Chunk,
     Endpoint,
     GatewayRequest,
     GatewayResponse,
     GatewayStream,
     Principal,
-    Usage,
 )
 
 if TYPE_CHECKING:  # the semantic cache (numpy, usearch) is imported only when enabled
     from interlock.cache.semantic.cache import SemanticCache
 
 log = logging.getLogger("interlock.gateway")
-
-# How long close() waits for abandoned attempts still at the provider (see close()).
-ABANDONED_CLOSE_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +115,7 @@ def _shared_state(settings: Settings) -> SharedState:
     return LocalState()
 
 
-class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
+class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, AbandonedPath):
     def __init__(
         self, settings: Settings, *, metrics: Metrics | None = None, tracing: Tracing | None = None
     ) -> None:
@@ -329,19 +327,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
 
     async def close(self) -> None:
         self._started = False
-        if self._abandoned:
-            # Abandoned attempts still at the provider are billed: those about to end are
-            # recorded before the ledger stops (they ran on through the HTTP drain too).
-            # Those still running then are cut unrecorded (a hang would only have ended at
-            # its worst case anyway): their intents stay in the spool, and the next process
-            # to replay it charges them at their worst case (replica_lost).
-            pending = set(self._abandoned)
-            grace = min(self.settings.server.drain_timeout_s, ABANDONED_CLOSE_GRACE_S)
-            _, late = await asyncio.wait(pending, timeout=grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+        await self._let_abandoned_end()  # recorded before the ledger stops
         await self.alerts.stop()
         self.tracing.shutdown()
         await self.ladder.stop()
@@ -424,71 +410,6 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             )
         return route
 
-    # -- planning -----------------------------------------------------------------------
-
-    def _deployments_at(self, route: Route, level: Level) -> list[Deployment]:
-        deps = self.spend.priced(list(route.deployments))
-        if level >= Level.LIMITED:
-            wanted = route.spec.limited_deployments
-            cheap = [d for d in deps if (d.name in wanted if wanted else not d.settings.expensive)]
-            deps = cheap or deps  # never let 'limited' empty a route
-        return deps
-
-    def plan(self, req: GatewayRequest, route: Route, level: Level) -> Plan:
-        deps = self._deployments_at(route, level)
-        # The prompt estimate is only needed for context windows, TPM capacity and costs.
-        needs_prompt = route.spec.strategy == "lowest_cost" or any(
-            d.settings.context_window or d.settings.tpm for d in deps
-        )
-        prompt = self.executor.prompt_tokens(req) if needs_prompt else 0
-        if needs_prompt:
-            deps = self.executor.check_context(req, route, deps, prompt)
-        strategy = route.spec.strategy
-        if strategy != "priority" and len(deps) > 1:
-            now = time.time()
-            states = {d.name: self.health.state(d.name) for d in deps}
-            cands = [
-                Candidate(
-                    d.name,
-                    weight=d.settings.weight,
-                    latency_s=states[d.name].latency(now),
-                    in_flight=states[d.name].in_flight,
-                    max_concurrency=d.settings.max_concurrency,
-                    cost=self._expected_cost(d, req, prompt),
-                )
-                for d in deps
-            ]
-            by_name = {d.name: d for d in deps}
-            deps = [by_name[c.name] for c in rank(strategy, cands, self.rng)]
-        # Whatever the strategy: a deployment far slower than its peers goes last.
-        deps = self.health.route_around_slow(deps)
-        if route.spec.prompt_affinity and req.endpoint is Endpoint.CHAT and len(deps) > 1:
-            deps = self._prefer_cached_prefix(req, route, deps)
-        res = self.settings.resilience
-        timeout = self.settings.server.request_timeout_s
-        client_deadline = False
-        if req.timeout_s is not None:
-            chosen = max(res.client_timeout_min_s, min(res.client_timeout_max_s, req.timeout_s))
-            # A timeout at a deadline the client chose is the client's (errors.py: blame).
-            client_deadline = chosen < timeout
-            timeout = min(timeout, chosen)
-        hedge = (
-            route.spec.hedge
-            if route.spec.hedge.enabled and not req.stream and level is Level.FULL
-            else None
-        )
-        return Plan(
-            route,
-            deps,
-            self._retry[route.alias],
-            time.monotonic() + timeout,
-            hedge,
-            prompt,
-            client_deadline=client_deadline,
-            before_attempt=req.before_attempt,
-            on_abandoned=req.on_abandoned,
-        )
-
     # -- the request path -------------------------------------------------------------
 
     def _admit(self, route: Route, level: Level) -> None:
@@ -570,14 +491,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             )
             candidates = self._cost_candidates(route, principal)
             admission = await self.spend.admit(req, principal, candidates)
-            intend = self._intent(req, principal, route.alias, started, admission, candidates)
-            req.on_abandoned = self._abandoner(
-                req, principal, route.alias, started, admission, intend
-            )
-            if admission.bound is not None:
-                # Every billable attempt after the first reserves its own worst case.
-                hook = self.spend.attempt_hook(admission)
-                req.before_attempt = _intending(hook, admission, intend)
+            self._track_billing(req, principal, route.alias, started, admission, candidates)
             routed = time.perf_counter()
             try:
                 result = await self._run(req, route, level)
@@ -648,146 +562,6 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
             )
         return result
 
-    # -- abandoned attempts: billed by the provider, so recorded and charged --------------
-
-    def _abandoner(
-        self,
-        req: GatewayRequest,
-        principal: Principal,
-        alias: str,
-        started: float,
-        admission: Admission,
-        intend: Callable[[], None],
-    ) -> Callable[[Abandoned], None]:
-        """The request's listener for attempts the executor abandons while the provider may
-        still bill them (a hedge's loser, a timeout, the client's deadline; see
-        :class:`~interlock.types.Abandoned`). Each, when handed over: takes a reservation
-        out of the request's (it reserved one before it was made: spend/accounting.py
-        ``hold_back``), spools an intent of its own (if this process dies first, the
-        replay charges that hold at its worst case) and the request's again without it,
-        then is recorded as its own ledger row once it ends (:meth:`_abandoned_ended`)."""
-        counts = {"hedge": 0, "other": 0}
-
-        def abandoned(a: Abandoned) -> None:
-            kind = "hedge" if a.why == "hedge" else "other"
-            counts[kind] += 1
-            rid = _abandoned_id(req.request_id, a.why, counts[kind])
-            dep = self.deployments[a.deployment]
-            worst = self.spend.worst(a.request, [dep])  # of what was sent, on its deployment
-            res = self.spend.hold_back(admission, worst)
-            held = Admission(res, admission.tags, worst, budgets=admission.budgets)
-            rec = self._record(req, principal, alias, started, None)
-            rec.request_id, rec.tags = rid, list(admission.tags)
-            rec.deployment, rec.provider, rec.attempts = a.deployment, a.provider, 1
-            rec.fallback = a.alias if a.alias != alias else None
-            lost = lost_record(replace(rec), worst)
-            lost.created_at = datetime.fromtimestamp(a.started_at, UTC)
-            self.spend.ledger.intent(lost, self.spend.enforcer.lost_settles([res] if res else []))
-            if res is not None:
-                intend()  # the request's own intent no longer charges that hold
-            task = asyncio.ensure_future(self._abandoned_ended(a, rec, held, alias))
-            self._abandoned.add(task)
-            task.add_done_callback(self._abandoned.discard)
-
-        return abandoned
-
-    async def _abandoned_ended(
-        self, a: Abandoned, rec: LedgerRecord, held: Admission, alias: str
-    ) -> None:
-        """An abandoned attempt, once it ends: its own ledger row (outcome ``hedge_lost``,
-        ``abandoned_timeout`` or ``abandoned_deadline``) with its real usage and cost,
-        settled against the reservation held back for it; $0 if it ended without an answer
-        the provider bills (an error status, a reset before any response); if it hung past
-        its bound, ``abandoned_hung`` at the worst case of what was sent (usage estimated),
-        which ``interlock spend reconcile`` corrects where the provider publishes usage."""
-        answer: GatewayResponse | None
-        try:
-            answer = await a.answer
-        except InterlockError as err:
-            # Charged nothing, like any failed attempt; the row replaces its intent.
-            rec.status, rec.outcome = err.status, err.code
-            rec.latency_ms = (time.time() - a.started_at) * 1000
-            await self.spend.finish(held, Decimal(0), rec)
-            return
-        except Exception:
-            # A bug reading it: charged as a hang (never below what may have been billed).
-            log.exception("reading an abandoned attempt's answer failed")
-            answer = None
-        if answer is None:
-            rec.status, rec.outcome, rec.usage_estimated = 0, ABANDONED_HUNG, True
-            # Reconciled like replica_lost rows: from when it may have started billing.
-            rec.created_at = datetime.fromtimestamp(a.started_at, UTC)
-            cost = rec.reserved_usd = held.worst_usd
-        else:
-            rec.outcome = _ABANDONED_OUTCOMES.get(a.why, "abandoned_timeout")
-            usage = answer.usage
-            if usage is not None:
-                rec.prompt_tokens, rec.completion_tokens = (
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                )
-                rec.cached_tokens, rec.reasoning_tokens = (
-                    usage.cached_tokens,
-                    usage.reasoning_tokens,
-                )
-                rec.usage_estimated = usage.estimated
-                self.metrics.observe_tokens(
-                    alias, a.deployment, usage.prompt_tokens, usage.completion_tokens
-                )
-            cost = self.spend.cost(a.deployment, usage)
-        rec.latency_ms = (time.time() - a.started_at) * 1000
-        await self.spend.finish(held, cost, rec)
-
-    def _intent(
-        self,
-        req: GatewayRequest,
-        principal: Principal,
-        alias: str,
-        started: float,
-        admission: Admission,
-        candidates: list[Deployment],
-    ) -> Callable[[], None]:
-        """Spool the request's intent before its upstream call (and return how to spool it
-        again once more was reserved for it): a process that dies while the request is at
-        the provider leaves a ``replica_lost`` row at its worst case, and its holds are
-        charged at that amount, when its spool is replayed (spend/ledger.py)."""
-        if not req.request_id:
-            req.request_id = "req_" + secrets.token_hex(12)
-        unbudgeted = self.spend.worst(req, candidates) if not admission.reservations else None
-
-        def intend() -> None:
-            held = admission.reservations
-            worst = from_nano(sum(r.amount for r in held)) if held else unbudgeted or Decimal(0)
-            rec = lost_record(self._record(req, principal, alias, started, None), worst)
-            rec.tags = list(admission.tags)
-            self.spend.ledger.intent(rec, self.spend.enforcer.lost_settles(held))
-
-        intend()
-        return intend
-
-    def _prefer_cached_prefix(
-        self, req: GatewayRequest, route: Route, deps: list[Deployment]
-    ) -> list[Deployment]:
-        req.prompt_digests = PromptAffinity.digests(
-            route.alias, req.body, route.spec.prompt_affinity_min_tokens
-        )
-        preferred = self.affinity.preferred(req.prompt_digests)
-        if preferred is None:
-            return deps
-        first = [d for d in deps if d.name == preferred]
-        if first:
-            self.metrics.affinity_routed(route.alias)
-        return first + [d for d in deps if d.name != preferred]
-
-    def _expected_cost(self, dep: Deployment, req: GatewayRequest, prompt: int) -> float | None:
-        """For lowest-cost routing: this request's cost on ``dep`` (None: price unknown)."""
-        price = self.spend.prices[dep.name].price
-        if price is None or self.spend.prices[dep.name].warning:
-            return None
-        out = req.body.get("max_completion_tokens") or req.body.get("max_tokens") or 256
-        usage = Usage(prompt_tokens=prompt, completion_tokens=out if isinstance(out, int) else 256)
-        return float(self.spend.cost(dep.name, usage))
-
     @staticmethod
     def _token_estimate(req: GatewayRequest) -> int:
         """Tokens admitted against TPM limits: the prompt plus the requested output."""
@@ -836,17 +610,8 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
         if result is not None:
             rec.deployment, rec.provider = result.deployment, result.provider
             rec.attempts, rec.fallback = len(result.attempts), result.fallback
-            usage = result.usage
-            if usage is not None:
-                rec.prompt_tokens, rec.completion_tokens = (
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                )
-                rec.cached_tokens, rec.reasoning_tokens = (
-                    usage.cached_tokens,
-                    usage.reasoning_tokens,
-                )
-                rec.usage_estimated = usage.estimated
+            if result.usage is not None:
+                record_usage(rec, result.usage)
         return rec
 
     async def _run(
@@ -943,37 +708,6 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath):
 
     def visible_models(self, principal: Principal) -> list[Route]:
         return [r for r in self.catalog.routes() if principal.may_use(r.alias)]
-
-
-# The ledger outcome of an abandoned attempt that answered, by why it was abandoned.
-_ABANDONED_OUTCOMES = {
-    "hedge": "hedge_lost",
-    "timeout": "abandoned_timeout",
-    "deadline": "abandoned_deadline",
-}
-
-
-def _abandoned_id(request_id: str, why: str, n: int) -> str:
-    """The ledger id of a request's ``n``-th abandoned attempt (of its kind): its own row,
-    next to the request's: ``<id>-hedge`` (then ``-hedge2``...) for a hedge's loser,
-    ``<id>-a1``, ``-a2``... for the others. Within the column's 64 characters."""
-    hedge = "-hedge" if n == 1 else f"-hedge{n}"
-    suffix = hedge if why == "hedge" else f"-a{n}"
-    return request_id[: 64 - len(suffix)] + suffix
-
-
-def _intending(
-    hook: Callable[[str], Awaitable[None]], admission: Admission, intend: Callable[[], None]
-) -> Callable[[str], Awaitable[None]]:
-    """``hook``, then the intent spooled again when it reserved another attempt."""
-
-    async def before(deployment: str) -> None:
-        n = len(admission.reservations)
-        await hook(deployment)
-        if len(admission.reservations) != n:
-            intend()
-
-    return before
 
 
 async def _teed(

@@ -11,8 +11,8 @@ from interlock.errors import (
     UpstreamProtocolError,
 )
 from interlock.gateway.base import GatewayBase
+from interlock.routing.attempts import Plan
 from interlock.routing.embed_batch import Embedded
-from interlock.routing.executor import Plan
 from interlock.types import (
     Endpoint,
     GatewayRequest,

@@ -4,7 +4,7 @@ Pure functions and a small budget object with an injected clock; the executor ap
 them. The budget keeps retries to a share of live traffic (``ratio`` of requests, plus
 a small floor per second), so a failing provider is not hammered by its own retries.
 
-What counts against it (routing/executor.py ``_next``): an attempt that goes back to a
+What counts against it (routing/attempts.py ``_next``): an attempt that goes back to a
 deployment this request already tried, and a hedge's second call. Failing over to a
 deployment of the alias not tried yet is free: it adds nothing to the load of the
 deployment that failed, and refusing it turned one hung provider into client-facing

@@ -18,7 +18,8 @@ import orjson
 
 from interlock.batcher import MicroBatcher
 from interlock.errors import UpstreamProtocolError
-from interlock.routing.executor import Executor, Plan
+from interlock.routing.attempts import Plan
+from interlock.routing.executor import Executor
 from interlock.types import Attempt, Endpoint, GatewayRequest, Usage
 
 

@@ -3,7 +3,7 @@
 A request in flight on a process that died is recorded, when its spool is replayed, at its
 worst case (spend/ledger.py): the ledger never reads below what the provider could have
 billed. So is an attempt the gateway abandoned that hung past its bound (``abandoned_hung``,
-gateway/core.py); both are "lost rows" here (storage.ledger.WORST_CASE_OUTCOMES). Where a provider publishes its usage (opt-in per provider,
+gateway/abandoned.py); both are "lost rows" here (storage.ledger.WORST_CASE_OUTCOMES). Where a provider publishes its usage (opt-in per provider,
 ``providers.<name>.usage_api``; OpenAI's organization usage API, per minute and model),
 this module replaces that worst case by what was billed:
 
@@ -492,7 +492,7 @@ def reach_from(settings: Settings) -> dict[str, set[tuple[str, str]]]:
 
 def abandoned_reach(settings: Settings) -> float:
     """How long after its start an abandoned attempt may have been billed: it runs on for
-    at most its deployment's ``timeouts.total_s`` (gateway/core.py)."""
+    at most its deployment's ``timeouts.total_s`` (gateway/abandoned.py)."""
     return max((d.timeouts.total_s for d in settings.deployments.values()), default=0.0)
 
 

@@ -32,7 +32,7 @@ _UPSERT = (
 
 # Rows that carry a worst case rather than what the provider billed, reconciled with the
 # provider's usage (spend/reconcile.py): requests lost with their process, and attempts
-# the gateway abandoned that hung past their bound (gateway/core.py).
+# the gateway abandoned that hung past their bound (gateway/abandoned.py).
 ABANDONED_HUNG = "abandoned_hung"
 WORST_CASE_OUTCOMES = ("replica_lost", ABANDONED_HUNG)
 
