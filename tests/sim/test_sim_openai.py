@@ -40,8 +40,9 @@ def test_chat_plain_shape_and_usage(http: httpx.Client) -> None:
     choice = body["choices"][0]
     assert choice["finish_reason"] == "stop" and choice["message"]["role"] == "assistant"
     assert len(choice["message"]["content"].split()) == 16
-    # "You are terse." = 4 tokens, "Which route is clear?" = 5 tokens
-    assert body["usage"]["prompt_tokens"] == 4 + 5 + 3 * 2 + 3
+    # "You are terse." = 4 tokens, "Which route is clear?" = 5 tokens; OpenAI's published
+    # rule adds 3 per message plus its role ("system", "user": 1 token each) and 3 priming.
+    assert body["usage"]["prompt_tokens"] == 4 + 5 + (3 + 1) * 2 + 3
     assert body["usage"]["completion_tokens"] == 16
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 16
 

@@ -35,7 +35,7 @@ UPSTREAM = {
     "gemini": "sim-gemini",
     "bedrock": "anthropic.claude-3-haiku-20240307-v1:0",
 }
-OUTPUT_TOKENS = 60
+OUTPUT_TOKENS = 150  # long enough that a token or two of timing per stream is well under 2%
 TOKENS_PER_S = 100.0  # slow enough that the simulator's own lag is a small share
 PROMPT = "Which signal protects the junction north of the station, and when is it clear?"
 SYSTEM = "You are a careful signalling engineer."

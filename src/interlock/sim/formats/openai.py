@@ -148,7 +148,10 @@ def _message_texts(messages: list[Any]) -> list[str]:
                 param=f"messages[{i}].role",
                 code="missing_required_parameter",
             )
-        parts = text_of(msg.get("content"))
+        # OpenAI's published count includes each message's role (and name) tokens.
+        parts = [msg["role"], *text_of(msg.get("content"))]
+        if isinstance(msg.get("name"), str):
+            parts.append(msg["name"])
         calls = msg.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
             raise BadRequest(
