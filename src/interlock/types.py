@@ -52,6 +52,10 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False  # True when counted by the gateway, not reported upstream
+    # Prompt-cache writes (Anthropic, Bedrock): part of prompt_tokens like cached_tokens,
+    # billed at the cache-write rate of their TTL (5 minutes, the default, or 1 hour).
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -31,6 +31,15 @@ class UpstreamCall:
     headers: dict[str, str]
     body: bytes
     stream: bool = False
+    # What the adapter changed to fit the model's rules (providers/capabilities.py): sent
+    # to the client as ``x-interlock-warnings`` with the answer this call produced.
+    warnings: tuple[str, ...] = ()
+
+
+def warnings_header(warnings: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """``x-interlock-warnings``: what the adapter changed, ``; ``-separated, ASCII only."""
+    text = "; ".join(w.replace(";", ",") for w in warnings)
+    return b"x-interlock-warnings", text.encode("ascii", "replace")[:2048]
 
 
 @dataclass(slots=True)

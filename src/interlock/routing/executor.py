@@ -38,6 +38,7 @@ from interlock.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from interlock.providers.base import warnings_header
 from interlock.providers.registry import Deployment
 from interlock.providers.tokens import estimate_request_tokens
 from interlock.providers.transport import PendingReply, Transport
@@ -206,7 +207,10 @@ class Executor(StreamingPath):
         self._latency.setdefault(
             plan.route.alias, _Quantile(plan.hedge.quantile if plan.hedge else 0.95)
         ).add(elapsed)
-        return GatewayResponse(200, done.body, done.usage, dep.name, dep.provider, attempts)
+        answer = GatewayResponse(200, done.body, done.usage, dep.name, dep.provider, attempts)
+        if call.warnings:
+            answer.headers.append(warnings_header(call.warnings))
+        return answer
 
     @staticmethod
     async def _later(

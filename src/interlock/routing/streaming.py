@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from interlock.errors import DeadlineExceeded, UpstreamError, UpstreamTimeout
-from interlock.providers.base import StreamDecoder
+from interlock.providers.base import StreamDecoder, warnings_header
 from interlock.providers.registry import Deployment
 from interlock.providers.transport import PendingStream, UpstreamStream
 from interlock.routing.attempts import ExecutorBase, Plan, Tries, as_client_deadline
@@ -108,6 +108,8 @@ class StreamingPath(ExecutorBase):
             result = GatewayStream(
                 chunks=_empty(), deployment=dep.name, provider=dep.provider, attempts=tries.attempts
             )
+            if call.warnings:
+                result.headers.append(warnings_header(call.warnings))
             result.chunks = self._pump(
                 result,
                 dep,
