@@ -1,15 +1,18 @@
-"""OpenAI (and Azure OpenAI) wire format: chat completions, completions, embeddings, models."""
+"""OpenAI (and Azure OpenAI, classic and v1) wire format: chat completions, completions,
+embeddings, models. Every request body is checked against OpenAI's published spec
+(sim/conformance/openai.py) and refused like OpenAI refuses it."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
+from interlock.sim.conformance.openai import request_issues
 from interlock.sim.embeddings import embed, encode_base64
 from interlock.sim.engine import Choice, GenSpec, Tool
 from interlock.sim.formats.common import (
@@ -481,44 +484,79 @@ class CompletionRenderer:
 # --------------------------------------------------------------------------- handlers
 
 
-def _azure_check(request: web.Request) -> web.Response | None:
-    if not request.headers.get("api-key"):
-        return json_response(
-            {
-                "error": {
-                    "code": "401",
-                    "message": "Access denied due to invalid subscription key or wrong API endpoint. "
-                    "Make sure to provide a valid key for an active subscription and use a "
-                    "correct regional API endpoint for your resource.",
-                }
-            },
-            401,
-        )
-    if not request.query.get("api-version"):
-        return openai_error(
-            400,
-            "Missing required query parameter: 'api-version'.",
-            param="api-version",
-            code="missing_required_parameter",
-        )
+# Where a request came in: OpenAI's /v1, Azure's classic deployment routes
+# (/openai/deployments/{dep}/...?api-version=...) or Azure's v1 API (/openai/v1/..., the
+# model in the body, no api-version).
+Mode = Literal["openai", "azure", "azure_v1"]
+
+
+def _azure_denied() -> web.Response:
+    return json_response(
+        {
+            "error": {
+                "code": "401",
+                "message": "Access denied due to invalid subscription key or wrong API endpoint. "
+                "Make sure to provide a valid key for an active subscription and use a "
+                "correct regional API endpoint for your resource.",
+            }
+        },
+        401,
+    )
+
+
+def _azure_check(request: web.Request, mode: Mode) -> web.Response | None:
+    bearer = request.headers.get("authorization", "")
+    if not request.headers.get("api-key") and not (
+        mode == "azure_v1" and bearer.lower().startswith("bearer ") and bearer[7:].strip()
+    ):
+        return _azure_denied()
+    version = request.query.get("api-version")
+    if mode == "azure_v1":
+        # The v1 API takes no dated api-version (only "preview", for preview features).
+        if version is not None and version != "preview":
+            return json_response(
+                {
+                    "error": {
+                        "code": "BadRequest",
+                        "message": "api-version query parameter is not allowed when using /v1 path",
+                    }
+                },
+                400,
+            )
+        return None
+    if not version:
+        # Azure answers a deployment route without api-version as an unknown resource.
+        return json_response({"error": {"code": "404", "message": "Resource not found"}}, 404)
     return None
 
 
+def _spec_refusal(path: str, body: dict[str, Any]) -> web.Response | None:
+    """OpenAI's answer to a body its published spec refuses (sim/conformance/openai.py)."""
+    found = request_issues(path, body)
+    if not found:
+        return None
+    first = found[0]
+    return openai_error(400, first.message, param=first.param, code=first.code)
+
+
 async def _prelude(
-    request: web.Request, azure: bool
+    request: web.Request, mode: Mode, path: str
 ) -> tuple[SimState, dict[str, Any], str, web.Response | None]:
     st = state_of(request)
     raw = await st.read(request)
-    if azure:
-        denied = _azure_check(request)
+    if mode != "openai":
+        denied = _azure_check(request, mode)
         if denied is not None:
             return st, {}, "", denied
     try:
         body = parse_body(raw)
     except BadRequest as exc:
         return st, {}, "", _bad(exc)
-    if azure:
-        return st, body, request.match_info["deployment"], None
+    if mode == "azure":
+        deployment = request.match_info["deployment"]
+        # The deployment names the model; a body without one is what the spec describes.
+        refused = _spec_refusal(path, {"model": deployment, **body})
+        return st, body, deployment, refused
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return (
@@ -532,14 +570,14 @@ async def _prelude(
                 code="missing_required_parameter",
             ),
         )
-    return st, body, model, None
+    return st, body, model, _spec_refusal(path, body)
 
 
-def chat_handler(azure: bool) -> Handler:
-    fmt = "azure" if azure else "openai"
+def chat_handler(mode: Mode) -> Handler:
+    fmt = "openai" if mode == "openai" else "azure"
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        st, body, model, early = await _prelude(request, azure)
+        st, body, model, early = await _prelude(request, mode, "chat/completions")
         if early is not None:
             return early
         stream = bool(body.get("stream"))
@@ -584,11 +622,11 @@ def _prompts(value: Any) -> list[tuple[str, int]]:
     raise BadRequest("Invalid type for 'prompt'.", param="prompt", code="invalid_type")
 
 
-def completion_handler(azure: bool) -> Handler:
-    fmt = "azure" if azure else "openai"
+def completion_handler(mode: Mode) -> Handler:
+    fmt = "openai" if mode == "openai" else "azure"
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        st, body, model, early = await _prelude(request, azure)
+        st, body, model, early = await _prelude(request, mode, "completions")
         if early is not None:
             return early
         stream = bool(body.get("stream"))
@@ -653,11 +691,11 @@ def _embedding_inputs(value: Any) -> list[tuple[str, int]]:
     )
 
 
-def embeddings_handler(azure: bool) -> Handler:
-    fmt = "azure" if azure else "openai"
+def embeddings_handler(mode: Mode) -> Handler:
+    fmt = "openai" if mode == "openai" else "azure"
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        st, body, model, early = await _prelude(request, azure)
+        st, body, model, early = await _prelude(request, mode, "embeddings")
         if early is not None:
             return early
         decision, replaced = await run_faults(
@@ -771,12 +809,17 @@ async def get_model(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", chat_handler(False))
-    app.router.add_post("/v1/completions", completion_handler(False))
-    app.router.add_post("/v1/embeddings", embeddings_handler(False))
+    app.router.add_post("/v1/chat/completions", chat_handler("openai"))
+    app.router.add_post("/v1/completions", completion_handler("openai"))
+    app.router.add_post("/v1/embeddings", embeddings_handler("openai"))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     base = "/openai/deployments/{deployment}"
-    app.router.add_post(base + "/chat/completions", chat_handler(True))
-    app.router.add_post(base + "/completions", completion_handler(True))
-    app.router.add_post(base + "/embeddings", embeddings_handler(True))
+    app.router.add_post(base + "/chat/completions", chat_handler("azure"))
+    app.router.add_post(base + "/completions", completion_handler("azure"))
+    app.router.add_post(base + "/embeddings", embeddings_handler("azure"))
+    # Azure OpenAI's v1 API: OpenAI's paths under /openai/v1, the model in the body.
+    app.router.add_post("/openai/v1/chat/completions", chat_handler("azure_v1"))
+    app.router.add_post("/openai/v1/completions", completion_handler("azure_v1"))
+    app.router.add_post("/openai/v1/embeddings", embeddings_handler("azure_v1"))
+    app.router.add_get("/openai/v1/models", list_models)
