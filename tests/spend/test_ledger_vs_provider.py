@@ -39,6 +39,13 @@ def workers_of(pid: int) -> list[int]:
             or "multiprocessing" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]  # fmt: skip
 
 
+def supervisor_lines(output: str) -> list[str]:
+    """What the gateway's supervisor and dying workers said (not the access log)."""
+    keep = ("worker", "Traceback", "Error", "Killed", "stopping", "Finished", "Started")
+    return [line[:300] for line in output.splitlines()
+            if "interlock.access" not in line and any(k in line for k in keep)][-12:]  # fmt: skip
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_ledger_matches_provider_through_outage_and_crash(
@@ -103,7 +110,12 @@ def test_ledger_matches_provider_through_outage_and_crash(
             proxy.cut()  # the database is gone
             outage_end = time.monotonic() + OUTAGE_S
             while time.monotonic() < outage_end:
-                burst("during")
+                try:
+                    burst("during")
+                except httpx.TransportError as exc:
+                    # Say why in the failure line itself (CI shows little more).
+                    raise AssertionError(f"{exc!r}; gateway exit {gw.proc.poll()}; "  # type: ignore[union-attr]
+                                         f"{supervisor_lines(gw.output())}") from exc  # fmt: skip
                 time.sleep(min(5.0, max(0.0, outage_end - time.monotonic())))
             assert c.get("/readyz").status_code == 503  # it says so
             workers = workers_of(gw.proc.pid)  # type: ignore[union-attr]

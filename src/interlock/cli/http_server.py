@@ -306,6 +306,7 @@ class _Worker(Process):
         self, config: uvicorn.Config, sockets: list[socket.socket], limits: ServerLimits
     ) -> None:
         self.limits = limits
+        self.ready_seen = False  # the supervisor saw it finish startup
         super().__init__(config, sockets)
 
     @property
@@ -324,6 +325,8 @@ class Supervisor(Multiprocess):
     ) -> None:
         super().__init__(config, sockets)
         self.limits = limits
+        self._failures: dict[int, int] = {}  # slot -> replacements that failed to start
+        self._retry_at: dict[int, float] = {}  # slot -> when to try that slot again
 
     def _new(self) -> _Worker:
         return _Worker(self.config, self.sockets, self.limits)
@@ -346,17 +349,37 @@ class Supervisor(Multiprocess):
         if self.should_exit.is_set():
             return
         for idx, process in enumerate(self.processes):
+            assert isinstance(process, _Worker)
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                if not process.ready_seen and process.is_ready(timeout=1):
+                    process.ready_seen = True
+                    self._failures.pop(idx, None)  # it started: the backoff starts over
                 continue
             process.kill()
             process.join()
-            if process.exitcode == 3:  # STARTUP_FAILURE: it would fail the same way again
-                log.error("worker [%s] failed to start; stopping", process.pid)
-                self.should_exit.set()
-                return
             if self.should_exit.is_set():
                 return
-            log.info("worker [%s] died; starting another", process.pid)
+            if process.exitcode == 3 or not process.ready_seen:  # it never started
+                if not any(p is not process and p.is_alive(1) for p in self.processes):
+                    # Nothing serves: a new worker would fail the same way; the process
+                    # manager (systemd, Kubernetes) restarts the gateway with its backoff.
+                    log.error("worker [%s] failed to start; no worker serves; stopping",
+                              process.pid)  # fmt: skip
+                    self.should_exit.set()
+                    return
+                # A replacement failed to start (something it needs at startup is down)
+                # while other workers serve: they go on serving; this slot is retried with
+                # backoff (1 s doubling to 30 s) instead of taking the gateway down.
+                failures = self._failures.get(idx, 0)
+                due = self._retry_at.setdefault(idx, time.monotonic() + min(30.0, 2.0**failures))
+                if time.monotonic() < due:
+                    continue
+                del self._retry_at[idx]
+                self._failures[idx] = failures + 1
+                log.error("worker [%s] failed to start while others serve; starting another "
+                          "(attempt %d)", process.pid, failures + 2)  # fmt: skip
+            else:
+                log.info("worker [%s] died; starting another", process.pid)
             process = self._new()
             process.start()
             self.processes[idx] = process
@@ -371,6 +394,7 @@ class Supervisor(Multiprocess):
                 new.kill()
                 new.join()
                 return
+            new.ready_seen = True
             old.terminate()
             old.join()
             self.processes[idx] = new
