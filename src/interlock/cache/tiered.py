@@ -51,7 +51,15 @@ class CachedAnswer:
             {
                 "v": 1,
                 "body": self.body.decode(),
-                "usage": [u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.reasoning_tokens]
+                # An entry written before cache writes were kept has 4 numbers (read as 0).
+                "usage": [
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                    u.cached_tokens,
+                    u.reasoning_tokens,
+                    u.cache_write_tokens,
+                    u.cache_write_1h_tokens,
+                ]
                 if u
                 else None,
                 "deployment": self.deployment,
@@ -69,7 +77,7 @@ class CachedAnswer:
             u = d["usage"]
             return cls(
                 d["body"].encode(),
-                Usage(u[0], u[1], u[2], u[3]) if u else None,
+                _usage(u) if u else None,
                 d["deployment"],
                 d["provider"],
                 Decimal(d["cost"]),
@@ -78,6 +86,19 @@ class CachedAnswer:
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             return None  # a foreign or damaged entry is a miss
+
+
+def _usage(u: list[int]) -> Usage:
+    """A stored usage list: 6 numbers, or the 4 of an entry stored before cache writes."""
+    writes = (int(u[4]), int(u[5])) if len(u) >= 6 else (0, 0)
+    return Usage(
+        int(u[0]),
+        int(u[1]),
+        int(u[2]),
+        int(u[3]),
+        cache_write_tokens=writes[0],
+        cache_write_1h_tokens=writes[1],
+    )
 
 
 class TieredCache:

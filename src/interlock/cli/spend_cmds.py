@@ -271,6 +271,12 @@ def report_spend(config: str | None, by: str, since: str, until: str | None, fmt
             f"\ntotal: {total.requests:,} requests, ${_text(total.cost_usd)} "
             f"(${_text(per.quantize(Decimal('1e-10')))} per request); {_window_line(start, end)}"
         )
+        click.echo(
+            f"tokens: {total.prompt_tokens:,} prompt ({total.cached_tokens:,} cache reads, "
+            f"{total.cache_write_tokens:,} cache writes 5m, {total.cache_write_1h_tokens:,} "
+            f"cache writes 1h), {total.completion_tokens:,} completion "
+            f"({total.reasoning_tokens:,} reasoning); details from unrolled rows"
+        )
 
 
 @report.command("top")

@@ -92,4 +92,6 @@ def record_usage(rec: LedgerRecord, usage: Usage) -> None:
     """Put what the provider reported (or what was counted) for a call on its record."""
     rec.prompt_tokens, rec.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     rec.cached_tokens, rec.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+    rec.cache_write_tokens = usage.cache_write_tokens
+    rec.cache_write_1h_tokens = usage.cache_write_1h_tokens
     rec.usage_estimated = usage.estimated

@@ -21,7 +21,11 @@ DeploymentKind = Literal["chat", "embeddings", "completions"]
 class PriceSettings(SettingsModel):
     input_per_mtok: float = Field(default=0.0, ge=0)
     output_per_mtok: float = Field(default=0.0, ge=0)
-    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)  # cache reads
+    # Prompt-cache writes, 5-minute (default) and 1-hour TTL. Left out: the input rate,
+    # except Claude models: Anthropic's 1.25x / 2x of input_per_mtok (docs/spend.md).
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_1h_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class UsageApiSettings(SettingsModel):

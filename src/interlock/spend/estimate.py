@@ -163,6 +163,11 @@ async def from_ledger(
             "requests": t.requests,
             "prompt_tokens": t.prompt_tokens,
             "completion_tokens": t.completion_tokens,
+            # Parts of the two above, from raw rows (roll-ups keep only the totals).
+            "cached_tokens": t.cached_tokens,
+            "cache_write_tokens": t.cache_write_tokens,
+            "cache_write_1h_tokens": t.cache_write_1h_tokens,
+            "reasoning_tokens": t.reasoning_tokens,
             "observed_cost_usd": t.cost_usd,
             "cost_per_day": _q(t.cost_usd / days),
             "days_in_month": month_days,
@@ -176,7 +181,13 @@ async def from_ledger(
             if entry is None:
                 raise KeyError(f"no price for model {cheaper_tier!r} in the price table")
             cost = tokens_cost(
-                entry.price, t.requests, t.prompt_tokens, t.cached_tokens, t.completion_tokens
+                entry.price,
+                t.requests,
+                t.prompt_tokens,
+                t.cached_tokens,
+                t.completion_tokens,
+                t.cache_write_tokens,
+                t.cache_write_1h_tokens,
             )
             month = cost * scale
             what_if["cheaper_tier"] = {

@@ -86,6 +86,9 @@ class LedgerRecord:
     # The worst case reserved for the request (None: nothing was); a replica_lost row's
     # cost until the provider's usage says otherwise (spend/reconcile.py).
     reserved_usd: Decimal | None = None
+    # Prompt-cache writes, part of prompt_tokens like cached_tokens (cache reads).
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     def to_row(self) -> list[Any]:
         """The record as a JSON-safe list in :data:`LEDGER_COLUMNS` order (built by hand:
@@ -118,6 +121,8 @@ class LedgerRecord:
             self.latency_ms,
             self.ttft_ms,
             None if self.reserved_usd is None else str(self.reserved_usd),
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
         ]
 
     def to_json(self) -> dict[str, Any]:

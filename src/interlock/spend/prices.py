@@ -89,7 +89,10 @@ def to_decimal(value: Decimal | int | str | float) -> Decimal:
 class Price:
     """Rates in USD per 1M tokens, plus flat fees in USD.
 
-    ``cached_input`` (cache reads) and ``cache_write`` default to ``input``.
+    ``cached_input`` (cache reads) defaults to ``input``; ``cache_write`` (prompt-cache
+    writes with the default 5-minute TTL) defaults to ``input`` and ``cache_write_1h``
+    (1-hour TTL writes) to the larger of ``input`` and ``cache_write``: a missing write
+    price never makes a write cheaper than an uncached prompt token (docs/spend.md).
     """
 
     input: Decimal
@@ -99,15 +102,18 @@ class Price:
     per_request: Decimal = _ZERO
     per_image: Decimal = _ZERO
     source: PriceSource = "table"
+    cache_write_1h: Decimal = _SAME_AS_INPUT
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input", "cache_write", "per_request", "per_image"):
+        for name in _RATE_NAMES:
             value = getattr(self, name)
             if not isinstance(value, Decimal):
                 # Floats would bring binary rounding into money.
                 raise TypeError(f"Price.{name} must be a Decimal, not {type(value).__name__}")
             if value.is_nan() and name in ("cached_input", "cache_write"):
                 object.__setattr__(self, name, self.input)
+            elif value.is_nan() and name == "cache_write_1h":
+                object.__setattr__(self, name, max(self.input, self.cache_write))
             elif not value.is_finite() or value < 0:
                 raise ValueError(f"Price.{name} must be a finite, non-negative Decimal")
         if self.source not in ("table", "config", "policy"):
@@ -115,14 +121,20 @@ class Price:
 
     @property
     def is_free(self) -> bool:
-        return not (
-            self.input
-            or self.output
-            or self.cached_input
-            or self.cache_write
-            or self.per_request
-            or self.per_image
-        )
+        return not any(getattr(self, name) for name in _RATE_NAMES)
+
+    @property
+    def prompt_rates(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """Every rate a prompt token can be billed at: (input, cache read, 5-minute cache
+        write, 1-hour cache write)."""
+        return (self.input, self.cached_input, self.cache_write, self.cache_write_1h)
+
+
+# In validation order: cache_write_1h's default reads the validated cache_write.
+_RATE_NAMES = (
+    "input", "output", "cached_input", "cache_write", "cache_write_1h", "per_request",
+    "per_image",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +154,7 @@ _PRICE_FIELDS = {
     "output_per_mtok": "output",
     "cached_input_per_mtok": "cached_input",
     "cache_write_per_mtok": "cache_write",
+    "cache_write_1h_per_mtok": "cache_write_1h",
     "per_request": "per_request",
     "per_image": "per_image",
 }
@@ -410,16 +423,50 @@ class PriceDecision:
         return self.price is None
 
 
-def _config_price(settings: DeploymentSettings) -> Price | None:
+# Anthropic's published prompt-caching multipliers of the base input price (the same on
+# Bedrock and Vertex): a 5-minute write costs 1.25x, a 1-hour write 2x.
+# https://docs.claude.com/en/docs/build-with-claude/prompt-caching#pricing
+ANTHROPIC_WRITE_5M = Decimal("1.25")
+ANTHROPIC_WRITE_1H = Decimal(2)
+
+
+def _vendor(settings: DeploymentSettings, provider_kind: str | None, table: PriceTable) -> str:
+    """The model's vendor as far as it can be told: its table entry's, else Anthropic for
+    the anthropic kind or a Claude model id, else ""."""
+    entry = table.match(settings.model, provider_kind)
+    if entry is not None:
+        return entry.provider
+    if provider_kind == "anthropic" or "claude" in settings.model.lower():
+        return "anthropic"
+    return ""
+
+
+def _config_price(
+    settings: DeploymentSettings, provider_kind: str | None, table: PriceTable
+) -> Price | None:
+    """The deployment's configured price. Rates it leaves out: cache reads and writes cost
+    the input rate, except that a Claude model's writes default to Anthropic's published
+    1.25x (5-minute) and 2x (1-hour) of its configured input rate."""
     cfg = settings.price
     if cfg is None:
         return None
     input_rate = to_decimal(cfg.input_per_mtok)
-    cached = cfg.cached_input_per_mtok
+
+    def rate(value: float | None, default: Decimal) -> Decimal:
+        return default if value is None else to_decimal(value)
+
+    write_5m, write_1h = input_rate, input_rate
+    if (
+        cfg.cache_write_per_mtok is None or cfg.cache_write_1h_per_mtok is None
+    ) and _vendor(settings, provider_kind, table) == "anthropic":
+        write_5m, write_1h = input_rate * ANTHROPIC_WRITE_5M, input_rate * ANTHROPIC_WRITE_1H
+    write = rate(cfg.cache_write_per_mtok, write_5m)
     return Price(
         input=input_rate,
         output=to_decimal(cfg.output_per_mtok),
-        cached_input=input_rate if cached is None else to_decimal(cached),
+        cached_input=rate(cfg.cached_input_per_mtok, input_rate),
+        cache_write=write,
+        cache_write_1h=rate(cfg.cache_write_1h_per_mtok, max(write, write_1h)),
         source="config",
     )
 
@@ -436,7 +483,7 @@ def resolve_price(
 
     ``deployment`` is the deployment's name, used in the warning.
     """
-    configured = _config_price(deployment_settings)
+    configured = _config_price(deployment_settings, provider_kind, table)
     if configured is not None:
         return PriceDecision(configured)
     entry = table.match(deployment_settings.model, provider_kind)

@@ -9,8 +9,8 @@ Two sources make up a window ``[since, until)``:
 * raw ``ledger`` rows, one per request, filtered by ``created_at``;
 * ``ledger_daily`` roll-ups of rows older than the retention period. A rolled-up day
   counts whole when any part of it lies in the window. The roll-up keeps key, user, team,
-  model, deployment and outcome but not tags, provider, tier, cached tokens, attempts,
-  fallbacks or the stream flag: grouped by one of those, rolled-up spend shows as one
+  model, deployment and outcome but not tags, provider, tier, cache reads and writes,
+  reasoning tokens, attempts, fallbacks or the stream flag: grouped by one of those, rolled-up spend shows as one
   ``(rolled up)`` group, and the waste and batching figures that need them cover raw rows
   only.
 
@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, and_, case, cast, func, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.spend.cost import QUANTUM
+from interlock.spend.cost import QUANTUM, tokens_usd
 from interlock.spend.prices import Price, PriceTable, TableEntry
 from interlock.storage.ledger import GROUPS
 from interlock.storage.tables import ledger, ledger_daily
@@ -62,6 +62,8 @@ ROLLED_UP = "(rolled up)"  # roll-ups, when grouped by what the roll-up does not
 _ZERO = Decimal(0)
 _MTOK = Decimal(1_000_000)
 _SHARE = Decimal("0.0001")
+# Token details summed from raw ledger rows (the roll-up does not keep them).
+_DETAILS = ("cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
 _DAILY_GROUPS = {
     "key": ledger_daily.c.key_id,
     "user": ledger_daily.c.user_id,
@@ -101,12 +103,18 @@ class OptimisationRow(TypedDict):
 
 @dataclass(slots=True)
 class Totals:
-    """Sums over a window (cached tokens and streaming split: raw rows only)."""
+    """Sums over a window. ``prompt_tokens`` includes the cache reads (``cached_tokens``)
+    and writes (``cache_write_tokens``: 5-minute TTL, ``cache_write_1h_tokens``);
+    ``completion_tokens`` includes ``reasoning_tokens``. Those four and the streaming split
+    cover raw rows only (a roll-up keeps prompt and completion totals)."""
 
     requests: int = 0
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
     cost_usd: Decimal = _ZERO
     stream_cost_usd: Decimal = _ZERO  # raw streaming rows; roll-ups count as not batchable
     rolled_up_cost_usd: Decimal = _ZERO
@@ -116,6 +124,9 @@ class Totals:
         self.prompt_tokens += other.prompt_tokens
         self.cached_tokens += other.cached_tokens
         self.completion_tokens += other.completion_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
+        self.reasoning_tokens += other.reasoning_tokens
         self.cost_usd += other.cost_usd
         self.stream_cost_usd += other.stream_cost_usd
         self.rolled_up_cost_usd += other.rolled_up_cost_usd
@@ -169,6 +180,22 @@ def _sums(table: Any) -> list[Any]:
         func.coalesce(func.sum(table.c.completion_tokens), 0).label("completion_tokens"),
         func.coalesce(func.sum(table.c.cost_usd), 0).label("cost_usd"),
     ]
+
+
+def _detail_sums() -> list[Any]:
+    """Raw rows' token details: cache reads and writes, reasoning tokens."""
+    return [
+        func.coalesce(func.sum(getattr(ledger.c, name)), 0).label(name)
+        for name in _DETAILS
+    ]
+
+
+def _details(t: Totals, r: Mapping[str, Any]) -> Totals:
+    """``t`` with the token details of a raw-row sum (0 for a roll-up's)."""
+    t.cached_tokens, t.cache_write_tokens, t.cache_write_1h_tokens, t.reasoning_tokens = (
+        int(r.get(name) or 0) for name in _DETAILS
+    )
+    return t
 
 
 async def _fetch(engine: AsyncEngine, query: Any) -> list[dict[str, Any]]:
@@ -233,7 +260,7 @@ async def totals(engine: AsyncEngine, since: datetime, until: datetime | None = 
     """Requests, tokens and cost in the window, raw rows and roll-ups together."""
     raw = select(
         *_sums(ledger),
-        func.coalesce(func.sum(ledger.c.cached_tokens), 0).label("cached_tokens"),
+        *_detail_sums(),
         func.coalesce(
             func.sum(case((ledger.c.stream == true(), ledger.c.cost_usd), else_=0)), 0
         ).label("stream_cost_usd"),
@@ -242,15 +269,15 @@ async def totals(engine: AsyncEngine, since: datetime, until: datetime | None = 
     (r,) = await _fetch(engine, raw)
     (d,) = await _fetch(engine, daily)
     rolled = _money(d["cost_usd"])
-    return Totals(
+    out = Totals(
         requests=int(r["requests"]) + int(d["requests"]),
         prompt_tokens=int(r["prompt_tokens"]) + int(d["prompt_tokens"]),
-        cached_tokens=int(r["cached_tokens"]),
         completion_tokens=int(r["completion_tokens"]) + int(d["completion_tokens"]),
         cost_usd=_money(r["cost_usd"]) + rolled,
         stream_cost_usd=_money(r["stream_cost_usd"]),
         rolled_up_cost_usd=rolled,
     )
+    return _details(out, r)
 
 
 async def spend_by(
@@ -361,18 +388,27 @@ async def waste(
 
 
 def tokens_cost(
-    price: Price, requests: int, prompt_tokens: int, cached_tokens: int, completion_tokens: int
+    price: Price,
+    requests: int,
+    prompt_tokens: int,
+    cached_tokens: int,
+    completion_tokens: int,
+    cache_write_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
 ) -> Decimal:
-    """What these summed tokens cost at ``price`` (cached tokens at the cached-input rate)."""
-    cached = min(max(0, cached_tokens), max(0, prompt_tokens))
-    with localcontext() as ctx:
-        ctx.prec = 60
-        tokens = (
-            (prompt_tokens - cached) * price.input
-            + cached * price.cached_input
-            + completion_tokens * price.output
+    """What these summed tokens cost at ``price``: cache reads at the cached-input rate,
+    cache writes at their TTL's write rate (:func:`interlock.spend.cost.tokens_usd`)."""
+    return _q(
+        tokens_usd(
+            price,
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            requests,
         )
-        return _q(tokens / _MTOK + price.per_request * requests)
+    )
 
 
 def _chat_like(entry: TableEntry) -> bool:
@@ -380,11 +416,12 @@ def _chat_like(entry: TableEntry) -> bool:
 
 
 def cheaper_alternative(
-    table: PriceTable, entry: TableEntry, usage: tuple[int, int, int, int] = (1, 500, 0, 200)
+    table: PriceTable, entry: TableEntry, usage: tuple[int, ...] = (1, 500, 0, 200)
 ) -> TableEntry | None:
     """The cheapest table model to try instead of ``entry`` for this usage, or ``None``.
 
-    ``usage`` is (requests, prompt, cached, completion tokens). Smaller members of the
+    ``usage`` is (requests, prompt, cached, completion tokens[, 5-minute and 1-hour cache
+    writes]), as :func:`tokens_cost` takes them. Smaller members of the
     model's own family come first (``gpt-4o`` -> ``gpt-4o-mini``, ``gpt-4.1`` ->
     ``gpt-4.1-nano``); a model without one gets the cheapest chat model of the same vendor.
     Only models that would cost less than ``entry`` are returned. A what-if: whether the
@@ -457,7 +494,7 @@ async def optimisation(
             ledger.c.deployment.label("deployment"),
             ledger.c.stream.label("stream"),
             *_sums(ledger),
-            func.coalesce(func.sum(ledger.c.cached_tokens), 0).label("cached_tokens"),
+            *_detail_sums(),
         )
         .where(*where)
         .group_by(ledger.c.model, ledger.c.deployment, ledger.c.stream)
@@ -478,12 +515,14 @@ async def optimisation(
         t, batchable = parts.setdefault(key, (Totals(), [_ZERO]))
         cost = _money(r["cost_usd"])
         t.add(
-            Totals(
-                requests=int(r["requests"]),
-                prompt_tokens=int(r["prompt_tokens"]),
-                cached_tokens=int(r.get("cached_tokens", 0)),
-                completion_tokens=int(r["completion_tokens"]),
-                cost_usd=cost,
+            _details(
+                Totals(
+                    requests=int(r["requests"]),
+                    prompt_tokens=int(r["prompt_tokens"]),
+                    completion_tokens=int(r["completion_tokens"]),
+                    cost_usd=cost,
+                ),
+                r,
             )
         )
         if r.get("stream") is not None and not r["stream"]:
@@ -492,7 +531,14 @@ async def optimisation(
     rows: dict[str, OptimisationRow] = {}
     for (model, deployment), (t, batchable) in sorted(parts.items()):
         entry = _resolve(table, model if model != NONE else "", deployment, upstream)
-        usage = (t.requests, t.prompt_tokens, t.cached_tokens, t.completion_tokens)
+        usage = (
+            t.requests,
+            t.prompt_tokens,
+            t.cached_tokens,
+            t.completion_tokens,
+            t.cache_write_tokens,
+            t.cache_write_1h_tokens,
+        )
         target: TableEntry | None = None
         if entry is not None:
             named = targets.get(entry.id)

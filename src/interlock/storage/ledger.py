@@ -19,9 +19,12 @@ LEDGER_COLUMNS = (
     "deployment", "provider", "tier", "status", "outcome", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "usage_estimated", "cost_usd", "saved_usd", "attempts",
     "cache", "stream", "fallback", "latency_ms", "ttft_ms", "reserved_usd",
+    "cache_write_tokens", "cache_write_1h_tokens",
 )  # fmt: skip
 _I_CREATED, _I_TAGS, _I_COST, _I_SAVED, _I_RESERVED = 1, 5, 18, 19, 26
 _N = len(LEDGER_COLUMNS)
+# Columns a row spooled by an older version lacks, and what they read then (None: NULL).
+_PAD: tuple[Any, ...] = (*([None] * (_N - 2)), 0, 0)
 # A final record replaces a replica_lost row of the same request (written from an intent
 # when its process looked dead); nothing else is ever overwritten.
 _UPSERT = (
@@ -256,7 +259,7 @@ class LedgerStore:
 def _padded(r: list[Any]) -> list[Any]:
     row = list(r[:_N])
     if len(row) < _N:
-        row += [None] * (_N - len(row))
+        row += _PAD[len(row) :]
     return row
 
 

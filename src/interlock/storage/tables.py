@@ -71,6 +71,10 @@ ledger = Table(
     Column("ttft_ms", Float, nullable=True),
     # The worst case reserved (migration 0009); a replica_lost row's cost until reconciled.
     Column("reserved_usd", Numeric(20, 10), nullable=True),
+    # Prompt-cache writes (migration 0011), part of prompt_tokens like cached_tokens (reads):
+    # 5-minute TTL (Anthropic's default, Bedrock) and 1-hour TTL.
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", Integer, nullable=False, server_default="0"),
 )
 
 # What `interlock spend reconcile` did: per provider, bucket range and model, the
