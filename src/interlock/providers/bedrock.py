@@ -41,6 +41,14 @@ from interlock.providers.base import (
     retry_after_seconds,
     upstream_message,
 )
+from interlock.providers.capabilities import Adjust, ModelRules, normalise_tool_id, rules_for
+from interlock.providers.rules.bedrock import (
+    CLAUDE_BUDGET,
+    MIN_CLAUDE_BUDGET,
+    NOVA_EFFORT,
+    Traits,
+    traits_for,
+)
 from interlock.providers.tokens import Generated, answer_usage, stream_usage
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
 
@@ -93,13 +101,21 @@ class BedrockAdapter:
                 f"{req.endpoint.value} is not supported by Bedrock models",
                 code="unsupported_endpoint",
             )
-        body = orjson.dumps(to_converse(req.body))
+        adj = Adjust(rules_for("bedrock", target.model))
+        body = orjson.dumps(to_converse(req.body, target.model, adj))
         headers = {
             "content-type": "application/json",
             "accept": "application/vnd.amazon.eventstream" if req.stream else "application/json",
             **target.headers,
         }
-        return UpstreamCall("POST", self.url(target, req.stream), headers, body, req.stream)
+        return UpstreamCall(
+            "POST",
+            self.url(target, req.stream),
+            headers,
+            body,
+            req.stream,
+            warnings=tuple(adj.warnings),
+        )
 
     def parse(self, req: GatewayRequest, target: Target, status: int, body: bytes) -> Completion:
         data = json_object(body)
@@ -135,7 +151,11 @@ class BedrockAdapter:
                 rt = block["reasoningContent"].get("reasoningText")
                 if isinstance(rt, dict) and isinstance(rt.get("text"), str):
                     reasoning.append(rt["text"])
-        msg: JSON = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+        msg: JSON = {
+            "role": "assistant",
+            "content": "".join(text) if text or not calls else None,
+            "refusal": None,
+        }
         if reasoning:
             msg["reasoning_content"] = "".join(reasoning)
         if calls:
@@ -213,17 +233,33 @@ def stop_reason(reason: Any) -> str:
 
 
 def usage_from_bedrock(data: Any) -> Usage | None:
-    """Bedrock counts cache reads/writes apart from ``inputTokens``; OpenAI's
-    ``prompt_tokens`` includes them, with the reads repeated as ``cached_tokens``."""
+    """Bedrock's ``TokenUsage``: ``inputTokens`` excludes cache reads and writes
+    (``cacheReadInputTokens`` / ``cacheWriteInputTokens``); OpenAI's ``prompt_tokens``
+    includes them, reads repeated as ``cached_tokens``. ``cacheDetails`` splits the writes
+    by TTL (``5m`` / ``1h``); writes it does not attribute count as 5-minute writes (the
+    default TTL). Converse reports no reasoning-token count (thinking is in outputTokens)."""
     if not isinstance(data, dict):
         return None
-    read = int(data.get("cacheReadInputTokens") or 0)
-    write = int(data.get("cacheWriteInputTokens") or 0)
+    read = _count(data.get("cacheReadInputTokens"))
+    write = _count(data.get("cacheWriteInputTokens"))
+    hour = 0
+    details = data.get("cacheDetails")
+    if isinstance(details, list):
+        for item in details:
+            if isinstance(item, dict) and item.get("ttl") == "1h":
+                hour += _count(item.get("inputTokens"))
+    hour = min(hour, write)
     return Usage(
-        prompt_tokens=int(data.get("inputTokens") or 0) + read + write,
-        completion_tokens=int(data.get("outputTokens") or 0),
+        prompt_tokens=_count(data.get("inputTokens")) + read + write,
+        completion_tokens=_count(data.get("outputTokens")),
         cached_tokens=read,
+        cache_write_tokens=write - hour,
+        cache_write_1h_tokens=hour,
     )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 # ------------------------------------------------------------------- request building
@@ -294,17 +330,27 @@ def _tool_result(content: Any) -> list[JSON]:
     return [{"json": value}] if isinstance(value, dict) else [{"text": text}]
 
 
-def to_converse(body: JSON) -> JSON:
-    """An OpenAI chat-completions body as a Bedrock ``Converse`` request."""
+def to_converse(body: JSON, model: str = "", adj: Adjust | None = None) -> JSON:
+    """An OpenAI chat-completions body as a Bedrock ``Converse`` request for ``model``,
+    after that model family's rules (``providers/rules/bedrock.py``); what was changed is
+    recorded on ``adj``. ``body`` itself is not modified (it is reused on failover)."""
+    rules = rules_for("bedrock", model)
+    traits = traits_for(rules)
+    adj = adj if adj is not None else Adjust(rules)
+    body = dict(body)
     n = body.get("n")
     if n is not None and n != 1:
-        raise InvalidRequest("Bedrock models return one choice; n must be 1", param="n")
+        raise InvalidRequest(
+            "Bedrock models return one choice; n must be 1", param="n", code="unsupported_parameter"
+        )
+    adj.apply_common(rules, body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty list", param="messages")
     system: list[JSON] = []
     turns: list[JSON] = []
     has_tool_blocks = False
+    tool_id = rules.tool_id
 
     def add(role: str, blocks: list[JSON]) -> None:
         if not blocks:
@@ -325,9 +371,16 @@ def to_converse(body: JSON) -> JSON:
             if text:
                 system.append({"text": text})
         elif role == "user":
-            add("user", _user_blocks(content, f"{param}.content"))
+            blocks = _user_blocks(content, f"{param}.content")
+            if not traits.images and any("image" in b for b in blocks):
+                raise InvalidRequest(
+                    f"'image_url' is not supported here: {rules.family} models take no images",
+                    param=f"{param}.content",
+                    code="unsupported_parameter",
+                )
+            add("user", blocks)
         elif role == "assistant":
-            blocks: list[JSON] = []
+            blocks = []
             text = _text_of(content)
             if text:
                 blocks.append({"text": text})
@@ -341,7 +394,9 @@ def to_converse(body: JSON) -> JSON:
                 blocks.append(
                     {
                         "toolUse": {
-                            "toolUseId": str(call.get("id") or f"call_{i}_{k}"),
+                            "toolUseId": normalise_tool_id(
+                                str(call.get("id") or f"call_{i}_{k}"), tool_id
+                            ),
                             "name": fn["name"],
                             "input": _tool_input(fn.get("arguments"), f"{param}.tool_calls[{k}]"),
                         }
@@ -355,12 +410,27 @@ def to_converse(body: JSON) -> JSON:
                     "tool message needs tool_call_id", param=f"{param}.tool_call_id"
                 )
             has_tool_blocks = True
-            add("user", [{"toolResult": {"toolUseId": call_id, "content": _tool_result(content)}}])
+            result = {
+                "toolUseId": normalise_tool_id(call_id, tool_id),
+                "content": _tool_result(content),
+            }
+            add("user", [{"toolResult": result}])
         else:
             raise InvalidRequest(f"unsupported role {role!r}", param=f"{param}.role")
 
     out: JSON = {"messages": turns}
-    if system:
+    structured = _response_format(body.get("response_format"), rules, adj, system)
+    if structured is not None:
+        out["outputConfig"] = {"textFormat": structured}
+    if system and not traits.system:
+        # The family has no system prompt: the instructions lead the first user turn.
+        lead = [{"text": "\n\n".join(str(b["text"]) for b in system)}]
+        if turns and turns[0]["role"] == "user":
+            turns[0]["content"] = lead + turns[0]["content"]
+        else:
+            turns.insert(0, {"role": "user", "content": lead})
+        adj.note(f"system prompt sent as the first user turn ({rules.family} models take none)")
+    elif system:
         out["system"] = system
     config: JSON = {}
     max_tokens = body.get("max_completion_tokens")
@@ -373,23 +443,151 @@ def to_converse(body: JSON) -> JSON:
     if body.get("top_p") is not None:
         config["topP"] = body["top_p"]
     stop = body.get("stop")
-    if isinstance(stop, str):
-        config["stopSequences"] = [stop]
-    elif isinstance(stop, list) and stop:
-        config["stopSequences"] = stop
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    stops = [s for s in stops if isinstance(s, str) and s]
+    if stops and not traits.stop:
+        adj.drop("stop")
+    elif stops:
+        config["stopSequences"] = stops
+    tool_config = _tool_config(body, rules, traits, adj, has_tool_blocks)
+    forced = tool_config is not None and (
+        "any" in tool_config.get("toolChoice", {}) or "tool" in tool_config.get("toolChoice", {})
+    )
+    extra = _thinking(body.get("reasoning_effort"), traits, config, forced, adj)
+    if extra is not None:
+        out["additionalModelRequestFields"] = extra
     if config:
         out["inferenceConfig"] = config
-    tool_config = _tool_config(body.get("tools"), body.get("tool_choice"), has_tool_blocks)
     if tool_config is not None:
         out["toolConfig"] = tool_config
+    metadata = _request_metadata(body, adj)
+    if metadata:
+        out["requestMetadata"] = metadata
     return out
 
 
-def _tool_config(tools: Any, choice: Any, has_tool_blocks: bool) -> JSON | None:
+_METADATA_TEXT = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{0,256}")
+
+
+def _request_metadata(body: JSON, adj: Adjust) -> dict[str, str]:
+    """``user`` and OpenAI ``metadata`` -> Converse ``requestMetadata`` (kept in Bedrock's
+    invocation logs); entries its pattern refuses are dropped with a warning."""
+    pairs: list[tuple[str, Any]] = []
+    if body.get("user") is not None:
+        pairs.append(("user", body["user"]))
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        pairs.extend(meta.items())
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        ok = (
+            isinstance(key, str)
+            and isinstance(value, str)
+            and len(key) >= 1
+            and _METADATA_TEXT.fullmatch(key) is not None
+            and _METADATA_TEXT.fullmatch(value) is not None
+            and len(out) < 16
+        )
+        if ok:
+            out[key] = value
+        else:
+            name = "user" if key == "user" else f"metadata.{key}"
+            adj.drop(name, "not representable in Bedrock requestMetadata")
+    return out
+
+
+def _response_format(fmt: Any, rules: ModelRules, adj: Adjust, system: list[JSON]) -> JSON | None:
+    """``response_format``: native ``outputConfig.textFormat`` where the family has
+    structured output, else an instruction in the system prompt (with a warning)."""
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return None
+    kind = fmt.get("type")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format.json_schema needs a schema object",
+                param="response_format.json_schema",
+            )
+        if rules.structured_output == "native":
+            definition: JSON = {"schema": orjson.dumps(schema).decode()}
+            if isinstance(spec.get("name"), str) and spec["name"]:
+                definition["name"] = spec["name"]
+            if isinstance(spec.get("description"), str) and spec["description"]:
+                definition["description"] = spec["description"]
+            return {"type": "json_schema", "structure": {"jsonSchema": definition}}
+        system.append(
+            {
+                "text": "Respond with only a JSON value (no prose, no code fences) that "
+                "validates against this JSON Schema: " + orjson.dumps(schema).decode()
+            }
+        )
+        adj.note(
+            f"response_format json_schema sent as an instruction "
+            f"({rules.family} models have no native structured output on Bedrock)"
+        )
+        return None
+    if kind == "json_object":
+        system.append({"text": "Respond with only a valid JSON object (no prose, no code fences)."})
+        adj.note("response_format json_object sent as an instruction (Converse has no JSON mode)")
+        return None
+    raise InvalidRequest(f"unsupported response_format type {kind!r}", param="response_format")
+
+
+def _thinking(effort: Any, traits: Traits, config: JSON, forced: bool, adj: Adjust) -> JSON | None:
+    """``reasoning_effort`` -> ``additionalModelRequestFields`` (Claude ``thinking`` with a
+    token budget; Nova 2 ``reasoningConfig``)."""
+    if effort in (None, "none", "minimal") or traits.thinking == "none":
+        return None
+    if not isinstance(effort, str):
+        raise InvalidRequest("reasoning_effort must be a string", param="reasoning_effort")
+    if traits.thinking == "nova":
+        level = NOVA_EFFORT.get(effort, "medium")
+        return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": level}}
+    if forced:
+        adj.drop("reasoning_effort", "Claude cannot think with a forced tool choice")
+        return None
+    budget = CLAUDE_BUDGET.get(effort, CLAUDE_BUDGET["medium"])
+    max_tokens = config.get("maxTokens")
+    if isinstance(max_tokens, int):
+        budget = min(budget, max_tokens - 1)
+        if budget < MIN_CLAUDE_BUDGET:
+            adj.drop(
+                "reasoning_effort",
+                f"Claude's thinking budget is at least {MIN_CLAUDE_BUDGET} tokens, below max_tokens",
+            )
+            return None
+    else:
+        config["maxTokens"] = budget + _ANSWER_ROOM
+        adj.note(f"max_tokens set to {budget + _ANSWER_ROOM} (thinking budget {budget} + answer)")
+    temperature = config.get("temperature")
+    if temperature is not None and temperature != 1:
+        del config["temperature"]
+        adj.drop("temperature", "Claude thinks only at temperature 1")
+    top_p = config.get("topP")
+    if top_p is not None and top_p < 0.95:
+        del config["topP"]
+        adj.drop("top_p", "Claude thinks only with top_p 0.95-1")
+    return {"thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
+_ANSWER_ROOM = 8192
+
+
+def _tool_config(
+    body: JSON, rules: ModelRules, traits: Traits, adj: Adjust, has_tool_blocks: bool
+) -> JSON | None:
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
     if not isinstance(tools, list) or not tools:
+        if has_tool_blocks and not traits.tools:
+            raise adj.refuse("tools", f"{rules.family} models take no tools")
         return None
     if choice == "none" and not has_tool_blocks:
         return None  # Converse has no "none"; leaving the tools out says the same
+    if not traits.tools:
+        raise adj.refuse("tools", f"{rules.family} models take no tools")
     specs: list[JSON] = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None
@@ -404,17 +602,27 @@ def _tool_config(tools: Any, choice: Any, has_tool_blocks: bool) -> JSON | None:
         }
         if fn.get("description"):
             spec["description"] = fn["description"]
+        if fn.get("strict") is True:
+            if rules.tool_strict:
+                spec["strict"] = True
+            else:
+                adj.drop(f"tools[{i}].function.strict")
         specs.append({"toolSpec": spec})
     out: JSON = {"tools": specs}
     if choice == "auto":
         out["toolChoice"] = {"auto": {}}
-    elif choice == "required":
-        out["toolChoice"] = {"any": {}}
-    elif isinstance(choice, dict):
-        fn = choice.get("function")
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise InvalidRequest("unsupported tool_choice", param="tool_choice")
-        out["toolChoice"] = {"tool": {"name": fn["name"]}}
+    elif choice == "required" or isinstance(choice, dict):
+        if isinstance(choice, dict):
+            fn = choice.get("function")
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InvalidRequest("unsupported tool_choice", param="tool_choice")
+            forced: JSON = {"tool": {"name": fn["name"]}}
+        else:
+            forced = {"any": {}}
+        if traits.forced_tool_choice:
+            out["toolChoice"] = forced
+        else:
+            adj.drop("tool_choice", f"{rules.family} models choose tools themselves (auto)")
     elif choice not in (None, "none"):
         raise InvalidRequest("unsupported tool_choice", param="tool_choice")
     return out

@@ -1,0 +1,260 @@
+"""Bedrock Converse / ConverseStream, checked against botocore's ``bedrock-runtime``
+service model (``botocore/data/bedrock-runtime/2023-09-30/service-2.json``, loaded with
+:class:`botocore.loaders.Loader`; the version used is :data:`ORIGIN`).
+
+botocore's own ``ParamValidator`` checks required members, types, ``min`` and enums but
+skips ``max`` and ``pattern``; the service checks all of them, so this walks the shapes
+itself:
+
+* structures: required members, unknown members refused (the service's JSON
+  deserializer refuses extraneous keys), unions with exactly one member set;
+* strings: ``min``/``max`` length, ``enum``, ``pattern`` (matched against the whole value,
+  as the service's validation does);
+* integers / longs / floats / doubles: type and ``min``/``max`` (``temperature`` <= 1,
+  ``topP`` 0-1, ``maxTokens`` >= 1); booleans; blobs (base64 in JSON, ``min`` on the
+  decoded bytes); lists and maps (``min``/``max`` counts); documents (any JSON).
+
+Errors read the way the service writes them (``1 validation error detected: Value ...
+at 'inferenceConfig.temperature' failed to satisfy constraint: ...``). The same walk
+checks what the service returns: ``ConverseResponse`` and each ConverseStream event shape
+(:func:`validate_event`), so the simulator's answers and test fixtures can be checked too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import cache
+from typing import Any
+
+import botocore
+from botocore.loaders import Loader
+
+__all__ = [
+    "ORIGIN",
+    "STREAM_EVENTS",
+    "service_model",
+    "tool_use_id_rule",
+    "validate_error",
+    "validate_event",
+    "validate_request",
+    "validate_response",
+    "validation_message",
+]
+
+SERVICE = "bedrock-runtime"
+
+
+@cache
+def service_model() -> dict[str, Any]:
+    model: dict[str, Any] = Loader().load_service_model(SERVICE, "service-2")
+    return model
+
+
+def _origin() -> str:
+    meta = service_model()["metadata"]
+    return (
+        f"botocore {botocore.__version__} {SERVICE} service model, apiVersion {meta['apiVersion']}"
+    )
+
+
+ORIGIN = _origin()
+_SHAPES: dict[str, Any] = service_model()["shapes"]
+STREAM_EVENTS: dict[str, str] = {
+    name: member["shape"] for name, member in _SHAPES["ConverseStreamOutput"]["members"].items()
+}
+
+
+def tool_use_id_rule() -> tuple[int, str]:
+    """``ToolUseId``'s (max length, pattern) as the service model states them."""
+    shape = _SHAPES["ToolUseId"]
+    return int(shape["max"]), str(shape["pattern"])
+
+
+@cache
+def _pattern(text: str) -> re.Pattern[str]:
+    return re.compile(text)
+
+
+def _fmt(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def fail(self, path: str, value: Any, constraint: str) -> None:
+        where = path or "<root>"
+        self.errors.append(
+            f"Value '{_fmt(value)}' at '{where}' failed to satisfy constraint: {constraint}"
+        )
+
+    def check(self, shape_name: str, value: Any, path: str) -> None:
+        shape = _SHAPES[shape_name]
+        kind = shape["type"]
+        if kind == "structure":
+            if shape.get("document"):
+                return  # Document: any JSON value
+            self.structure(shape, value, path)
+        elif kind == "list":
+            if not isinstance(value, list):
+                self.fail(path, value, "Member must be a list")
+                return
+            self.count(shape, value, path)
+            for i, item in enumerate(value):
+                self.check(shape["member"]["shape"], item, f"{path}.{i + 1}.member")
+        elif kind == "map":
+            if not isinstance(value, dict):
+                self.fail(path, value, "Member must be a map")
+                return
+            self.count(shape, value, path)
+            for key, item in value.items():
+                self.check(shape["key"]["shape"], key, f"{path}.key")
+                self.check(shape["value"]["shape"], item, f"{path}.{key}")
+        elif kind == "string":
+            self.string(shape, value, path)
+        elif kind in ("integer", "long"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                self.fail(path, value, "Member must be an integer")
+                return
+            self.bounds(shape, value, path)
+        elif kind in ("float", "double"):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                self.fail(path, value, "Member must be a number")
+                return
+            self.bounds(shape, value, path)
+        elif kind == "boolean":
+            if not isinstance(value, bool):
+                self.fail(path, value, "Member must be a boolean")
+        elif kind == "blob":
+            self.blob(shape, value, path)
+        elif kind == "timestamp":
+            if not isinstance(value, int | float | str) or isinstance(value, bool):
+                self.fail(path, value, "Member must be a timestamp")
+        else:  # pragma: no cover - a shape type the model does not use today
+            self.fail(path, value, f"unknown shape type {kind}")
+
+    def structure(self, shape: dict[str, Any], value: Any, path: str) -> None:
+        if not isinstance(value, dict):
+            self.fail(path, value, "Member must be a structure")
+            return
+        members: dict[str, Any] = shape["members"]
+        prefix = f"{path}." if path else ""
+        for key in value:
+            if key not in members:
+                self.fail(f"{prefix}{key}", value[key], "Member is not a known member")
+        present = [k for k in members if k in value and value[k] is not None]
+        if shape.get("union") and len(present) != 1:
+            self.fail(path, value, f"Member must have exactly one of {sorted(members)} set")
+        for key in shape.get("required", ()):
+            if value.get(key) is None:
+                self.fail(f"{prefix}{key}", None, "Member must not be null")
+        for key in present:
+            self.check(members[key]["shape"], value[key], f"{prefix}{key}")
+
+    def count(self, shape: dict[str, Any], value: list[Any] | dict[str, Any], path: str) -> None:
+        if "min" in shape and len(value) < shape["min"]:
+            self.fail(
+                path, value, f"Member must have length greater than or equal to {shape['min']}"
+            )
+        if "max" in shape and len(value) > shape["max"]:
+            self.fail(path, value, f"Member must have length less than or equal to {shape['max']}")
+
+    def string(self, shape: dict[str, Any], value: Any, path: str) -> None:
+        if not isinstance(value, str):
+            self.fail(path, value, "Member must be a string")
+            return
+        if "enum" in shape and value not in shape["enum"]:
+            self.fail(path, value, f"Member must satisfy enum value set: {shape['enum']}")
+        self.count(shape, value, path)  # type: ignore[arg-type]
+        pattern = shape.get("pattern")
+        if pattern and _pattern(pattern).fullmatch(value) is None:
+            self.fail(path, value, f"Member must satisfy regular expression pattern: {pattern}")
+
+    def bounds(self, shape: dict[str, Any], value: float, path: str) -> None:
+        if "min" in shape and value < shape["min"]:
+            self.fail(
+                path, value, f"Member must have value greater than or equal to {shape['min']}"
+            )
+        if "max" in shape and value > shape["max"]:
+            self.fail(path, value, f"Member must have value less than or equal to {shape['max']}")
+
+    def blob(self, shape: dict[str, Any], value: Any, path: str) -> None:
+        if not isinstance(value, str):
+            self.fail(path, value, "Member must be base64-encoded bytes")
+            return
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            self.fail(path, value, "Member must be base64-encoded bytes")
+            return
+        if "min" in shape and len(raw) < shape["min"]:
+            self.fail(
+                path, value, f"Member must have length greater than or equal to {shape['min']}"
+            )
+        if "max" in shape and len(raw) > shape["max"]:
+            self.fail(path, value, f"Member must have length less than or equal to {shape['max']}")
+
+
+def _body_members(shape_name: str) -> dict[str, Any]:
+    """The structure with its URI/header members taken out (they are not in the body)."""
+    shape = _SHAPES[shape_name]
+    members = {k: v for k, v in shape["members"].items() if "location" not in v}
+    required = [k for k in shape.get("required", ()) if k in members]
+    return {**shape, "members": members, "required": required}
+
+
+def validate_request(body: Any, model_id: str, *, stream: bool = False) -> list[str]:
+    """Every constraint ``body`` (the JSON body of a Converse / ConverseStream call to
+    ``/model/{model_id}/...``) breaks; empty when the service would accept it."""
+    name = "ConverseStreamRequest" if stream else "ConverseRequest"
+    walk = _Walk()
+    walk.check(_SHAPES[name]["members"]["modelId"]["shape"], model_id, "modelId")
+    walk.structure(_body_members(name), body, "")
+    return walk.errors
+
+
+def validate_response(body: Any) -> list[str]:
+    """Every way ``body`` departs from ``ConverseResponse``."""
+    walk = _Walk()
+    walk.check("ConverseResponse", body, "")
+    return walk.errors
+
+
+def validate_event(event_type: str, payload: Any) -> list[str]:
+    """One ConverseStream message: ``event_type`` (its ``:event-type`` or
+    ``:exception-type`` header) must be a member of ``ConverseStreamOutput`` and its
+    JSON payload must fit that member's shape."""
+    shape = STREAM_EVENTS.get(event_type)
+    if shape is None:
+        return [f"'{event_type}' is not a ConverseStreamOutput member ({sorted(STREAM_EVENTS)})"]
+    walk = _Walk()
+    walk.check(shape, payload, event_type)
+    return walk.errors
+
+
+def validate_error(error_type: str, status: int, body: Any) -> list[str]:
+    """A documented error answer: ``error_type`` (``x-amzn-ErrorType``, without the
+    ``:http://...`` suffix) is one of Converse's errors, ``status`` its HTTP status, and
+    ``body`` fits its shape."""
+    name = error_type.split(":", 1)[0]
+    errors = {e["shape"] for e in service_model()["operations"]["Converse"]["errors"]}
+    if name not in errors:
+        return [f"{name} is not one of Converse's errors ({sorted(errors)})"]
+    shape = _SHAPES[name]
+    out: list[str] = []
+    if shape["error"]["httpStatusCode"] != status:
+        out.append(f"{name} has status {shape['error']['httpStatusCode']}, not {status}")
+    walk = _Walk()
+    walk.check(name, body, "")
+    return out + walk.errors
+
+
+def validation_message(errors: list[str]) -> str:
+    """The service's ValidationException message for ``errors``."""
+    n = len(errors)
+    head = f"{n} validation error{'s' if n != 1 else ''} detected: "
+    return head + "; ".join(errors)
