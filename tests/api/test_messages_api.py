@@ -52,7 +52,7 @@ def test_messages_errors_use_anthropic_shape(
         )
     with pytest.raises(anthropic.BadRequestError):
         claude_sdk.messages.create(
-            model="chat", max_tokens=0, messages=[{"role": "user", "content": "x"}]
+            model="chat", max_tokens=-1, messages=[{"role": "user", "content": "x"}]
         )
     bad = anthropic.Anthropic(base_url=gateway.url, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):

@@ -1,7 +1,10 @@
-"""``POST /v1/messages``: the Anthropic Messages API in front of any provider.
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: the Anthropic Messages
+API in front of any provider.
 
 The request is translated to the canonical OpenAI shape, runs through the one request
 path, and the answer (or stream) is translated back; errors use Anthropic's error shape.
+``max_tokens: 0`` (prompt-cache warming) and ``count_tokens`` are described in
+docs/providers.md (the inbound Anthropic Messages API) and docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -27,22 +30,40 @@ from interlock.api.openai_routes import (
     route_headers,
 )
 from interlock.api.stream import run_until_disconnect
-from interlock.errors import InterlockError
+from interlock.errors import InterlockError, UpstreamError
 from interlock.gateway import Gateway
-from interlock.providers.tokens import estimate_request_tokens
+from interlock.providers.base import UpstreamCall, warnings_header
+from interlock.providers.registry import Deployment
+from interlock.providers.tokens import count_request_tokens, estimate_request_tokens
 from interlock.spend.cost import format_usd
-from interlock.types import GatewayRequest, GatewayResponse, GatewayStream
+from interlock.types import JSON, GatewayRequest, GatewayResponse, GatewayStream, Usage
+
+WARM_NOTE = (
+    "max_tokens 0: the prompt was sent with max_tokens 1 to warm the provider's prompt "
+    "cache; the one generated token is billed and not returned"
+)
 
 
 async def create_message(ctx: Ctx, gw: Gateway) -> None:
     try:
         await _create(ctx, gw)
     except InterlockError as err:
-        if ctx.status == 0:
-            ctx.error_code = err.code
-            await ctx.respond(
-                err.status, anthropic_error_body(err.status, err.code, err.message), err.headers()
-            )
+        await _error(ctx, err)
+
+
+async def count_tokens(ctx: Ctx, gw: Gateway) -> None:
+    try:
+        await _count(ctx, gw)
+    except InterlockError as err:
+        await _error(ctx, err)
+
+
+async def _error(ctx: Ctx, err: InterlockError) -> None:
+    if ctx.status == 0:
+        ctx.error_code = err.code
+        await ctx.respond(
+            err.status, anthropic_error_body(err.status, err.code, err.message), err.headers()
+        )
 
 
 async def _create(ctx: Ctx, gw: Gateway) -> None:
@@ -51,7 +72,19 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     raw = await ctx.read_body(cfg.max_body_bytes)
     body = parse_json_object(ctx, raw, cfg.max_json_depth)
     label_model(ctx, gw, body.get("model"))
-    oa = messages_to_openai(body)
+    notes: list[str] = []
+    oa = messages_to_openai(body, notes)
+    thinking = _wants_thinking(oa)
+    warm = oa.get("max_completion_tokens") == 0
+    client_stream = bool(oa.get("stream"))
+    if warm:
+        # Nothing may be generated, but the prompt must reach the provider (that is what
+        # fills its prompt cache): the smallest real call, its output withheld.
+        oa["max_completion_tokens"] = 1
+        oa.pop("thinking", None)  # a thinking budget cannot fit in one token
+        oa.pop("stream", None)
+        oa.pop("stream_options", None)
+        notes.append(WARM_NOTE)
     if oa.get("stream"):
         oa["stream_options"] = {"include_usage": True}
     req = validate.chat_request(oa, b"", cfg)
@@ -61,18 +94,65 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     req.cache_mode = cache_mode(ctx)
     req.cache_control = ctx.header(b"cache-control")
     result = await gw.handle(req, principal)
-    if isinstance(result, GatewayResponse):
-        message = openai_to_message(orjson.loads(result.body), req.model)
-        await ctx.respond(
-            200, orjson.dumps(message), route_headers(result) + cost_header(result.cost_usd)
-        )
+    if isinstance(result, GatewayStream):
+        result.headers[:] = _merge_warnings(result.headers, notes)
+        await _stream(ctx, gw, req, result, thinking)
         return
-    await _stream(ctx, gw, req, result)
+    headers = _merge_warnings(route_headers(result), notes) + cost_header(result.cost_usd)
+    if warm:
+        await _warm_answer(ctx, result, req.model, client_stream, headers)
+        return
+    message = openai_to_message(
+        orjson.loads(result.body), req.model, result.usage, thinking=thinking
+    )
+    await ctx.respond(200, orjson.dumps(message), headers)
 
 
-async def _stream(ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStream) -> None:
+async def _warm_answer(
+    ctx: Ctx, result: GatewayResponse, model: str, stream: bool, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """A cache-warming answer: no content, ``stop_reason: max_tokens``, the usage billed."""
+    completion = orjson.loads(result.body)
+    usage = result.usage or Usage.from_openai(completion.get("usage")) or Usage()
+    if not stream:
+        message = openai_to_message(completion, model, usage)
+        message["content"] = []
+        message["stop_reason"] = "max_tokens"
+        await ctx.respond(200, orjson.dumps(message), headers)
+        return
+    encoder = AnthropicStreamEncoder(model, usage.prompt_tokens)
+    data = encoder.feed(
+        {"id": completion.get("id"), "choices": [{"delta": {}, "finish_reason": "length"}]}
+    )
+    ctx.response_headers.extend(headers)
+    await ctx.start_stream()
+    await ctx.stream_end(data + encoder.finish(usage))
+
+
+def _wants_thinking(oa: JSON) -> bool:
+    thinking = oa.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") != "disabled"
+
+
+def _merge_warnings(
+    headers: list[tuple[bytes, bytes]], notes: list[str]
+) -> list[tuple[bytes, bytes]]:
+    """One ``x-interlock-warnings`` header: the inbound translation's notes first, then
+    what the adapter changed."""
+    if not notes:
+        return headers
+    theirs = [v.decode("ascii", "replace") for k, v in headers if k == b"x-interlock-warnings"]
+    rest = [(k, v) for k, v in headers if k != b"x-interlock-warnings"]
+    return [*rest, warnings_header((*notes, *theirs))]
+
+
+async def _stream(
+    ctx: Ctx, gw: Gateway, req: GatewayRequest, result: GatewayStream, thinking: bool
+) -> None:
     ctx.response_headers.extend(route_headers(result))
-    encoder = AnthropicStreamEncoder(req.model, estimate_request_tokens(req.body))
+    encoder = AnthropicStreamEncoder(
+        req.model, estimate_request_tokens(req.body), thinking=thinking
+    )
 
     ttft: list[float] = []
 
@@ -104,3 +184,73 @@ def _error_type(status: int) -> str:
     return {429: "rate_limit_error", 504: "api_error", 529: "overloaded_error"}.get(
         status, "api_error"
     )
+
+
+# --- count_tokens -------------------------------------------------------------------------
+
+
+async def _count(ctx: Ctx, gw: Gateway) -> None:
+    """MessageCountTokensParams -> ``{"input_tokens": N}``. Same key and model access as
+    /v1/messages and its rate limits (one request, no tokens); no upstream model runs and
+    nothing is charged. An alias whose first deployment is Anthropic asks Anthropic's free
+    count_tokens endpoint (``x-interlock-token-count: exact``); otherwise, or if that
+    endpoint fails, the gateway's tokenizer counts (``x-interlock-token-count: estimate``).
+    """
+    principal = await gw.authenticate(ctx.bearer())
+    cfg = gw.settings.server
+    raw = await ctx.read_body(cfg.max_body_bytes)
+    body = parse_json_object(ctx, raw, cfg.max_json_depth)
+    label_model(ctx, gw, body.get("model"))
+    notes: list[str] = []
+    oa = messages_to_openai(body, notes, count_only=True)
+    req = validate.chat_request(oa, b"", cfg)
+    route = gw.route_for(req, principal)
+    limited = await gw.limits.admit(principal, route.alias, lambda: 0)
+    try:
+        exact: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        dep = route.deployments[0] if route.deployments else None
+        if dep is not None and dep.provider_kind == "anthropic":
+            exact = await _anthropic_count(gw, dep, body)
+            headers.append((b"x-interlock-deployment", dep.name.encode()))
+        if exact is None:
+            count, kind = count_request_tokens(req.body), b"estimate"
+        else:
+            count, kind = exact, b"exact"
+        headers.append((b"x-interlock-token-count", kind))
+        if notes:
+            headers.append(warnings_header(tuple(notes)))
+        await ctx.respond(200, orjson.dumps({"input_tokens": count}), headers)
+    finally:
+        await gw.limits.finish(limited, 0)
+
+
+async def _anthropic_count(gw: Gateway, dep: Deployment, body: JSON) -> int | None:
+    """The deployment's own count, or None when its endpoint could not give one (the
+    caller then estimates). A request Anthropic refuses is the client's error (400)."""
+    target = dep.target
+    native = {**body, "model": target.model}
+    call = UpstreamCall(
+        "POST",
+        f"{target.base_url.rstrip('/')}/v1/messages/count_tokens",
+        {"content-type": "application/json", **target.headers},
+        orjson.dumps(native),
+    )
+    try:
+        await dep.auth.apply(call)
+        reply = await gw.transport.request(call, dep.timeouts, dep.provider)
+    except UpstreamError:
+        return None
+    if reply.status == 200:
+        try:
+            data = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            return None
+        value = data.get("input_tokens") if isinstance(data, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        return None
+    err = dep.adapter.error(reply.status, reply.headers, reply.body)
+    if reply.status in (400, 413):
+        raise err
+    return None

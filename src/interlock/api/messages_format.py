@@ -43,16 +43,55 @@ __all__ = [
 # --- request: Anthropic Messages -> OpenAI chat ------------------------------------------
 
 
-def messages_to_openai(body: JSON) -> JSON:
-    """Validate an Anthropic Messages request and translate it to an OpenAI chat body."""
+# Top-level fields of the anthropic SDK's MessageCreateParams (2.17.0) plus ``stream``;
+# tests/api/test_messages_format.py checks this list against the installed SDK.
+SDK_FIELDS = frozenset(
+    {
+        "cache_control", "container", "diagnostics", "inference_geo", "max_tokens",
+        "messages", "metadata", "model", "output_config", "service_tier", "speed",
+        "stop_sequences", "system", "thinking", "tool_choice", "tools", "user_profile_id",
+        "workspace_id", "stream",
+    }
+)  # fmt: skip
+# Sampling fields older SDKs send (dropped from MessageCreateParams in current SDKs, still
+# documented for older models): accepted rather than breaking those clients.
+LEGACY_FIELDS = frozenset({"temperature", "top_p", "top_k"})
+# Beta-only fields (anthropic.types.beta): each changes what the model sees or does (context
+# editing, MCP servers, compaction, fallbacks...), so they are refused rather than dropped.
+BETA_FIELDS = frozenset(
+    {"betas", "billing_policy", "compaction", "context_management",
+     "fallback_credit_token", "fallbacks", "mcp_servers", "thread"}
+)  # fmt: skip
+# Fields about where or how the request runs, not what it answers: dropped with a warning.
+_DROPPED = ("container", "diagnostics", "inference_geo", "service_tier", "speed",
+            "user_profile_id", "workspace_id", "top_k")  # fmt: skip
+_THINKING_TYPES = ("enabled", "disabled", "adaptive", "between_tools")
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+MIN_THINKING_BUDGET = 1024
+
+
+def messages_to_openai(
+    body: JSON, warnings: list[str] | None = None, *, count_only: bool = False
+) -> JSON:
+    """Validate an Anthropic Messages request and translate it to the canonical OpenAI
+    chat body. What is dropped is said in ``warnings`` (sent as x-interlock-warnings).
+
+    ``count_only``: a ``count_tokens`` request (MessageCountTokensParams: no max_tokens,
+    stop_sequences, metadata or stream). ``max_tokens: 0`` (prompt-cache warming) is
+    carried as ``max_completion_tokens: 0``; the route decides what to do with it.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    notes: list[str] = warnings if warnings is not None else []
+    _check_fields(body, count_only)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: a non-empty string is required", param="model")
     max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise InvalidRequest("max_tokens: a positive integer is required", param="max_tokens")
+    if not count_only and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0
+    ):
+        raise InvalidRequest("max_tokens: a non-negative integer is required", param="max_tokens")
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise InvalidRequest("messages: a non-empty list is required", param="messages")
@@ -67,24 +106,51 @@ def messages_to_openai(body: JSON) -> JSON:
     for i, msg in enumerate(raw_messages):
         if not isinstance(msg, dict):
             raise InvalidRequest(f"messages.{i}: must be an object", param=f"messages.{i}")
+        extra = set(msg) - {"role", "content"}
+        if extra:
+            key = sorted(extra)[0]
+            raise InvalidRequest(
+                f"messages.{i}.{key}: Extra inputs are not permitted", param=f"messages.{i}.{key}"
+            )
         role = msg.get("role")
         if role == "user":
             messages.extend(_user(msg.get("content"), i))
         elif role == "assistant":
             messages.append(_assistant(msg.get("content"), i))
+        elif role == "system":
+            # The SDK's SystemMessageParam: kept in place as a canonical system message.
+            content = _system_message(msg.get("content"), i)
+            if content is not None:
+                messages.append({"role": "system", "content": content})
         else:
             raise InvalidRequest(
-                f"messages.{i}.role: must be 'user' or 'assistant'", param=f"messages.{i}.role"
+                f"messages.{i}.role: must be 'user', 'assistant' or 'system'",
+                param=f"messages.{i}.role",
             )
+    if not any(m["role"] != "system" for m in messages):
+        raise InvalidRequest(
+            "messages: at least one user or assistant message is required", param="messages"
+        )
 
-    out: JSON = {"model": model, "messages": messages, "max_tokens": max_tokens}
-    for key in ("temperature", "top_p"):
+    out: JSON = {"model": model, "messages": messages}
+    if not count_only:
+        # max_completion_tokens: the OpenAI spec marks max_tokens deprecated and o-series
+        # models refuse it; every adapter reads max_completion_tokens first.
+        out["max_completion_tokens"] = max_tokens
+    for key, high in (("temperature", 1.0), ("top_p", 1.0)):
         value = body.get(key)
         if value is None:
             continue
-        if not _is_number(value):
-            raise InvalidRequest(f"{key}: must be a number", param=key)
+        if not _is_number(value) or not 0 <= value <= high:
+            raise InvalidRequest(f"{key}: must be a number between 0 and {high:g}", param=key)
         out[key] = value
+    if body.get("top_k") is not None and (
+        not isinstance(body["top_k"], int) or isinstance(body["top_k"], bool) or body["top_k"] < 0
+    ):
+        raise InvalidRequest("top_k: must be a non-negative integer", param="top_k")
+    for key in _DROPPED:
+        if body.get(key) is not None:
+            notes.append(f"{key} dropped: not supported through the gateway")
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -98,7 +164,7 @@ def messages_to_openai(body: JSON) -> JSON:
         if not isinstance(tools, list):
             raise InvalidRequest("tools: must be a list", param="tools")
         if tools:
-            out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
+            out["tools"] = [_tool(t, i, notes) for i, t in enumerate(tools)]
     choice = body.get("tool_choice")
     if choice is not None:
         _apply_tool_choice(out, choice)
@@ -106,16 +172,160 @@ def messages_to_openai(body: JSON) -> JSON:
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise InvalidRequest("metadata: must be an object", param="metadata")
+        extra = set(metadata) - {"user_id", "tags"}  # tags: Interlock's own (request_tags)
+        if extra:
+            key = sorted(extra)[0]
+            raise InvalidRequest(
+                f"metadata.{key}: Extra inputs are not permitted", param=f"metadata.{key}"
+            )
         user = metadata.get("user_id")
         if user is not None and not isinstance(user, str):
             raise InvalidRequest("metadata.user_id: must be a string", param="metadata.user_id")
         if user:
             out["user"] = user
-    if stream:
+    thinking = _thinking(body.get("thinking"), max_tokens if not count_only else None)
+    if thinking is not None:
+        out["thinking"] = thinking  # the canonical extension: adapters map or drop it
+    _output_config(body.get("output_config"), out)
+    cache = body.get("cache_control")
+    if cache is not None:
+        _top_level_cache(cache, messages, notes)
+    if stream and not count_only:
         out["stream"] = True
         # Usage arrives as a final chunk, so message_delta can carry real output counts.
         out["stream_options"] = {"include_usage": True}
     return out
+
+
+def _check_fields(body: JSON, count_only: bool) -> None:
+    allowed = SDK_FIELDS | LEGACY_FIELDS
+    if count_only:
+        allowed = allowed - {"max_tokens", "stop_sequences", "metadata", "stream",
+                             "service_tier", "container", "diagnostics", "inference_geo"}  # fmt: skip
+    for key in sorted(body):
+        if key in allowed:
+            continue
+        if key in BETA_FIELDS:
+            raise InvalidRequest(
+                f"{key}: this beta feature is not supported through the gateway", param=key
+            )
+        # Anthropic's own wording for a field its schema does not have.
+        raise InvalidRequest(f"{key}: Extra inputs are not permitted", param=key)
+
+
+def _system_message(content: Any, i: int) -> str | list[JSON] | None:
+    param = f"messages.{i}.content"
+    if isinstance(content, str):
+        return content or None
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{param}: must be a string or a list of text blocks", param=param)
+    parts = [_text_part(block, f"{param}.{j}") for j, block in enumerate(content)]
+    if not parts:
+        return None
+    return _collapse(parts) if len(parts) == 1 else parts
+
+
+def _thinking(value: Any, max_tokens: int | None) -> JSON | None:
+    """Anthropic's ThinkingConfigParam, checked as Anthropic checks it."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in _THINKING_TYPES:
+        raise InvalidRequest(
+            "thinking.type: must be one of " + ", ".join(_THINKING_TYPES), param="thinking.type"
+        )
+    assert isinstance(value, dict)
+    allowed = {"type"}
+    if kind in ("enabled", "adaptive"):
+        allowed.add("display")
+    if kind == "enabled":
+        allowed.add("budget_tokens")
+    extra = set(value) - allowed
+    if extra:
+        key = sorted(extra)[0]
+        raise InvalidRequest(
+            f"thinking.{key}: Extra inputs are not permitted", param=f"thinking.{key}"
+        )
+    display = value.get("display")
+    if display is not None and display not in ("summarized", "omitted"):
+        raise InvalidRequest(
+            "thinking.display: must be 'summarized' or 'omitted'", param="thinking.display"
+        )
+    if kind == "enabled":
+        budget = value.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool):
+            raise InvalidRequest(
+                "thinking.budget_tokens: an integer is required", param="thinking.budget_tokens"
+            )
+        if budget < MIN_THINKING_BUDGET:
+            raise InvalidRequest(
+                f"thinking.budget_tokens: must be >= {MIN_THINKING_BUDGET}",
+                param="thinking.budget_tokens",
+            )
+        if max_tokens and budget >= max_tokens:
+            raise InvalidRequest(
+                "max_tokens: must be greater than thinking.budget_tokens", param="max_tokens"
+            )
+    return dict(value)
+
+
+def _output_config(value: Any, out: JSON) -> None:
+    """output_config.effort -> reasoning_effort; output_config.format (a JSON schema) ->
+    response_format json_schema, which adapters send as native structured output."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise InvalidRequest("output_config: must be an object", param="output_config")
+    extra = set(value) - {"effort", "format"}
+    if extra:
+        key = sorted(extra)[0]
+        raise InvalidRequest(
+            f"output_config.{key}: Extra inputs are not permitted", param=f"output_config.{key}"
+        )
+    effort = value.get("effort")
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise InvalidRequest(
+                "output_config.effort: must be one of " + ", ".join(_EFFORTS),
+                param="output_config.effort",
+            )
+        out["reasoning_effort"] = effort
+    fmt = value.get("format")
+    if fmt is not None:
+        schema = fmt.get("schema") if isinstance(fmt, dict) else None
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+            raise InvalidRequest(
+                "output_config.format.type: must be 'json_schema'",
+                param="output_config.format.type",
+            )
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "output_config.format.schema: an object is required",
+                param="output_config.format.schema",
+            )
+        out["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        }
+
+
+def _top_level_cache(cache: Any, messages: list[JSON], notes: list[str]) -> None:
+    """Top-level cache_control: Anthropic puts the marker on the last cacheable block;
+    so does the gateway, on the canonical body (adapters keep part-level markers)."""
+    if not isinstance(cache, dict) or cache.get("type") != "ephemeral":
+        raise InvalidRequest("cache_control.type: must be 'ephemeral'", param="cache_control.type")
+    marker = dict(cache)
+    for message in reversed(messages):
+        if message["role"] == "tool":
+            continue
+        content = message.get("content")
+        if isinstance(content, str) and content:
+            message["content"] = [{"type": "text", "text": content, "cache_control": marker}]
+            return
+        if isinstance(content, list) and content and isinstance(content[-1], dict):
+            content[-1] = {**content[-1], "cache_control": marker}
+            return
+    notes.append("cache_control dropped: no cacheable block")
 
 
 def _system(system: Any) -> str | list[JSON] | None:
@@ -304,7 +514,14 @@ def _tool_call(block: JSON, param: str) -> JSON:
     }
 
 
-def _tool(tool: Any, i: int) -> JSON:
+_TOOL_FIELDS = frozenset(
+    {"allowed_callers", "cache_control", "defer_loading", "description",
+     "eager_input_streaming", "input_examples", "input_schema", "name", "strict", "type"}
+)  # fmt: skip
+_TOOL_HINTS = ("allowed_callers", "defer_loading", "eager_input_streaming", "input_examples")
+
+
+def _tool(tool: Any, i: int, notes: list[str]) -> JSON:
     param = f"tools.{i}"
     if not isinstance(tool, dict):
         raise InvalidRequest(f"{param}: must be an object", param=param)
@@ -313,6 +530,12 @@ def _tool(tool: Any, i: int) -> JSON:
         raise InvalidRequest(
             f"{param}.type: server tool {kind!r} is not supported through the gateway",
             param=f"{param}.type",
+        )
+    extra = set(tool) - _TOOL_FIELDS
+    if extra:
+        key = sorted(extra)[0]
+        raise InvalidRequest(
+            f"{param}.{key}: Extra inputs are not permitted", param=f"{param}.{key}"
         )
     name, schema = tool.get("name"), tool.get("input_schema")
     if not isinstance(name, str) or not name:
@@ -326,7 +549,18 @@ def _tool(tool: Any, i: int) -> JSON:
     if isinstance(description, str) and description:
         fn["description"] = description
     fn["parameters"] = schema
-    return {"type": "function", "function": fn}
+    strict = tool.get("strict")
+    if strict is not None:
+        if not isinstance(strict, bool):
+            raise InvalidRequest(f"{param}.strict: must be a boolean", param=f"{param}.strict")
+        fn["strict"] = strict
+    out: JSON = {"type": "function", "function": fn}
+    if isinstance(tool.get("cache_control"), dict):
+        out["cache_control"] = tool["cache_control"]  # kept for an Anthropic upstream
+    dropped = [k for k in _TOOL_HINTS if tool.get(k) is not None]
+    if dropped:
+        notes.append(f"{param}: {', '.join(dropped)} dropped: not supported through the gateway")
+    return out
 
 
 def _apply_tool_choice(out: JSON, choice: Any) -> None:
@@ -363,14 +597,23 @@ def _is_number(value: Any) -> bool:
 # --- response: OpenAI chat.completion -> Anthropic message --------------------------------
 
 
-def openai_to_message(completion: JSON, model: str) -> JSON:
-    """An OpenAI ``chat.completion`` -> an Anthropic ``message`` object."""
+def openai_to_message(
+    completion: JSON, model: str, usage: Usage | None = None, *, thinking: bool = False
+) -> JSON:
+    """An OpenAI ``chat.completion`` -> an Anthropic ``message`` object.
+
+    ``usage``: the gateway's Usage of the answer (it has the cache-write split the OpenAI
+    JSON cannot carry); else the completion's own usage. Reasoning comes back as thinking
+    blocks: ``message.thinking_blocks`` (Anthropic-shaped, signed: what an Anthropic
+    upstream returned) always, a bare ``message.reasoning_content`` only when the client
+    asked for ``thinking`` (it has no signature, so the block's signature is empty).
+    """
     choices = completion.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices else {}
     message = choice.get("message") if isinstance(choice, dict) else None
     message = message if isinstance(message, dict) else {}
 
-    content: list[JSON] = []
+    content: list[JSON] = _thinking_blocks(message, thinking)
     text = _message_text(message.get("content"))
     refusal = message.get("refusal")
     if not text and isinstance(refusal, str):
@@ -386,7 +629,8 @@ def openai_to_message(completion: JSON, model: str) -> JSON:
     stop = FINISH_TO_STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
     if stop == "end_turn" and any(b["type"] == "tool_use" for b in content):
         stop = "tool_use"  # some upstreams say "stop" after calling a tool
-    usage = Usage.from_openai(completion.get("usage")) or Usage()
+    if usage is None:
+        usage = Usage.from_openai(completion.get("usage")) or Usage()
     return {
         "id": _message_id(completion.get("id")),
         "type": "message",
@@ -397,6 +641,37 @@ def openai_to_message(completion: JSON, model: str) -> JSON:
         "stop_sequence": None,
         "usage": usage_to_anthropic(usage),
     }
+
+
+def _thinking_blocks(message: JSON, wanted: bool) -> list[JSON]:
+    blocks = message.get("thinking_blocks")
+    out: list[JSON] = []
+    if isinstance(blocks, list):
+        for block in blocks:
+            native = _native_thinking(block)
+            if native is not None:
+                out.append(native)
+    if out:
+        return out
+    reasoning = message.get("reasoning_content")
+    if wanted and isinstance(reasoning, str) and reasoning:
+        return [{"type": "thinking", "thinking": reasoning, "signature": ""}]
+    return []
+
+
+def _native_thinking(block: Any) -> JSON | None:
+    if not isinstance(block, dict):
+        return None
+    if block.get("type") == "thinking" and isinstance(block.get("thinking"), str):
+        signature = block.get("signature")
+        return {
+            "type": "thinking",
+            "thinking": block["thinking"],
+            "signature": signature if isinstance(signature, str) else "",
+        }
+    if block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+        return {"type": "redacted_thinking", "data": block["data"]}
+    return None
 
 
 def _message_text(content: Any) -> str:
@@ -462,12 +737,21 @@ class AnthropicStreamEncoder:
         "_next_block",
         "_started",
         "_stop_reason",
+        "_thinking",
         "_tool_blocks",
         "_usage",
     )
 
-    def __init__(self, model: str, input_tokens: int = 0, message_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        message_id: str | None = None,
+        *,
+        thinking: bool = False,
+    ) -> None:
         self._model = model
+        self._thinking = thinking  # the client asked for thinking: relay bare reasoning
         self._input_tokens = input_tokens  # an estimate; corrected in message_delta
         self._id = message_id
         self._started = False
@@ -517,7 +801,7 @@ class AnthropicStreamEncoder:
         final = usage or self._usage
         delta_usage: JSON
         if final is not None:
-            delta_usage = usage_to_anthropic(final)
+            delta_usage = usage_to_anthropic(final, split=False)
         else:
             delta_usage = {"output_tokens": (self._chars + 3) // 4}
         stop = self._stop_reason or ("tool_use" if self._tool_blocks else "end_turn")
@@ -558,6 +842,16 @@ class AnthropicStreamEncoder:
         return _event("message_start", {"type": "message_start", "message": message})
 
     def _delta(self, delta: JSON, out: list[bytes]) -> None:
+        reasoning = delta.get("reasoning_content")
+        if self._thinking and isinstance(reasoning, str) and reasoning:
+            if self._block_kind != "thinking":
+                self._open_block(
+                    out, "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+                )
+            self._chars += len(reasoning)
+            out.append(self._block_delta({"type": "thinking_delta", "thinking": reasoning}))
+        for block in delta.get("thinking_blocks") or ():
+            self._thinking_block(block, out)
         text = delta.get("content")
         if not isinstance(text, str) or not text:
             text = delta.get("refusal")
@@ -569,6 +863,27 @@ class AnthropicStreamEncoder:
         for call in delta.get("tool_calls") or ():
             if isinstance(call, dict):
                 self._tool_delta(call, out)
+
+    def _thinking_block(self, block: Any, out: list[bytes]) -> None:
+        """A signed thinking block (its signature ends the open thinking block) or a
+        redacted one, as an Anthropic upstream sent them (``delta.thinking_blocks``)."""
+        native = _native_thinking(block)
+        if native is None:
+            return
+        if native["type"] == "redacted_thinking":
+            self._open_block(out, "redacted_thinking", native)
+            self._close_block(out)
+            return
+        if self._block_kind != "thinking":
+            self._open_block(out, "thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            if native["thinking"]:
+                delta = {"type": "thinking_delta", "thinking": native["thinking"]}
+                out.append(self._block_delta(delta))
+        if native["signature"]:
+            out.append(
+                self._block_delta({"type": "signature_delta", "signature": native["signature"]})
+            )
+        self._close_block(out)
 
     def _tool_delta(self, call: JSON, out: list[bytes]) -> None:
         index = call.get("index")

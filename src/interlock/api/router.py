@@ -38,6 +38,7 @@ _EXACT: dict[str, dict[str, Handler]] = {
     "/v1/embeddings": {"POST": openai_routes.embeddings},
     "/v1/models": {"GET": openai_routes.list_models},
     "/v1/messages": {"POST": messages.create_message},
+    "/v1/messages/count_tokens": {"POST": messages.count_tokens},
     "/admin/keys": {"GET": admin.list_keys, "POST": admin.create_key},
     "/admin/deployments": {"GET": admin_ops.list_deployments},
     "/admin/budgets": {"GET": admin_spend.list_budgets, "POST": admin_spend.create_budget},

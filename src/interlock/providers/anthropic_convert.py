@@ -91,27 +91,57 @@ def source_to_url(source: Any) -> str | None:
 
 
 def usage_from_anthropic(data: Any) -> Usage | None:
-    """Anthropic usage -> Usage; prompt tokens include cache reads and cache writes."""
+    """Anthropic usage -> Usage; prompt tokens include cache reads and cache writes.
+
+    Cache writes are split by TTL from ``cache_creation`` (``ephemeral_5m_input_tokens``
+    -> cache_write_tokens, ``ephemeral_1h_input_tokens`` -> cache_write_1h_tokens); without
+    the split every write is a 5-minute one (the default TTL). Thinking tokens
+    (``output_tokens_details.thinking_tokens``) -> reasoning_tokens, which stay part of
+    completion_tokens as Anthropic's ``output_tokens`` includes them.
+    """
     if not isinstance(data, dict):
         return None
     fresh = _int(data.get("input_tokens"))
     read = _int(data.get("cache_read_input_tokens"))
     written = _int(data.get("cache_creation_input_tokens"))
+    split = data.get("cache_creation")
+    write_1h = 0
+    if isinstance(split, dict):
+        write_1h = min(written, _int(split.get("ephemeral_1h_input_tokens")))
+        if not written:  # only the split was given
+            write_1h = _int(split.get("ephemeral_1h_input_tokens"))
+            written = write_1h + _int(split.get("ephemeral_5m_input_tokens"))
+    details = data.get("output_tokens_details")
+    thinking = _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
     return Usage(
         prompt_tokens=fresh + read + written,
         completion_tokens=_int(data.get("output_tokens")),
         cached_tokens=read,
+        reasoning_tokens=thinking,
+        cache_write_tokens=written - write_1h,
+        cache_write_1h_tokens=write_1h,
     )
 
 
-def usage_to_anthropic(usage: Usage) -> JSON:
-    """Usage -> Anthropic usage; Anthropic's input_tokens excludes cache reads."""
-    return {
-        "input_tokens": max(0, usage.prompt_tokens - usage.cached_tokens),
+def usage_to_anthropic(usage: Usage, *, split: bool = True) -> JSON:
+    """Usage -> Anthropic usage. Anthropic's ``input_tokens`` excludes cache reads and
+    cache writes (its total input is the sum of the three). ``split``: include the
+    ``cache_creation`` TTL split (a Message's usage has it, a message_delta's does not)."""
+    read = usage.cached_tokens
+    w5, w1 = usage.cache_write_tokens, usage.cache_write_1h_tokens
+    out: JSON = {
+        "input_tokens": max(0, usage.prompt_tokens - read - w5 - w1),
         "output_tokens": usage.completion_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": w5 + w1,
+        "cache_read_input_tokens": read,
     }
+    if split:
+        out["cache_creation"] = {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1}
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {
+            "thinking_tokens": min(usage.reasoning_tokens, usage.completion_tokens)
+        }
+    return out
 
 
 def _int(value: Any) -> int:
