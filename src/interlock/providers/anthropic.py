@@ -5,17 +5,30 @@ message (or its event stream) becomes an OpenAI ``chat.completion`` (or canonica
 ``chat.completion.chunk`` dicts). Credentials (``x-api-key``) and ``anthropic-version``
 arrive in ``Target.headers``; this module never adds them.
 
-What does not translate:
-- ``n > 1`` has no Anthropic equivalent and is refused as a client error.
-- ``response_format`` (``json_object`` / ``json_schema``) becomes an instruction appended to
-  the system prompt. That is best-effort: the model is asked for JSON, not constrained.
-- ``temperature`` is clamped from OpenAI's 0..2 into Anthropic's 0..1.
-- ``logprobs``, ``logit_bias``, penalties and ``seed`` have no counterpart and are dropped.
-- ``thinking`` blocks in the answer are dropped (OpenAI chat has no place for them).
+The target model's family (``providers/rules/anthropic.py``) decides what is sent: each
+change is a warning on the call (``x-interlock-warnings``). The shapes are those of the
+official ``anthropic`` SDK 2.17.0 (``MessageCreateParams``), which the simulated provider
+enforces (``sim/conformance/anthropic.py``).
+
+- ``n > 1``, ``logprobs``, audio and web search are refused (400 ``unsupported_parameter``).
+- ``temperature`` is clamped into 0..1; with ``top_p`` on families that refuse the pair,
+  ``top_p`` is dropped; families without sampling parameters drop them all.
+- ``reasoning_effort`` -> ``thinking`` (a budget: low 1024, medium 4096, high 16384
+  tokens, below ``max_tokens``) or adaptive thinking with ``output_config.effort``; the
+  canonical extension ``thinking`` (Anthropic's own object) is forwarded as is.
+- ``response_format`` ``json_schema`` -> ``output_config.format`` (native structured
+  output) where the family has it, with the schema rewritten as the SDK's
+  ``transform_schema`` does; else (and for ``json_object``) an instruction appended to the
+  system prompt, with a warning (asked for, not constrained).
+- ``function.strict`` -> the tool's ``strict`` where the family has it.
+- Tool-call ids another provider issued are mapped to Anthropic's id rule (stable hash).
+- ``thinking`` blocks in the answer are not relayed (OpenAI chat has no place for them);
+  their tokens are reported as ``reasoning_tokens``.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +58,20 @@ from interlock.providers.base import (
     retry_after_seconds,
     upstream_message,
 )
+from interlock.providers.capabilities import (
+    Adjust,
+    ModelRules,
+    ToolIdRule,
+    normalise_tool_id,
+    rules_for,
+)
+from interlock.providers.rules.anthropic import (
+    EFFORT_BUDGET,
+    EFFORT_BUDGET_TOP,
+    MIN_BUDGET,
+    Claude,
+    claude_for,
+)
 from interlock.providers.sse import SSEParser
 from interlock.providers.tokens import Generated, answer_usage, count_request_tokens, stream_usage
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest, Usage
@@ -64,7 +91,8 @@ class AnthropicAdapter:
         return endpoint is Endpoint.CHAT
 
     def build(self, req: GatewayRequest, target: Target) -> UpstreamCall:
-        body = to_anthropic(req.body, target.model)
+        adj = Adjust(rules_for(PROVIDER, target.model))
+        body = to_anthropic(req.body, target.model, adj)
         if target.prompt_caching:
             add_cache_markers(body)
         if req.stream:
@@ -73,7 +101,9 @@ class AnthropicAdapter:
         if req.stream:
             headers["accept"] = "text/event-stream"
         url = f"{target.base_url.rstrip('/')}/v1/messages"
-        return UpstreamCall("POST", url, headers, orjson.dumps(body), req.stream)
+        return UpstreamCall(
+            "POST", url, headers, orjson.dumps(body), req.stream, warnings=tuple(adj.warnings)
+        )
 
     def parse(self, req: GatewayRequest, target: Target, status: int, body: bytes) -> Completion:
         data = json_object(body)
@@ -115,8 +145,14 @@ class AnthropicAdapter:
 # --- request: OpenAI chat -> Anthropic Messages -------------------------------------------
 
 
-def to_anthropic(body: JSON, model: str) -> JSON:
-    """Translate an OpenAI chat body into an Anthropic Messages body (without ``stream``)."""
+def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
+    """Translate an OpenAI chat body into an Anthropic Messages body (without ``stream``)
+    for ``model``, following its family's rules; what changed is noted on ``adj``.
+    ``body`` is not modified (it is reused for failover to other deployments)."""
+    rules = rules_for(PROVIDER, model)
+    claude = claude_for(rules)
+    if adj is None:
+        adj = Adjust(rules)
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest(
@@ -124,10 +160,13 @@ def to_anthropic(body: JSON, model: str) -> JSON:
             param="n",
             code="unsupported_parameter",
         )
-    raw_messages = body.get("messages")
+    src = dict(body)  # apply_common changes top-level keys only
+    adj.apply_common(rules, src)
+    raw_messages = src.get("messages")
     if not isinstance(raw_messages, list):
         raise InvalidRequest("messages must be a list", param="messages")
 
+    ids = rules.tool_id
     system: list[JSON] = []
     turns: list[JSON] = []
     for i, msg in enumerate(raw_messages):
@@ -139,9 +178,9 @@ def to_anthropic(body: JSON, model: str) -> JSON:
         elif role == "user":
             _append(turns, "user", _user_blocks(msg.get("content"), i))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(msg, i))
+            _append(turns, "assistant", _assistant_blocks(msg, i, ids))
         elif role == "tool":
-            _append(turns, "user", [_tool_result(msg, i)])
+            _append(turns, "user", [_tool_result(msg, i, ids)])
         else:
             raise InvalidRequest(
                 f"message role {role!r} is not supported by provider {PROVIDER}",
@@ -152,8 +191,10 @@ def to_anthropic(body: JSON, model: str) -> JSON:
             "messages must contain at least one user or assistant message", param="messages"
         )
 
-    out: JSON = {"model": model, "max_tokens": _max_tokens(body)}
-    hint = _response_format_hint(body.get("response_format"))
+    max_tokens, explicit = _max_tokens(src)
+    out: JSON = {"model": model, "max_tokens": max_tokens}
+    output_config: JSON = {}
+    hint = _response_format(src.get("response_format"), rules, adj, output_config)
     if hint:
         system.append({"type": "text", "text": hint})
     if system:
@@ -163,30 +204,161 @@ def to_anthropic(body: JSON, model: str) -> JSON:
             out["system"] = "\n\n".join(b["text"] for b in system)
     out["messages"] = [_compact(t) for t in turns]
 
-    tools = body.get("tools")
+    tools = src.get("tools")
+    forced = False
     if tools:
-        out["tools"] = _tools(tools)
-        choice = _tool_choice(body.get("tool_choice"))
-        if body.get("parallel_tool_calls") is False and choice.get("type") != "none":
+        out["tools"] = _tools(tools, rules, adj)
+        choice = _tool_choice(src.get("tool_choice"))
+        forced = choice.get("type") in ("any", "tool")
+        if src.get("parallel_tool_calls") is False and choice.get("type") != "none":
             choice["disable_parallel_tool_use"] = True
         if choice != {"type": "auto"}:
             out["tool_choice"] = choice
 
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        out["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and stop:
-        out["stop_sequences"] = [s for s in stop if isinstance(s, str)]
-    temperature = body.get("temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        out["temperature"] = min(1.0, max(0.0, float(temperature)))
-    top_p = body.get("top_p")
-    if isinstance(top_p, int | float) and not isinstance(top_p, bool):
-        out["top_p"] = top_p
-    user = body.get("user")
+    stop = src.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    given = [s for s in stops if isinstance(s, str) and s]
+    kept = [s for s in given if s.strip()]
+    if len(kept) < len(given):
+        adj.note("stop: whitespace-only stop sequences dropped (Anthropic refuses them)")
+    if kept:
+        out["stop_sequences"] = kept
+
+    thinking, effort = _thinking(src, claude, adj, out, explicit=explicit, forced=forced)
+    if thinking is not None:
+        out["thinking"] = thinking
+    if effort is not None:
+        output_config["effort"] = effort
+    _sampling(src, claude, adj, out, thinking_on=_thinks(thinking))
+    if output_config:
+        out["output_config"] = output_config
+    user = src.get("user") or src.get("safety_identifier")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     return out
+
+
+def _thinks(thinking: JSON | None) -> bool:
+    return thinking is not None and thinking.get("type") != "disabled"
+
+
+def _thinking(
+    src: JSON, claude: Claude, adj: Adjust, out: JSON, *, explicit: bool, forced: bool
+) -> tuple[JSON | None, str | None]:
+    """(``thinking``, ``output_config.effort``) for the request: Anthropic's own
+    ``thinking`` object (the inbound Messages surface) as is, else ``reasoning_effort``."""
+    native = src.get("thinking")
+    requested = src.get("reasoning_effort")
+    if native is not None:
+        if not isinstance(native, dict) or not isinstance(native.get("type"), str):
+            raise InvalidRequest("thinking must be an object with a type", param="thinking")
+        if requested is not None:
+            adj.drop("reasoning_effort", "the request's own thinking object is used")
+        kind = native["type"]
+        if claude.thinking == "none":
+            if kind != "disabled":
+                adj.drop("thinking")
+            return None, None
+        if kind == "enabled" and claude.thinking == "adaptive_only":
+            adj.note(f"thinking: adaptive instead of a token budget ({adj.family} models)")
+            adaptive: JSON = {"type": "adaptive"}
+            if "display" in native:
+                adaptive["display"] = native["display"]
+            return adaptive, None
+        if kind == "adaptive" and claude.thinking == "budget":
+            adj.note(f"thinking: a token budget instead of adaptive ({adj.family} models)")
+            return _budget(EFFORT_BUDGET["medium"], out, explicit, adj), None
+        return dict(native), None
+    if requested is None:
+        return None, None
+    if not isinstance(requested, str) or requested not in _EFFORTS:
+        raise InvalidRequest(
+            f"reasoning_effort must be one of {', '.join(_EFFORTS)}", param="reasoning_effort"
+        )
+    if requested == "none":
+        return None, None
+    if claude.thinking == "none":
+        adj.drop("reasoning_effort", f"{adj.family} models do not think")
+        return None, None
+    if forced:
+        adj.drop("reasoning_effort", "Anthropic does not think with a forced tool_choice")
+        return None, None
+    if out["max_tokens"] == 0:
+        return None, None
+    effort = _nearest_effort(requested, claude.efforts)
+    if claude.thinking in ("adaptive", "adaptive_only"):
+        return {"type": "adaptive"}, effort
+    return _budget(EFFORT_BUDGET.get(requested, EFFORT_BUDGET_TOP), out, explicit, adj), effort
+
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+
+
+def _nearest_effort(level: str, efforts: tuple[str, ...]) -> str | None:
+    """The family's effort level closest to OpenAI's ``level`` without exceeding it."""
+    if not efforts:
+        return None
+    order = _EFFORTS[2:]  # low .. max
+    wanted = order.index("low" if level == "minimal" else level)
+    allowed = [e for e in efforts if order.index(e) <= wanted]
+    return allowed[-1] if allowed else efforts[0]
+
+
+def _budget(budget: int, out: JSON, explicit: bool, adj: Adjust) -> JSON:
+    """``thinking.type: enabled``; ``budget_tokens`` must be >= 1024 and below
+    ``max_tokens``, which counts thinking too."""
+    max_tokens: int = out["max_tokens"]
+    if not explicit:
+        out["max_tokens"] = max_tokens + budget
+        adj.note(
+            f"max_tokens raised to {out['max_tokens']} "
+            f"(default {max_tokens} + thinking budget {budget})"
+        )
+    elif budget >= max_tokens:
+        if max_tokens - 1 >= MIN_BUDGET:
+            budget = max_tokens - 1
+            adj.note(f"thinking budget capped at {budget} (below max_tokens {max_tokens})")
+        else:
+            budget = MIN_BUDGET
+            out["max_tokens"] = max_tokens + budget
+            adj.note(
+                f"max_tokens raised to {out['max_tokens']} "
+                f"(thinking needs a budget of at least {MIN_BUDGET} below max_tokens)"
+            )
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _sampling(src: JSON, claude: Claude, adj: Adjust, out: JSON, *, thinking_on: bool) -> None:
+    """temperature / top_p / top_k, already clamped and paired by the family's rules."""
+    if claude.sampling == "none":
+        return  # the rules dropped them (with warnings)
+    temperature = _number(src.get("temperature"))
+    top_p = _number(src.get("top_p"))
+    top_k = src.get("top_k")
+    if thinking_on:
+        # Thinking takes no temperature or top_k change and top_p only in 0.95..1.
+        why = "not compatible with thinking"
+        if temperature is not None and temperature != 1:
+            adj.drop("temperature", why)
+            temperature = None
+        if top_k is not None:
+            adj.drop("top_k", why)
+            top_k = None
+        if top_p is not None and not 0.95 <= top_p <= 1:
+            adj.drop("top_p", "thinking takes top_p 0.95-1 only")
+            top_p = None
+    if temperature is not None:
+        out["temperature"] = float(temperature)
+    if top_p is not None:
+        out["top_p"] = float(top_p)
+    if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0:
+        out["top_k"] = top_k
 
 
 _EPHEMERAL: JSON = {"type": "ephemeral"}
@@ -217,15 +389,17 @@ def add_cache_markers(body: JSON) -> None:
             content[-1] = {**content[-1], "cache_control": _EPHEMERAL}
 
 
-def _max_tokens(body: JSON) -> int:
+def _max_tokens(body: JSON) -> tuple[int, bool]:
+    """(max_tokens, whether the client set it). 0 is Anthropic's cache warming: the
+    prompt is cached, nothing is generated."""
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if value is None:
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidRequest(f"{key} must be a positive integer", param=key)
-        return value
-    return DEFAULT_MAX_TOKENS
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidRequest(f"{key} must be a non-negative integer", param=key)
+        return value, True
+    return DEFAULT_MAX_TOKENS, False
 
 
 def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
@@ -296,8 +470,18 @@ def _image(image_url: Any, param: str) -> JSON:
     url = image_url.get("url") if isinstance(image_url, dict) else image_url
     if not isinstance(url, str) or not url:
         raise InvalidRequest("image_url.url must be a non-empty string", param=f"{param}.image_url")
-    if url.startswith("data:") and parse_data_url(url) is None:
-        raise InvalidRequest("image data URLs must be base64-encoded", param=f"{param}.image_url")
+    if url.startswith("data:"):
+        parsed = parse_data_url(url)
+        if parsed is None:
+            raise InvalidRequest(
+                "image data URLs must be base64-encoded", param=f"{param}.image_url"
+            )
+        if parsed[0] not in _IMAGE_TYPES:
+            raise InvalidRequest(
+                f"image type {parsed[0]!r} is not supported by provider {PROVIDER} "
+                f"(jpeg, png, gif, webp)",
+                param=f"{param}.image_url",
+            )
     if not url.startswith(("data:", "https://", "http://")):
         raise InvalidRequest(
             "image_url.url must be a data: or http(s) URL", param=f"{param}.image_url"
@@ -314,10 +498,27 @@ def _document(file: Any, param: str) -> JSON:
             param=f"{param}.file",
         )
     media, payload = parsed
+    if media == "text/plain":
+        try:
+            text = base64.b64decode(payload, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest(
+                "file_data is not base64 UTF-8 text", param=f"{param}.file"
+            ) from None
+        return {"type": "document", "source": {"type": "text", "media_type": media, "data": text}}
+    if media != "application/pdf":
+        raise InvalidRequest(
+            f"file type {media!r} is not supported by provider {PROVIDER} (PDF or plain text)",
+            param=f"{param}.file",
+        )
     return {"type": "document", "source": {"type": "base64", "media_type": media, "data": payload}}
 
 
-def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
+# Base64ImageSourceParam.media_type (anthropic SDK 2.17.0).
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+def _assistant_blocks(msg: JSON, i: int, ids: ToolIdRule | None) -> list[JSON]:
     blocks = _text_blocks(msg.get("content"), f"messages[{i}].content")
     tool_calls = msg.get("tool_calls")
     if tool_calls is None:
@@ -335,7 +536,7 @@ def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
         blocks.append(
             {
                 "type": "tool_use",
-                "id": call_id,
+                "id": normalise_tool_id(call_id, ids),
                 "name": name,
                 "input": _arguments(fn.get("arguments"), f"{param}.function.arguments"),
             }
@@ -359,14 +560,14 @@ def _arguments(arguments: Any, param: str) -> JSON:
     return value
 
 
-def _tool_result(msg: JSON, i: int) -> JSON:
+def _tool_result(msg: JSON, i: int, ids: ToolIdRule | None) -> JSON:
     call_id = msg.get("tool_call_id")
     if not isinstance(call_id, str) or not call_id:
         raise InvalidRequest(
             "a tool message needs tool_call_id", param=f"messages[{i}].tool_call_id"
         )
     content = msg.get("content")
-    block: JSON = {"type": "tool_result", "tool_use_id": call_id}
+    block: JSON = {"type": "tool_result", "tool_use_id": normalise_tool_id(call_id, ids)}
     if isinstance(content, str):
         block["content"] = content
     elif content is not None:
@@ -383,7 +584,7 @@ def _with_cache(part: JSON, block: JSON) -> JSON:
     return block
 
 
-def _tools(tools: Any) -> list[JSON]:
+def _tools(tools: Any, rules: ModelRules, adj: Adjust) -> list[JSON]:
     if not isinstance(tools, list):
         raise InvalidRequest("tools must be a list", param="tools")
     out: list[JSON] = []
@@ -396,16 +597,37 @@ def _tools(tools: Any) -> list[JSON]:
         name = fn.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidRequest("a function tool needs a name", param=f"tools[{i}].function.name")
-        params = fn.get("parameters")
         entry: JSON = {"name": name}
         description = fn.get("description")
         if isinstance(description, str) and description:
             entry["description"] = description
-        entry["input_schema"] = (
-            params if isinstance(params, dict) else {"type": "object", "properties": {}}
-        )
+        schema = _input_schema(fn.get("parameters"), f"tools[{i}].function.parameters")
+        if fn.get("strict") is True:
+            if not rules.tool_strict:
+                adj.drop(f"tools[{i}].function.strict")
+            else:
+                try:
+                    schema = strict_schema(schema)
+                    entry["strict"] = True
+                except ValueError as exc:
+                    adj.drop(f"tools[{i}].function.strict", str(exc))
+        entry["input_schema"] = schema
         out.append(_with_cache(tool, entry))
     return out
+
+
+def _input_schema(params: Any, param: str) -> JSON:
+    """A tool's ``input_schema``: Anthropic wants ``type: object`` at its root."""
+    if params is None:
+        return {"type": "object", "properties": {}}
+    if not isinstance(params, dict):
+        raise InvalidRequest("function parameters must be a JSON Schema object", param=param)
+    kind = params.get("type")
+    if kind is None:
+        return {"type": "object", **params} if params else {"type": "object", "properties": {}}
+    if kind != "object":
+        raise InvalidRequest("function parameters must describe an object", param=param)
+    return params
 
 
 def _tool_choice(choice: Any) -> JSON:
@@ -425,22 +647,127 @@ def _tool_choice(choice: Any) -> JSON:
     )
 
 
-def _response_format_hint(fmt: Any) -> str | None:
+def _response_format(fmt: Any, rules: ModelRules, adj: Adjust, output_config: JSON) -> str | None:
+    """Native structured output (``output_config.format``) where the family has it, else
+    the instruction to append to the system prompt (with a warning: not enforced)."""
     if not isinstance(fmt, dict):
         return None
     kind = fmt.get("type")
     if kind == "json_object":
+        adj.note("response_format json_object: asked for in the prompt, not enforced")
         return _JSON_OBJECT_HINT
-    if kind == "json_schema":
-        spec = fmt.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if isinstance(schema, dict):
-            return (
-                f"{_JSON_OBJECT_HINT} It must conform to this JSON Schema: "
-                f"{orjson.dumps(schema).decode()}"
-            )
+    if kind != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        adj.note("response_format json_schema without a schema: asked for in the prompt")
         return _JSON_OBJECT_HINT
-    return None
+    if rules.structured_output == "native":
+        try:
+            output_config["format"] = {"type": "json_schema", "schema": strict_schema(schema)}
+            return None
+        except ValueError as exc:
+            adj.note(f"response_format json_schema: asked for in the prompt ({exc})")
+    else:
+        adj.note(
+            f"response_format json_schema: asked for in the prompt, not enforced "
+            f"({rules.family} models have no structured output)"
+        )
+    return (
+        f"{_JSON_OBJECT_HINT} It must conform to this JSON Schema: {orjson.dumps(schema).decode()}"
+    )
+
+
+# The string formats Anthropic's structured output accepts (anthropic SDK 2.17.0,
+# lib/_parse/_transform.py SupportedStringFormats).
+_STRING_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
+)
+
+
+def strict_schema(schema: JSON) -> JSON:
+    """A JSON Schema as Anthropic's structured output (and ``strict`` tools) accept it:
+    the SDK's ``transform_schema`` (anthropic 2.17.0): every object closed
+    (``additionalProperties: false``), ``oneOf`` -> ``anyOf``, keywords the API does not
+    take (numeric and length bounds, unknown formats...) moved into the description so
+    the model still reads them. A ``type`` list becomes an ``anyOf`` of one type each (the
+    SDK has no branch for it). Raises ValueError for a schema with no type to close."""
+    out: JSON = {}
+    rest = dict(schema)
+    defs = rest.pop("$defs", None)
+    if isinstance(defs, dict):
+        out["$defs"] = {name: strict_schema(d) for name, d in defs.items()}
+    ref = rest.pop("$ref", None)
+    if ref is not None:
+        out["$ref"] = ref
+        description = rest.pop("description", None)
+        if description is not None:
+            out["description"] = description
+        return out
+    kind = rest.pop("type", None)
+    if isinstance(kind, list):
+        branches = [strict_schema({**rest, "type": t}) for t in kind]
+        return {**out, "anyOf": branches} if len(branches) > 1 else {**out, **branches[0]}
+    any_of = rest.pop("anyOf", None)
+    one_of = rest.pop("oneOf", None)
+    all_of = rest.pop("allOf", None)
+    enum = rest.get("enum")
+    if isinstance(enum, list) and enum and all(_primitive(v) for v in enum):
+        out["enum"] = list(rest.pop("enum"))
+    if "const" in rest and _primitive(rest["const"]):
+        out["const"] = rest.pop("const")
+    literal = "enum" in out or "const" in out
+    if literal:
+        kind = None
+    if isinstance(any_of, list):
+        out["anyOf"] = [strict_schema(v) for v in any_of]
+    elif isinstance(one_of, list):
+        out["anyOf"] = [strict_schema(v) for v in one_of]
+    elif isinstance(all_of, list):
+        out["allOf"] = [strict_schema(v) for v in all_of]
+    elif not literal:
+        if kind is None:
+            raise ValueError("a schema without a type, anyOf, oneOf, allOf, const or enum")
+        out["type"] = kind
+    for key in ("description", "title"):
+        value = rest.pop(key, None)
+        if value is not None:
+            out[key] = value
+    if kind == "object":
+        props = rest.pop("properties", None) or {}
+        out["properties"] = {k: strict_schema(v) for k, v in props.items()}
+        rest.pop("additionalProperties", None)
+        out["additionalProperties"] = False
+        required = rest.pop("required", None)
+        if required is not None:
+            out["required"] = list(required) if isinstance(required, list) else required
+    elif kind == "string":
+        fmt = rest.pop("format", None)
+        if fmt in _STRING_FORMATS:
+            out["format"] = fmt
+        elif fmt:
+            rest["format"] = fmt
+    elif kind == "array":
+        items = rest.pop("items", None)
+        if items is not None:
+            out["items"] = strict_schema(items)
+        min_items = rest.pop("minItems", None)
+        if min_items in (0, 1):
+            out["minItems"] = min_items
+        elif min_items is not None:
+            rest["minItems"] = min_items
+    if rest:
+        extra = ", ".join(f"{key}: {value}" for key, value in rest.items())
+        description = out.get("description")
+        out["description"] = (
+            (f"{description}\n\n" if description is not None else "") + "{" + extra + "}"
+        )
+    return out
+
+
+def _primitive(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 # --- response: Anthropic message -> OpenAI chat.completion --------------------------------
@@ -467,14 +794,14 @@ def to_openai_completion(data: JSON, model: str) -> tuple[JSON, Usage | None]:
                     },
                 }
             )
+    stop = data.get("stop_reason")
     message: JSON = {
         "role": "assistant",
         "content": "".join(texts) if texts else None,
-        "refusal": None,
+        "refusal": _refusal(data) if stop == "refusal" else None,
     }
     if tool_calls:
         message["tool_calls"] = tool_calls
-    stop = data.get("stop_reason")
     finish = STOP_TO_FINISH.get(stop, "stop") if isinstance(stop, str) else "stop"
     usage = usage_from_anthropic(data.get("usage"))
     completion: JSON = {
@@ -487,6 +814,20 @@ def to_openai_completion(data: JSON, model: str) -> tuple[JSON, Usage | None]:
     if usage is not None:
         completion["usage"] = usage.to_openai()
     return completion, usage
+
+
+def _refusal(data: JSON) -> str:
+    """OpenAI's ``message.refusal`` for a ``stop_reason: refusal`` answer: Anthropic's
+    explanation where it gives one (``stop_details``)."""
+    details = data.get("stop_details")
+    if isinstance(details, dict):
+        explanation = details.get("explanation")
+        if isinstance(explanation, str) and explanation:
+            return explanation
+        category = details.get("category")
+        if isinstance(category, str) and category:
+            return f"The model declined to answer (policy category: {category})."
+    return "The model declined to answer."
 
 
 # --- stream: Anthropic events -> canonical OpenAI chunks ----------------------------------
@@ -505,6 +846,7 @@ class AnthropicStreamDecoder:
         "_output",
         "_parser",
         "_provider",
+        "_reasoning",
         "_req",
         "_tools",
         "generated",
@@ -521,6 +863,7 @@ class AnthropicStreamDecoder:
         self._finish: str | None = None
         self._input: Usage | None = None  # prompt side, from message_start
         self._output: int | None = None  # cumulative output tokens from message_delta
+        self._reasoning = 0  # thinking tokens among them (output_tokens_details)
         self.generated = Generated()  # what was decoded, for an estimate if the stream is cut
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
 
@@ -543,7 +886,10 @@ class AnthropicStreamDecoder:
             prompt_tokens=prompt.prompt_tokens,
             completion_tokens=self._output,
             cached_tokens=prompt.cached_tokens,
+            reasoning_tokens=min(self._reasoning, self._output),
             estimated=prompt.estimated,
+            cache_write_tokens=prompt.cache_write_tokens,
+            cache_write_1h_tokens=prompt.cache_write_1h_tokens,
         )
 
     def feed(self, data: bytes) -> list[Chunk]:
@@ -658,9 +1004,13 @@ class AnthropicStreamDecoder:
             output = usage.get("output_tokens")
             if isinstance(output, int):
                 self._output = output
+            details = usage.get("output_tokens_details")
+            thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+            if isinstance(thinking, int):
+                self._reasoning = thinking
             # Newer API versions repeat the (final) input counts here.
             if isinstance(usage.get("input_tokens"), int):
-                prompt = usage_from_anthropic(usage)
+                prompt = usage_from_anthropic(self._with_split(usage))
                 if prompt is not None:
                     prompt.completion_tokens = 0
                     self._input = prompt
@@ -672,6 +1022,21 @@ class AnthropicStreamDecoder:
         return self._chunk(
             [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": self._finish}]
         )
+
+    def _with_split(self, usage: JSON) -> JSON:
+        """message_delta repeats cache_creation_input_tokens without the TTL split: keep
+        message_start's split when the total is unchanged."""
+        known = self._input
+        if "cache_creation" in usage or known is None:
+            return usage
+        written = usage.get("cache_creation_input_tokens")
+        if written != known.cache_write_tokens + known.cache_write_1h_tokens:
+            return usage
+        split = {
+            "ephemeral_5m_input_tokens": known.cache_write_tokens,
+            "ephemeral_1h_input_tokens": known.cache_write_1h_tokens,
+        }
+        return {**usage, "cache_creation": split}
 
     def _choice(self, delta: JSON) -> Chunk:
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])

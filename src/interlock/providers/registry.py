@@ -74,8 +74,9 @@ def _headers(p: ProviderSettings, key: str | None) -> dict[str, str]:
 
 def _adapter(kind: str) -> Adapter:
     if kind in ("openai", "openai_compatible"):
-        return OpenAIAdapter()
+        return OpenAIAdapter(kind=kind)
     if kind == "azure":
+        # Classic deployment routes or the v1 API: chosen per target (api_version "v1").
         return OpenAIAdapter(azure=True)
     if kind == "anthropic":
         from interlock.providers.anthropic import AnthropicAdapter
