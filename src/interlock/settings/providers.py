@@ -48,7 +48,9 @@ class ProviderSettings(SettingsModel):
     kind: ProviderKind
     base_url: str | None = None
     api_key: SecretStr | None = None
-    api_version: str | None = None  # azure: api-version query; gemini/vertex: API version path
+    # azure: the api-version query of the classic routes, or "v1" for the v1 API (also
+    # implied by a base_url ending in /openai/v1); gemini/vertex: the API version path.
+    api_version: str | None = None
     region: str | None = None  # bedrock, vertex
     project: str | None = None  # vertex
     credentials_file: str | None = None  # vertex service-account JSON
@@ -64,6 +66,24 @@ class ProviderSettings(SettingsModel):
     def _kind_needs(self) -> ProviderSettings:
         if self.kind in ("azure", "openai_compatible") and not self.base_url:
             raise ValueError(f"base_url is required for kind {self.kind!r}")
+        if self.kind == "azure" and self.base_url:
+            # Azure's v1 API: api_version "v1", or a base_url ending in /openai/v1.
+            v1_url = self.base_url.rstrip("/").endswith("/openai/v1")
+            if v1_url and self.api_version not in (None, "v1"):
+                raise ValueError(
+                    "base_url ends in /openai/v1 (Azure's v1 API, which takes no "
+                    f"api-version) but api_version is {self.api_version!r}: set "
+                    "api_version: v1 or drop it"
+                )
+            if not v1_url and (
+                self.base_url.rstrip("/").endswith("/openai")
+                or "/openai/deployments" in self.base_url
+            ):
+                raise ValueError(
+                    "kind azure: base_url is the resource endpoint "
+                    "(https://NAME.openai.azure.com; Interlock adds /openai/deployments/...), "
+                    "or it ends in /openai/v1 for the v1 API"
+                )
         if self.kind == "vertex" and not (self.project and self.region):
             raise ValueError("project and region are required for kind 'vertex'")
         if self.kind == "bedrock" and not self.region:
