@@ -907,3 +907,226 @@ async def test_sdk_reads_message_and_errors(fake_upstream: tuple[str, dict[str, 
             ) as stream:
                 async for _ in stream:
                     pass
+
+
+# --- issue 13: the SDK's request surface, thinking, usage with cache writes ----------------
+
+
+def test_sdk_fields_match_the_installed_sdk() -> None:
+    """The accepted top-level fields are the SDK's MessageCreateParams (plus stream), and
+    the beta-only ones are those of anthropic.types.beta (refused, not unknown)."""
+    from typing import get_type_hints
+
+    from anthropic.types import message_create_params as stable
+    from anthropic.types.beta import message_create_params as beta
+
+    from interlock.api.messages_format import BETA_FIELDS, SDK_FIELDS
+
+    fields = set(get_type_hints(stable.MessageCreateParamsBase))
+    assert fields | {"stream"} == SDK_FIELDS
+    assert set(get_type_hints(beta.MessageCreateParamsBase)) - fields == BETA_FIELDS
+
+
+def _one(**extra: Any) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": "x"}],
+    } | extra
+
+
+def test_system_role_inside_messages_stays_in_place() -> None:
+    body = messages_to_openai(
+        _one(
+            system="Top.",
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "Now be terse."}]},
+                {"role": "user", "content": "and?"},
+            ],
+        )
+    )
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "system", "user"]
+    assert body["messages"][2] == {"role": "system", "content": "Now be terse."}
+
+
+def test_max_tokens_zero_and_max_completion_tokens() -> None:
+    assert messages_to_openai(_one(max_tokens=0))["max_completion_tokens"] == 0
+    body = messages_to_openai(_one())
+    assert body["max_completion_tokens"] == 4096 and "max_tokens" not in body
+
+
+def test_thinking_effort_format_cache_and_warnings() -> None:
+    notes: list[str] = []
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    body = messages_to_openai(
+        _one(
+            thinking={"type": "enabled", "budget_tokens": 2048, "display": "summarized"},
+            output_config={"effort": "high", "format": {"type": "json_schema", "schema": schema}},
+            cache_control={"type": "ephemeral", "ttl": "1h"},
+            top_k=5,
+            service_tier="auto",
+            tools=[
+                {
+                    "name": "f",
+                    "input_schema": {"type": "object"},
+                    "strict": True,
+                    "input_examples": [{}],
+                }
+            ],
+        ),
+        notes,
+    )
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048, "display": "summarized"}
+    assert body["reasoning_effort"] == "high"
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+    assert body["messages"][-1]["content"] == [
+        {"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+    assert body["tools"][0]["function"]["strict"] is True
+    assert "top_k" not in body and "service_tier" not in body
+    assert any(n.startswith("top_k dropped") for n in notes)
+    assert any(n.startswith("service_tier dropped") for n in notes)
+    assert any("input_examples dropped" in n for n in notes)
+    assert messages_to_openai(_one(thinking={"type": "adaptive"}))["thinking"] == {
+        "type": "adaptive"
+    }
+
+
+def test_count_only_shape() -> None:
+    body = messages_to_openai(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]}, count_only=True
+    )
+    assert "max_completion_tokens" not in body
+    with pytest.raises(InvalidRequest) as info:
+        messages_to_openai(_one(), count_only=True)  # max_tokens is not a count field
+    assert info.value.param == "max_tokens"
+
+
+def test_usage_round_trip_with_cache_writes_and_thinking() -> None:
+    from interlock.providers.anthropic_convert import usage_from_anthropic, usage_to_anthropic
+
+    wire = {
+        "input_tokens": 10,
+        "output_tokens": 50,
+        "cache_creation_input_tokens": 300,
+        "cache_read_input_tokens": 1000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 100},
+        "output_tokens_details": {"thinking_tokens": 30},
+    }
+    usage = usage_from_anthropic(wire)
+    assert usage == Usage(
+        prompt_tokens=1310, completion_tokens=50, cached_tokens=1000, reasoning_tokens=30,
+        cache_write_tokens=200, cache_write_1h_tokens=100,
+    )  # fmt: skip
+    assert usage_to_anthropic(usage) == wire
+    # No split given: every write is a 5-minute one (the default TTL).
+    plain = usage_from_anthropic({"input_tokens": 1, "output_tokens": 1,
+                                  "cache_creation_input_tokens": 7})  # fmt: skip
+    assert plain is not None and (plain.cache_write_tokens, plain.cache_write_1h_tokens) == (7, 0)
+
+
+THINKING_COMPLETION: dict[str, Any] = {
+    "id": "chatcmpl-msg_think",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "42",
+                "reasoning_content": "Let me think.",
+                "thinking_blocks": [
+                    {"type": "thinking", "thinking": "Let me think.", "signature": "EqQBsig"},
+                    {"type": "redacted_thinking", "data": "EmwKAhgBEgy3"},
+                ],
+            },
+            "finish_reason": "stop",
+        }
+    ],
+}
+
+
+def test_thinking_blocks_come_back_signed() -> None:
+    message = openai_to_message(THINKING_COMPLETION, "claude", Usage(10, 20, reasoning_tokens=15))
+    Message.model_validate(message)
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "Let me think.", "signature": "EqQBsig"},
+        {"type": "redacted_thinking", "data": "EmwKAhgBEgy3"},
+        {"type": "text", "text": "42"},
+    ]
+    assert message["usage"]["output_tokens_details"] == {"thinking_tokens": 15}
+    # Bare reasoning (no signature) only when the client asked for thinking.
+    bare = copy.deepcopy(THINKING_COMPLETION)
+    del bare["choices"][0]["message"]["thinking_blocks"]
+    assert [b["type"] for b in openai_to_message(bare, "m")["content"]] == ["text"]
+    asked = openai_to_message(bare, "m", thinking=True)
+    Message.model_validate(asked)
+    assert asked["content"][0] == {"type": "thinking", "thinking": "Let me think.", "signature": ""}
+
+
+THINKING_CHUNKS = [
+    chunk({"role": "assistant", "content": ""}),
+    chunk({"reasoning_content": "Let me "}),
+    chunk({"reasoning_content": "think."}),
+    chunk({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "EqQBsig"}]}),
+    chunk({"thinking_blocks": [{"type": "redacted_thinking", "data": "EmwKAhgBEgy3"}]}),
+    chunk({"content": "42"}),
+    chunk({}, "stop"),
+]
+
+
+def test_stream_encoder_thinking_events_validate() -> None:
+    from anthropic.types import RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    enc = AnthropicStreamEncoder("claude", input_tokens=5, thinking=True)
+    data = b"".join(enc.feed(c) for c in THINKING_CHUNKS)
+    data += enc.finish(Usage(12, 20, cached_tokens=2, reasoning_tokens=9, cache_write_tokens=4))
+    adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+    evs = events(data)
+    for _, payload in evs:
+        adapter.validate_python(payload)
+    deltas = [p["delta"] for n, p in evs if n == "content_block_delta"]
+    assert deltas == [
+        {"type": "thinking_delta", "thinking": "Let me "},
+        {"type": "thinking_delta", "thinking": "think."},
+        {"type": "signature_delta", "signature": "EqQBsig"},
+        {"type": "text_delta", "text": "42"},
+    ]
+    starts = [p["content_block"]["type"] for n, p in evs if n == "content_block_start"]
+    assert starts == ["thinking", "redacted_thinking", "text"]
+    final = evs[-2][1]["usage"]
+    assert final == {
+        "input_tokens": 6, "output_tokens": 20, "cache_creation_input_tokens": 4,
+        "cache_read_input_tokens": 2, "output_tokens_details": {"thinking_tokens": 9},
+    }  # fmt: skip
+    # A client that did not ask for thinking gets the signed blocks but no bare text.
+    plain = AnthropicStreamEncoder("claude")
+    evs = events(b"".join(plain.feed(c) for c in THINKING_CHUNKS) + plain.finish(None))
+    starts = [p["content_block"]["type"] for n, p in evs if n == "content_block_start"]
+    assert starts == ["thinking", "redacted_thinking", "text"]
+
+
+async def test_sdk_accumulates_thinking_stream(fake_upstream: tuple[str, dict[str, Any]]) -> None:
+    url, state = fake_upstream
+    enc = AnthropicStreamEncoder("claude", input_tokens=5, thinking=True)
+    state["type"] = "text/event-stream"
+    state["body"] = b"".join(enc.feed(c) for c in THINKING_CHUNKS) + enc.finish(None)
+    client = anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0)
+    async with (
+        client,
+        client.messages.stream(
+            model="claude",
+            max_tokens=4096,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            messages=[{"role": "user", "content": "hi"}],
+        ) as stream,
+    ):
+        final = await stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "redacted_thinking", "text"]
+    assert final.content[0].thinking == "Let me think."  # type: ignore[union-attr]
+    assert final.content[0].signature == "EqQBsig"  # type: ignore[union-attr]
+    assert state["request"]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
