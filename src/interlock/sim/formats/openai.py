@@ -533,10 +533,34 @@ def _azure_check(request: web.Request, mode: Mode) -> web.Response | None:
 def _spec_refusal(path: str, body: dict[str, Any]) -> web.Response | None:
     """OpenAI's answer to a body its published spec refuses (sim/conformance/openai.py)."""
     found = request_issues(path, body)
-    if not found:
-        return None
-    first = found[0]
-    return openai_error(400, first.message, param=first.param, code=first.code)
+    if found:
+        first = found[0]
+        return openai_error(400, first.message, param=first.param, code=first.code)
+    if path == "chat/completions":
+        return _tool_id_refusal(body)
+    return None
+
+
+# OpenAI refuses a replayed tool-call id over 40 characters (a rule of the API that the
+# spec does not state): 400 string_above_max_length naming messages[i].tool_calls[j].id.
+TOOL_ID_MAX = 40
+
+
+def _tool_id_refusal(body: dict[str, Any]) -> web.Response | None:
+    for i, msg in enumerate(body.get("messages") or ()):
+        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+        for j, call in enumerate(calls if isinstance(calls, list) else ()):
+            cid = call.get("id") if isinstance(call, dict) else None
+            if isinstance(cid, str) and len(cid) > TOOL_ID_MAX:
+                param = f"messages[{i}].tool_calls[{j}].id"
+                return openai_error(
+                    400,
+                    f"Invalid '{param}': string too long. Expected a string with maximum "
+                    f"length {TOOL_ID_MAX}, but got a string with length {len(cid)} instead.",
+                    param=param,
+                    code="string_above_max_length",
+                )
+    return None
 
 
 async def _prelude(
