@@ -54,6 +54,7 @@ __all__ = [
     "bound_request",
     "cap_fitting",
     "media_rules",
+    "prompt_rate",
     "worst_usd",
 ]
 
@@ -140,6 +141,10 @@ class RequestBound:
     cap: int | None = None  # the client's output cap per completion, if it set one
     extra_output: int = 0  # predicted output that may be billed as completion tokens
     has_output: bool = True  # False for embeddings
+    # The request asks for a 1-hour prompt-cache TTL somewhere (a quoted "1h": Anthropic's
+    # cache_control ttl, Bedrock's cachePoint ttl): its prompt may be billed as 1-hour
+    # cache writes. Only ever over-reserves when "1h" is just text.
+    cache_1h: bool = False
 
     def prompt_tokens(self, rules: MediaRules) -> int:
         audio = -(-self.audio_bytes * AUDIO_TOKENS_PER_S // AUDIO_MIN_BYTES_PER_S)
@@ -307,6 +312,8 @@ def _messages(messages: Any, acc: RequestBound) -> None:
     # content. Anything else (content parts, tool calls, names) takes the slow path.
     # (A single-byte find() is a memchr; a '[' inside some text is only a false alarm.)
     whole = _json_len_bytes(messages)
+    if whole.find(_TTL_1H) >= 0:
+        acc.cache_1h = True
     if whole.find(b"[", 1) < 0:
         for msg in messages:
             if msg.__class__ is not dict or len(msg) > 2:
@@ -335,6 +342,8 @@ def _messages(messages: Any, acc: RequestBound) -> None:
             acc.text += _json_len(msg.get("tool_calls")) + _json_len(msg.get("function_call"))
     acc.text += _json_len(messages if plain is None else plain)
 
+
+_TTL_1H = b'"1h"'
 
 # Bytes that compact JSON of integers and arrays never holds (strings, objects, floats,
 # true/false/null all do).
@@ -380,7 +389,10 @@ def _rest(body: dict[str, Any], acc: RequestBound) -> None:
     for key, value in body.items():
         if key in _CONTROL:
             continue
-        size = _json_len(value) + len(key)
+        raw = _json_len_bytes(value)
+        if raw.find(_TTL_1H) >= 0:
+            acc.cache_1h = True
+        size = len(raw) + len(key)
         if key in _RENDERED:
             size *= 2
             if key in ("tools", "functions") and value:
@@ -416,10 +428,15 @@ def bound_request(endpoint: Endpoint, body: dict[str, Any]) -> RequestBound:
 # -- money -----------------------------------------------------------------------------
 
 
-def _prompt_rate(price: Price) -> Decimal:
-    # A prompt token may be billed as a cache write (Anthropic: 1.25x input) as well as at
-    # the input rate; never assume the cheaper cache-read rate.
-    return max(price.input, price.cache_write, price.cached_input)
+def prompt_rate(price: Price, bound: RequestBound) -> Decimal:
+    """The highest rate a prompt token of ``bound`` can be billed at: the input rate, a
+    5-minute cache write (Anthropic and Bedrock Claude: 1.25x input; any request may carry
+    cache markers, and a deployment with ``prompt_caching`` adds them, with the default
+    5-minute TTL) or, when the request asks for a 1-hour TTL, a 1-hour write (2x). Never the
+    cheaper cache-read rate; the read rate is included only so that a price listing it
+    above input (a config error) still bounds."""
+    rate = max(price.input, price.cache_write, price.cached_input)
+    return max(rate, price.cache_write_1h) if bound.cache_1h else rate
 
 
 def worst_usd(bound: RequestBound, rules: MediaRules, price: Price, cap: int) -> Decimal:
@@ -429,7 +446,7 @@ def worst_usd(bound: RequestBound, rules: MediaRules, price: Price, cap: int) ->
     output = bound.output_tokens(cap)
     with localcontext() as ctx:
         ctx.prec = 60
-        total = (prompt * _prompt_rate(price) + output * price.output) / _MTOK
+        total = (prompt * prompt_rate(price, bound) + output * price.output) / _MTOK
         total += price.per_request
         return total.quantize(_QUANTUM, rounding=ROUND_CEILING)
 

@@ -456,9 +456,8 @@ def _config_price(
         return default if value is None else to_decimal(value)
 
     write_5m, write_1h = input_rate, input_rate
-    if (
-        cfg.cache_write_per_mtok is None or cfg.cache_write_1h_per_mtok is None
-    ) and _vendor(settings, provider_kind, table) == "anthropic":
+    missing = cfg.cache_write_per_mtok is None or cfg.cache_write_1h_per_mtok is None
+    if missing and _vendor(settings, provider_kind, table) == "anthropic":
         write_5m, write_1h = input_rate * ANTHROPIC_WRITE_5M, input_rate * ANTHROPIC_WRITE_1H
     write = rate(cfg.cache_write_per_mtok, write_5m)
     return Price(

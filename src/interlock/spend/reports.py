@@ -184,10 +184,7 @@ def _sums(table: Any) -> list[Any]:
 
 def _detail_sums() -> list[Any]:
     """Raw rows' token details: cache reads and writes, reasoning tokens."""
-    return [
-        func.coalesce(func.sum(getattr(ledger.c, name)), 0).label(name)
-        for name in _DETAILS
-    ]
+    return [func.coalesce(func.sum(getattr(ledger.c, name)), 0).label(name) for name in _DETAILS]
 
 
 def _details(t: Totals, r: Mapping[str, Any]) -> Totals:
