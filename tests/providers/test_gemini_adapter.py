@@ -19,6 +19,7 @@ from interlock.errors import (
     UpstreamUnavailable,
 )
 from interlock.providers.base import Target
+from interlock.providers.capabilities import rules_for
 from interlock.providers.gemini import GeminiAdapter
 from interlock.providers.gemini_request import clean_schema, to_gemini
 from interlock.types import Chunk, Endpoint, GatewayRequest
@@ -165,21 +166,21 @@ def test_full_translation() -> None:
         {"text": "And the weather in Paris?"},
     ]
     assert contents[1]["parts"] == [
-        {"functionCall": {"name": "weather", "args": {"city": "Paris"}}}
+        {"functionCall": {"name": "weather", "args": {"city": "Paris"}, "id": "call_1"}}
     ]
     assert contents[2]["parts"] == [
-        {"functionResponse": {"name": "weather", "response": {"temp_c": 21}}},
-        {"functionResponse": {"name": "weather", "response": {"content": "sunny"}}},
+        {"functionResponse": {"name": "weather", "response": {"temp_c": 21}, "id": "call_1"}},
+        {"functionResponse": {"name": "weather", "response": {"content": "sunny"}, "id": "call_1"}},
     ]
     decls = out["tools"][0]["functionDeclarations"]
     assert decls[0] == {
         "name": "weather",
         "description": "Current weather",
         "parameters": {
-            "type": "object",
+            "type": "OBJECT",
             "properties": {
-                "city": {"type": "string", "description": "City"},
-                "unit": {"type": "string", "nullable": True, "enum": ["c", "f"]},
+                "city": {"type": "STRING", "description": "City"},
+                "unit": {"type": "STRING", "nullable": True, "enum": ["c", "f"]},
             },
             "required": ["city"],
         },
@@ -196,7 +197,7 @@ def test_full_translation() -> None:
         "stopSequences": ["END"],
         "candidateCount": 2,
         "responseMimeType": "application/json",
-        "responseSchema": {"type": "object", "properties": {"a": {"type": "string"}}},
+        "responseSchema": {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}},
         "responseLogprobs": True,
         "logprobs": 3,
     }
@@ -211,7 +212,9 @@ def test_full_translation() -> None:
     ],
 )
 def test_tool_choice_modes(choice: str, config: dict[str, Any]) -> None:
-    out = to_gemini({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice})
+    tool = {"type": "function", "function": {"name": "f"}}
+    body = {"messages": [{"role": "user", "content": "x"}], "tool_choice": choice, "tools": [tool]}
+    out = to_gemini(body)
     assert out["toolConfig"] == {"functionCallingConfig": config}
 
 
@@ -240,20 +243,20 @@ def test_json_object_and_refs() -> None:
         }
     )
     assert schema == {
-        "type": "object",
+        "type": "OBJECT",
         "properties": {
             "items": {
-                "type": "array",
+                "type": "ARRAY",
                 "items": {
-                    "type": "object",
-                    "properties": {"id": {"type": "integer"}},
+                    "type": "OBJECT",
+                    "properties": {"id": {"type": "INTEGER"}},
                     "title": "Item",
                 },
             },
-            "kind": {"enum": ["x"], "type": "string"},
-            "maybe": {"nullable": True, "type": "string"},
-            "when": {"type": "string", "format": "date-time"},
-            "mail": {"type": "string"},
+            "kind": {"enum": ["x"], "type": "STRING"},
+            "maybe": {"nullable": True, "type": "STRING"},
+            "when": {"type": "STRING", "format": "date-time"},
+            "mail": {"type": "STRING", "description": "Format: email."},
         },
     }
 
@@ -300,9 +303,10 @@ def test_thought_signature_round_trip() -> None:
         }
     )
     assert nxt["contents"][1]["parts"][0] == {
-        "functionCall": {"name": "f", "args": {"a": 1}},
+        "functionCall": {"name": "f", "args": {"a": 1}, "id": call["id"].split("__thought__")[0]},
         "thoughtSignature": "c2lnbmF0dXJl",
     }
+    assert nxt["contents"][2]["parts"][0]["functionResponse"]["id"] == call["id"].split("__")[0]
 
 
 # ---------------------------------------------------------------------------- parse
@@ -376,7 +380,11 @@ def test_parse_blocked_prompt_and_safety() -> None:
     assert body["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": ""},
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "refusal": "The provider blocked the prompt (blockReason SAFETY).",
+            },
             "finish_reason": "content_filter",
             "logprobs": None,
         }
@@ -651,7 +659,9 @@ def test_penalties_and_empty_text() -> None:
 
 
 def test_reasoning_effort_and_api_version() -> None:
-    out = to_gemini({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"})
+    flash = rules_for("gemini", "gemini-2.5-flash")
+    body = {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}
+    out = to_gemini(body, flash)
     assert out["generationConfig"] == {"thinkingConfig": {"thinkingBudget": 1024}}
     target = Target("g", "gemini", "gemini-2.5-flash", "https://g.test", api_version="v1")
     call = GeminiAdapter().build(chat({"messages": [{"role": "user", "content": "x"}]}), target)

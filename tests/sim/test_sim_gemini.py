@@ -90,7 +90,11 @@ def test_function_calling(
         "tools": [
             {
                 "functionDeclarations": [
-                    {"name": "get_weather", "description": "w", "parameters": weather_schema}
+                    {
+                        "name": "get_weather",
+                        "description": "w",
+                        "parametersJsonSchema": weather_schema,
+                    }
                 ]
             }
         ],
@@ -103,7 +107,8 @@ def test_function_calling(
             MODEL_PATH + ":streamGenerateContent?alt=sse", json=req, headers=gemini_headers
         ).text
     )
-    assert events[0]["candidates"][0]["content"]["parts"][0]["functionCall"] == call
+    streamed = events[0]["candidates"][0]["content"]["parts"][0]["functionCall"]
+    assert {**streamed, "id": call["id"]} == call and streamed["id"]
     follow = {
         **req,
         "contents": [

@@ -43,6 +43,7 @@ from interlock.providers.base import (
     map_status,
     retry_after_seconds,
 )
+from interlock.providers.capabilities import Adjust, rules_for
 from interlock.providers.gemini_request import SIG_MARK, to_gemini
 from interlock.providers.sse import SSEParser
 from interlock.providers.tokens import Generated, answer_usage, count_tokens, stream_usage
@@ -87,8 +88,8 @@ class GeminiAdapter:
         headers = {"content-type": "application/json", **target.headers}
         if req.endpoint == Endpoint.EMBEDDINGS:
             if self.vertex:
-                body = _vertex_embed_body(req.body)
-                return UpstreamCall("POST", self.url(target, "predict"), headers, body)
+                method, body = _vertex_embed(req.body, target.model)
+                return UpstreamCall("POST", self.url(target, method), headers, body)
             body = _embed_body(req.body, target.model)
             return UpstreamCall("POST", self.url(target, "batchEmbedContents"), headers, body)
         if req.endpoint != Endpoint.CHAT:
@@ -96,12 +97,16 @@ class GeminiAdapter:
                 f"{req.endpoint.value} is not supported by Gemini models",
                 code="unsupported_endpoint",
             )
-        body = orjson.dumps(to_gemini(req.body))
+        rules = rules_for("vertex" if self.vertex else "gemini", _model_id(target.model))
+        adj = Adjust(rules)
+        body = orjson.dumps(to_gemini(req.body, rules, adj))
+        warnings = tuple(adj.warnings)
         if req.stream:
             headers["accept"] = "text/event-stream"
             url = self.url(target, "streamGenerateContent") + "?alt=sse"
-            return UpstreamCall("POST", url, headers, body, True)
-        return UpstreamCall("POST", self.url(target, "generateContent"), headers, body)
+            return UpstreamCall("POST", url, headers, body, True, warnings=warnings)
+        url = self.url(target, "generateContent")
+        return UpstreamCall("POST", url, headers, body, warnings=warnings)
 
     def parse(self, req: GatewayRequest, target: Target, status: int, body: bytes) -> Completion:
         data = json_object(body)
@@ -114,11 +119,16 @@ class GeminiAdapter:
         if not choices:
             # No candidates: the prompt itself was blocked (promptFeedback.blockReason).
             # That is an answer, not a failure; it reads like OpenAI's content filter.
+            blocked = _blocked(data)
             choices = [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": ""},
-                    "finish_reason": "content_filter" if _blocked(data) else "stop",
+                    "message": {
+                        "role": "assistant",
+                        "content": None if blocked else "",
+                        "refusal": blocked,
+                    },
+                    "finish_reason": "content_filter" if blocked else "stop",
                     "logprobs": None,
                 }
             ]
@@ -213,9 +223,26 @@ def _google_error(
 # ----------------------------------------------------------------- response parsing
 
 
-def _blocked(data: JSON) -> bool:
+def _model_id(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def _blocked(data: JSON) -> str | None:
+    """The refusal text for a prompt Gemini blocked (``promptFeedback.blockReason``)."""
     feedback = data.get("promptFeedback")
-    return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
+    if isinstance(feedback, dict) and feedback.get("blockReason"):
+        reason = str(feedback["blockReason"])
+        detail = feedback.get("blockReasonMessage")
+        extra = f": {detail}" if isinstance(detail, str) and detail else ""
+        return f"The provider blocked the prompt (blockReason {reason}){extra}."
+    return None
+
+
+def _filtered(reason: Any) -> str | None:
+    """The refusal text for an answer stopped by a content filter (SAFETY, RECITATION...)."""
+    if _FINISH.get(str(reason)) == "content_filter":
+        return f"The provider stopped the answer (finishReason {reason})."
+    return None
 
 
 def _completion_id(data: JSON) -> str:
@@ -224,7 +251,8 @@ def _completion_id(data: JSON) -> str:
 
 
 def _call_id(part: JSON) -> str:
-    call_id = f"call_{uuid.uuid4().hex[:24]}"
+    issued = part["functionCall"].get("id")
+    call_id = issued if isinstance(issued, str) and issued else f"call_{uuid.uuid4().hex[:24]}"
     sig = part.get("thoughtSignature")
     return f"{call_id}{SIG_MARK}{sig}" if isinstance(sig, str) and sig else call_id
 
@@ -289,7 +317,10 @@ def _choice(i: int, cand: Any) -> JSON:
             calls.append(_tool_call(part))
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else text).append(part["text"])
-    message: JSON = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+    reason = cand.get("finishReason")
+    refusal = _filtered(reason) if not text and not calls else None
+    content = None if refusal or (calls and not text) else "".join(text)
+    message: JSON = {"role": "assistant", "content": content, "refusal": refusal}
     if thoughts:
         message["reasoning_content"] = "".join(thoughts)
     if calls:
@@ -297,7 +328,7 @@ def _choice(i: int, cand: Any) -> JSON:
     return {
         "index": cand.get("index", i),
         "message": message,
-        "finish_reason": finish_reason(cand.get("finishReason"), bool(calls)) or "stop",
+        "finish_reason": finish_reason(reason, bool(calls)) or "stop",
         "logprobs": _logprobs(cand),
     }
 
@@ -339,18 +370,45 @@ def _embed_body(body: JSON, model: str) -> bytes:
     return orjson.dumps({"requests": requests})
 
 
-def _vertex_embed_body(body: JSON) -> bytes:
-    out: JSON = {"instances": [{"content": t} for t in _embed_inputs(body)]}
+def vertex_embed_method(model: str) -> str:
+    """How Vertex embeds with ``model``, as the google-genai SDK decides
+    (``t_is_vertex_embed_content_model``): Gemini embedding models (``gemini`` in the id)
+    through ``embedContent`` (one input per request), ``text-embedding-*`` and the other
+    older models through ``predict`` (several instances per request)."""
+    return (
+        "embedContent" if "gemini" in _model_id(model) or "maas" in _model_id(model) else "predict"
+    )
+
+
+def _vertex_embed(body: JSON, model: str) -> tuple[str, bytes]:
+    """The Vertex method and body for an embeddings request. Gemini embedding models take
+    one content per ``embedContent``; several inputs go in one ``batchEmbedContents`` (what
+    the SDK sends them), never as several ``predict`` instances (Vertex refuses those)."""
+    inputs = _embed_inputs(body)
     dims = body.get("dimensions")
-    if isinstance(dims, int):
-        out["parameters"] = {"outputDimensionality": dims}
-    return orjson.dumps(out)
+    config: JSON = {"outputDimensionality": dims} if isinstance(dims, int) else {}
+    if vertex_embed_method(model) == "embedContent":
+        items: list[JSON] = []
+        for text in inputs:
+            item: JSON = {"content": {"parts": [{"text": text}]}}
+            if config:
+                item["embedContentConfig"] = config
+            items.append(item)
+        if len(items) == 1:
+            return "embedContent", orjson.dumps(items[0])
+        return "batchEmbedContents", orjson.dumps({"requests": items})
+    out: JSON = {"instances": [{"content": t} for t in inputs]}
+    if config:
+        out["parameters"] = config
+    return "predict", orjson.dumps(out)
 
 
 def _parse_embeddings(req: GatewayRequest, data: JSON, vertex: bool) -> Completion:
     vectors: list[list[float]] = []
     tokens = 0
-    if vertex:
+    if isinstance(data.get("embedding"), dict):  # embedContent (Vertex Gemini models)
+        vectors.append(data["embedding"].get("values") or [])
+    elif vertex and "predictions" in data:
         for pred in data.get("predictions") or ():
             emb = pred.get("embeddings") if isinstance(pred, dict) else None
             if not isinstance(emb, dict):
@@ -408,6 +466,7 @@ class GeminiStreamDecoder:
         "_req",
         "_started",
         "_tools",
+        "_wrote",
         "generated",
         "usage",
     )
@@ -420,6 +479,7 @@ class GeminiStreamDecoder:
         self._created = int(time.time())
         self._started: set[int] = set()
         self._tools: dict[int, int] = {}  # candidate index -> tool calls so far
+        self._wrote: set[int] = set()  # candidates that wrote text or calls
         self._finished = False
         self.generated = Generated()  # what was decoded, for an estimate if the stream is cut
         # Gemini repeats usageMetadata in chunks (the prompt count at least); the last is final.
@@ -473,8 +533,12 @@ class GeminiStreamDecoder:
         if usage is not None:
             self.usage = usage
         candidates = obj.get("candidates") or []
-        if not candidates and _blocked(obj):
+        blocked = _blocked(obj) if not candidates else None
+        if blocked:
             self._start(0, out)
+            out.append(
+                self._chunk([{"index": 0, "delta": {"refusal": blocked}, "finish_reason": None}])
+            )
             out.append(self._chunk([{"index": 0, "delta": {}, "finish_reason": "content_filter"}]))
             self._finished = True
             return
@@ -529,6 +593,13 @@ class GeminiStreamDecoder:
             if logprobs is not None:
                 choice["logprobs"] = logprobs
             out.append(self._chunk([choice]))
+        if delta.get("content") or calls:
+            self._wrote.add(idx)
+        refusal = _filtered(cand.get("finishReason"))
+        if refusal and idx not in self._wrote:
+            out.append(
+                self._chunk([{"index": idx, "delta": {"refusal": refusal}, "finish_reason": None}])
+            )
         reason = finish_reason(cand.get("finishReason"), idx in self._tools)
         if reason is not None:
             out.append(self._chunk([{"index": idx, "delta": {}, "finish_reason": reason}]))

@@ -1,5 +1,10 @@
 """Gemini API and Vertex AI wire format: generateContent, streamGenerateContent (SSE with
-``alt=sse``, else a streamed JSON array), embedContent and batchEmbedContents."""
+``alt=sse``, else a streamed JSON array), embedContent and batchEmbedContents, and Vertex's
+``predict`` for embedding models.
+
+Every request is checked first by :mod:`interlock.sim.conformance.gemini` (the google-genai
+SDK types and Google's documented limits); one the real service would refuse gets its
+400 ``INVALID_ARGUMENT`` answer."""
 
 from __future__ import annotations
 
@@ -10,6 +15,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from interlock.sim.conformance.gemini import (
+    embed_problems,
+    predict_problems,
+    request_problems,
+)
 from interlock.sim.embeddings import embed
 from interlock.sim.engine import Choice, GenSpec, Tool
 from interlock.sim.formats.common import retry_after_header, sse
@@ -181,10 +191,14 @@ class GenerateRenderer:
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
         }
 
-    @staticmethod
-    def _parts(c: Choice) -> list[dict[str, Any]]:
+    def _parts(self, c: Choice) -> list[dict[str, Any]]:
         if c.tool_call is not None:
-            return [{"functionCall": {"name": c.tool_call.name, "args": c.tool_call.input}}]
+            call = {
+                "id": f"{self.id}-{c.index}",
+                "name": c.tool_call.name,
+                "args": c.tool_call.input,
+            }
+            return [{"functionCall": call}]
         return [{"text": c.text}]
 
     def _response(
@@ -308,6 +322,24 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
     return body
 
 
+_ACTIONS = frozenset(
+    {
+        "generateContent",
+        "streamGenerateContent",
+        "embedContent",
+        "batchEmbedContents",
+        "countTokens",
+    }
+)
+
+
+def _message(problems: list[str]) -> str:
+    """Google lists each invalid field of a request on its own line, ``* `` first."""
+    if len(problems) == 1:
+        return problems[0]
+    return "\n".join(f"* {p}" for p in problems[:8])
+
+
 def model_handler(vertex: bool) -> Handler:
     fmt = "vertex" if vertex else "gemini"
 
@@ -318,20 +350,24 @@ def model_handler(vertex: bool) -> Handler:
         if denied is not None:
             return denied
         model, action = _split_model(request)
-        if action not in (
-            "generateContent",
-            "streamGenerateContent",
-            "embedContent",
-            "batchEmbedContents",
-            "countTokens",
-        ):
+        actions = _ACTIONS | {"predict"} if vertex else _ACTIONS
+        if action not in actions:
             return google_error(404, f"Method not found: {action}")
         try:
             body = _parse_json(raw)
         except BadRequest as exc:
             return google_error(400, exc.message)
-        if action in ("embedContent", "batchEmbedContents"):
+        if action in ("embedContent", "batchEmbedContents", "predict"):
+            if action == "predict":
+                problems = predict_problems(body, model)
+            else:
+                problems = embed_problems(body, action, vertex)
+            if problems:
+                return google_error(400, _message(problems))
             return await _embed(request, st, fmt, model, action, body)
+        problems = request_problems(body, model, vertex)
+        if problems:
+            return google_error(400, _message(problems))
         stream = action == "streamGenerateContent"
         if action == "countTokens":
             try:
@@ -367,6 +403,16 @@ def _embed_text(req: Any) -> str:
     return " ".join(_part_texts(req["content"].get("parts")))
 
 
+def _embed_dims(req: dict[str, Any], body: dict[str, Any], action: str) -> Any:
+    if action == "predict":
+        params = body.get("parameters")
+        return params.get("outputDimensionality") if isinstance(params, dict) else None
+    config = req.get("embedContentConfig")
+    if isinstance(config, dict) and config.get("outputDimensionality"):
+        return config["outputDimensionality"]
+    return req.get("outputDimensionality")
+
+
 async def _embed(
     request: web.Request, st: Any, fmt: str, model: str, action: str, body: dict[str, Any]
 ) -> web.StreamResponse:
@@ -376,10 +422,14 @@ async def _embed(
     if replaced is not None:
         return replaced
     try:
-        reqs = body.get("requests") if action == "batchEmbedContents" else [body]
-        if not isinstance(reqs, list) or not reqs:
-            raise BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
-        texts = [_embed_text(r) for r in reqs]
+        if action == "predict":
+            reqs = body.get("instances")
+            texts = [str(r.get("content", "")) for r in reqs] if isinstance(reqs, list) else []
+        else:
+            reqs = body.get("requests") if action == "batchEmbedContents" else [body]
+            if not isinstance(reqs, list) or not reqs:
+                raise BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
+            texts = [_embed_text(r) for r in reqs]
     except BadRequest as exc:
         return google_error(400, exc.message)
     if st.cfg.ttft_ms:
@@ -399,9 +449,9 @@ async def _embed(
             fault="malformed",
         )
         return web.Response(body=b'{"embedding": {"values": [0.1,', content_type="application/json")
-    vectors = []
-    for req, text in zip(reqs, texts, strict=True):
-        dims = req.get("outputDimensionality") or st.cfg.embedding_dims
+    vectors: list[dict[str, Any]] = []
+    for req, text in zip(reqs or (), texts, strict=True):
+        dims = _embed_dims(req, body, action) or st.cfg.embedding_dims
         vectors.append({"values": embed(text, int(dims))})
     st.ledger.record(
         st.cfg,
@@ -413,8 +463,28 @@ async def _embed(
         completion_tokens=0,
         status=200,
     )
+    if action == "predict":
+        predictions = [
+            {
+                "embeddings": {
+                    **v,
+                    "statistics": {"token_count": count_tokens(t), "truncated": False},
+                }
+            }
+            for v, t in zip(vectors, texts, strict=True)
+        ]
+        return json_response(
+            {
+                "predictions": predictions,
+                "metadata": {"billableCharacterCount": sum(len(t) for t in texts)},
+            }
+        )
     if action == "batchEmbedContents":
         return json_response({"embeddings": vectors})
+    if fmt == "vertex":
+        return json_response(
+            {"embedding": vectors[0], "usageMetadata": {"promptTokenCount": tokens}}
+        )
     return json_response({"embedding": vectors[0]})
 
 
