@@ -229,6 +229,10 @@ def validate_event(event_type: str, payload: Any) -> list[str]:
     ``:exception-type`` header) must be a member of ``ConverseStreamOutput`` and its
     JSON payload must fit that member's shape."""
     shape = STREAM_EVENTS.get(event_type)
+    if isinstance(payload, dict) and isinstance(payload.get("p"), str):
+        # Bedrock pads stream events with a "p" string (it hides the payload's length);
+        # it is transport, not a member, and SDKs skip it.
+        payload = {k: v for k, v in payload.items() if k != "p"}
     if shape is None:
         return [f"'{event_type}' is not a ConverseStreamOutput member ({sorted(STREAM_EVENTS)})"]
     walk = _Walk()

@@ -1,14 +1,24 @@
 """AWS Bedrock Converse wire format: ``/model/{modelId}/converse`` and ``converse-stream``
-(the latter as binary AWS event-stream messages)."""
+(the latter as binary AWS event-stream messages).
+
+Every request is first checked against botocore's ``bedrock-runtime`` service model
+(:mod:`interlock.sim.conformance.bedrock`): one the service would refuse gets its answer,
+400 ``ValidationException`` with the constraint(s) it breaks. Prompt caching: a request
+with ``cachePoint`` blocks writes the prefix before its last cache point on first sight
+and reads it afterwards (``cacheWriteInputTokens`` with ``cacheDetails`` by TTL /
+``cacheReadInputTokens``, both outside ``inputTokens`` as Bedrock counts them).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from interlock.sim.conformance.bedrock import validate_request, validation_message
 from interlock.sim.engine import Choice, GenSpec, Tool
 from interlock.sim.eventstream import encode_event, encode_message
 from interlock.sim.formats.common import canonical, retry_after_header
@@ -41,6 +51,17 @@ _ERRORS = {
     503: "ServiceUnavailableException",
 }
 Handler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]
+# Prompt-cache prefixes this simulator has written (digest of the cached prefix).
+CACHE_KEY: web.AppKey[set[bytes]] = web.AppKey("interlock_sim_bedrock_cache", set)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUse:
+    """What a request's cache point does: ``read`` or ``write`` ``tokens`` of its prefix."""
+
+    read: int = 0
+    write: int = 0
+    ttl: str = "5m"
 
 
 def bedrock_error(
@@ -120,6 +141,21 @@ def parse_converse(body: dict[str, Any], model: str, stream: bool) -> GenSpec:
     stops = inf.get("stopSequences") or []
     tools, mode, name = _tools(body)
     last = messages[-1].get("content") or []
+    schema: dict[str, Any] | None = None
+    text_format = (body.get("outputConfig") or {}).get("textFormat")
+    if isinstance(text_format, dict):
+        definition = (text_format.get("structure") or {}).get("jsonSchema") or {}
+        try:
+            parsed = orjson.loads(definition.get("schema") or "")
+        except orjson.JSONDecodeError:
+            raise BadRequest(
+                "The provided request is not valid: outputConfig.textFormat schema is not JSON"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise BadRequest(
+                "The provided request is not valid: outputConfig.textFormat schema is not an object"
+            )
+        schema = parsed
     return GenSpec(
         model=model,
         digest=content_digest(canonical(body)),
@@ -131,20 +167,64 @@ def parse_converse(body: dict[str, Any], model: str, stream: bool) -> GenSpec:
         tool_mode=mode,
         tool_name=name,
         last_is_tool_result=any(isinstance(b, dict) and "toolResult" in b for b in last),
+        json_schema=schema,
     )
 
 
+def cache_prefix(body: dict[str, Any]) -> tuple[list[Any], str] | None:
+    """The blocks before the request's last ``cachePoint`` (in the order the prompt is
+    read: tools, system, messages) and that point's TTL; None without a cache point."""
+    seen: list[Any] = []
+    found: tuple[list[Any], str] | None = None
+    cfg = body.get("toolConfig")
+    groups: list[list[Any]] = [cfg.get("tools") or [] if isinstance(cfg, dict) else []]
+    groups.append(body.get("system") or [])
+    groups.extend(m.get("content") or [] for m in body.get("messages") or [])
+    for group in groups:
+        for block in group:
+            if isinstance(block, dict) and isinstance(block.get("cachePoint"), dict):
+                found = (list(seen), str(block["cachePoint"].get("ttl") or "5m"))
+            else:
+                seen.append(block)
+    return found
+
+
+def cache_use(cache: set[bytes], body: dict[str, Any], prompt_tokens: int) -> CacheUse | None:
+    """Read the prefix if this simulator wrote it before, else write it."""
+    prefix = cache_prefix(body)
+    if prefix is None:
+        return None
+    blocks, ttl = prefix
+    if not blocks:
+        return CacheUse(ttl=ttl)
+    tokens = min(chat_prompt_tokens(_texts(blocks)), prompt_tokens)
+    digest = content_digest(blocks)
+    if digest in cache:
+        return CacheUse(read=tokens, ttl=ttl)
+    cache.add(digest)
+    return CacheUse(write=tokens, ttl=ttl)
+
+
 class ConverseRenderer:
-    def __init__(self, spec: GenSpec, latency_ms: int) -> None:
+    def __init__(self, spec: GenSpec, latency_ms: int, cache: CacheUse | None = None) -> None:
         self.spec = spec
         self.latency_ms = latency_ms
+        self.cache = cache
 
-    def _usage(self, c: Choice) -> dict[str, int]:
-        return {
+    def _usage(self, c: Choice) -> dict[str, Any]:
+        # Bedrock counts cache reads and writes apart from inputTokens; totalTokens is all.
+        usage: dict[str, Any] = {
             "inputTokens": self.spec.prompt_tokens,
             "outputTokens": c.completion_tokens,
             "totalTokens": self.spec.prompt_tokens + c.completion_tokens,
         }
+        if self.cache is not None:
+            usage["inputTokens"] -= self.cache.read + self.cache.write
+            usage["cacheReadInputTokens"] = self.cache.read
+            usage["cacheWriteInputTokens"] = self.cache.write
+            if self.cache.write:
+                usage["cacheDetails"] = [{"ttl": self.cache.ttl, "inputTokens": self.cache.write}]
+        return usage
 
     def body(self, choices: list[Choice]) -> dict[str, Any]:
         c = choices[0]
@@ -239,6 +319,9 @@ def converse_handler(stream: bool) -> Handler:
             body = None
         if not isinstance(body, dict):
             return bedrock_error(400, "The provided request is not valid: malformed JSON body")
+        invalid = validate_request(body, model, stream=stream)
+        if invalid:
+            return bedrock_error(400, validation_message(invalid))
         decision, replaced = await run_faults(
             request, st, fmt="bedrock", model=model, stream=stream, error=bedrock_error
         )
@@ -249,13 +332,14 @@ def converse_handler(stream: bool) -> Handler:
         except BadRequest as exc:
             return bedrock_error(exc.status, exc.message)
         latency = int(st.cfg.ttft_ms) or 1
+        cached = cache_use(request.app[CACHE_KEY], body, spec.prompt_tokens)
         return await serve(
             request,
             st,
             fmt="bedrock",
             spec=spec,
             decision=decision,
-            renderer_factory=lambda rid: ConverseRenderer(spec, latency),
+            renderer_factory=lambda rid: ConverseRenderer(spec, latency, cached),
             headers={"x-amzn-RequestId": "sim-" + "0" * 8},
         )
 
@@ -263,5 +347,6 @@ def converse_handler(stream: bool) -> Handler:
 
 
 def add_routes(app: web.Application) -> None:
+    app[CACHE_KEY] = set()
     app.router.add_post(r"/model/{model_id:.+}/converse", converse_handler(False))
     app.router.add_post(r"/model/{model_id:.+}/converse-stream", converse_handler(True))
