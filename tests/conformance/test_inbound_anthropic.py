@@ -265,7 +265,7 @@ def test_max_tokens_zero_warms_without_output(
                 "text": "A long, stable prefix. " * 20,
                 "cache_control": {"type": "ephemeral"},
             }
-        ],  # fmt: skip
+        ],
         "messages": [{"role": "user", "content": "warm"}],
     }
     msg, headers = _create(client, **kwargs)
