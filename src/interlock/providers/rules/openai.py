@@ -22,6 +22,9 @@ Sources, per rule (docs/providers.md renders this table):
   (400 ``string_above_max_length``, ``param`` ``messages[N].tool_calls[0].id``), which a
   conversation failed over from Gemini or Bedrock carries: such ids are normalised
   (capabilities.normalise_tool_id, stable, the tool result's ``tool_call_id`` the same way).
+  OpenAI-compatible endpoints get the same rule: many are OpenAI behind a proxy
+  (OpenRouter, LiteLLM, APIM) and refuse such ids the same way; self-hosted servers treat
+  ids as opaque pairing keys, so a shorter stable id changes nothing for them.
 
 Sampling knobs a reasoning model fixes itself are dropped with a warning; ``logprobs`` is
 refused there (the client asked for data the answer cannot carry). Azure deployments are
@@ -129,6 +132,7 @@ register(
             structured_output="native",
             thinking=True,
             tool_strict=True,
+            tool_id=OPENAI_TOOL_ID,
             notes="reasoning_effort low to high",
         ),
         ModelRules(
@@ -136,6 +140,7 @@ register(
             patterns=("*",),
             structured_output="native",
             tool_strict=True,
+            tool_id=OPENAI_TOOL_ID,
             notes="passed through as sent",
         ),
     ),

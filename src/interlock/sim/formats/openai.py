@@ -427,11 +427,15 @@ class ChatRenderer:
 
 
 class CompletionRenderer:
-    def __init__(self, spec: GenSpec, rid: str, model: str) -> None:
+    def __init__(
+        self, spec: GenSpec, rid: str, model: str, body: dict[str, Any] | None = None
+    ) -> None:
         self.id = f"cmpl-sim{rid}"
         self.model = model
         self.created = unix_now()
         self.spec = spec
+        opts = (body or {}).get("stream_options")
+        self.include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
 
     def _usage(self, choices: list[Choice]) -> dict[str, int]:
         completion = sum(c.completion_tokens for c in choices)
@@ -477,6 +481,21 @@ class CompletionRenderer:
     def stream(self, choices: list[Choice]) -> StreamParts:
         content = [(self._chunk(c.index, p, None), 1) for c in choices for p in c.pieces]
         tail = [self._chunk(c.index, "", _FINISH[c.finish]) for c in choices]
+        if self.include_usage:
+            # Like chat: a last chunk with no choices carries the usage.
+            tail.append(
+                sse(
+                    {
+                        "id": self.id,
+                        "object": "text_completion",
+                        "created": self.created,
+                        "model": self.model,
+                        "system_fingerprint": "fp_interlock_sim",
+                        "choices": [],
+                        "usage": self._usage(choices),
+                    }
+                )
+            )
         tail.append(_DONE)
         return StreamParts([], content, tail)
 
@@ -686,7 +705,7 @@ def completion_handler(mode: Mode) -> Handler:
             fmt=fmt,
             spec=spec,
             decision=decision,
-            renderer_factory=lambda rid: CompletionRenderer(spec, rid, model),
+            renderer_factory=lambda rid: CompletionRenderer(spec, rid, model, body),
         )
 
     return handle
