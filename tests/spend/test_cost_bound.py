@@ -33,8 +33,9 @@ from interlock.settings import parse_settings
 from interlock.sim import SimControl
 from interlock.sim.config import DEFAULT_PRICES
 from interlock.spend.bound import bound_request, media_rules, worst_usd
+from interlock.spend.cost import cost_of
 from interlock.spend.prices import Price
-from interlock.types import Endpoint, GatewayRequest
+from interlock.types import Endpoint, GatewayRequest, Usage
 from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 # Sized for CI (about a second per property on an idle machine); raise it to hunt:
@@ -60,6 +61,12 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {
     "b-bedrock": {"provider": "sim-bedrock", "model": "sim-large", "price": _price("sim-large")},
     "b-embed": {"provider": "sim", "model": "sim-embed", "kind": "embeddings",
                 "price": _price("sim-embed")},
+    # Anthropic's prompt-caching multipliers on sim-medium's rates: reads 0.1x, 5-minute
+    # writes 1.25x, 1-hour writes 2x input (the simulator bills no cache; the property
+    # below prices what it billed with every split a provider could report).
+    "b-claude": {"provider": "sim-anthropic", "model": "sim-medium",
+                 "price": {**_price("sim-medium"), "cached_input_per_mtok": 0.1,
+                           "cache_write_per_mtok": 1.25, "cache_write_1h_per_mtok": 2.0}},
 }  # fmt: skip
 ONE_CHOICE = {"b-anthropic", "b-bedrock"}  # their adapters refuse n > 1
 
@@ -261,6 +268,67 @@ def test_messages_api_tool_use_billed_within_reservation(
     gw: Gateway, sim_ctl: SimControl, body: dict[str, Any], deployment: str
 ) -> None:
     check(gw, sim_ctl, deployment, Endpoint.CHAT, messages_to_openai(body))
+
+
+def _with_cache_markers(body: dict[str, Any], ttl: str | None, where: int) -> dict[str, Any]:
+    """``body`` with an Anthropic cache_control marker (``ttl`` None: the default, 5
+    minutes) on the text of its ``where``-th message (modulo their number)."""
+    messages = [dict(m) for m in body["messages"]]
+    texts = [i for i, m in enumerate(messages) if isinstance(m.get("content"), str | list)
+             and m["role"] in ("system", "user")]  # fmt: skip
+    msg = messages[texts[where % len(texts)]]
+    content = msg["content"]
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    marker = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
+    parts = [{**p, "cache_control": marker} if p.get("type") == "text" else p for p in parts]
+    msg["content"] = parts
+    return {**body, "messages": messages}
+
+
+@BOUND
+@given(
+    body=chats(one_choice=True),
+    ttl=st.sampled_from([None, "5m", "1h"]),
+    where=st.integers(0, 3),
+    split=st.tuples(st.integers(0, 100), st.integers(0, 100), st.integers(0, 100)),
+)
+def test_cache_writes_billed_within_reservation(
+    gw: Gateway, sim_ctl: SimControl, body: dict[str, Any], ttl: str | None, where: int,
+    split: tuple[int, int, int],
+) -> None:  # fmt: skip
+    """Whatever part of the billed prompt a provider reports as cache reads, 5-minute
+    writes or (when the request asked for them) 1-hour writes, the cost at the deployment's
+    cache rates stays within what the gateway reserved."""
+    body = _with_cache_markers(body, ttl, where)
+    dep = gw.deployments["b-claude"]
+    req = GatewayRequest(Endpoint.CHAT, "m", body, b"")
+    reserved = gw.spend.worst(req, [dep])
+    call = dep.adapter.build(req, dep.target)
+    asyncio.run(dep.auth.apply(call))
+    sim_ctl.reset()
+    reply = httpx.request(call.method, call.url, headers=call.headers, content=call.body,
+                          timeout=30)  # fmt: skip
+    assert reply.status_code == 200, reply.text[:500]
+    totals = sim_ctl.ledger()["totals"]
+    prompt, completion = int(totals["prompt_tokens"]), int(totals["completion_tokens"])
+    reads, five, hour = split
+    hour = hour if ttl == "1h" else 0
+    parts = reads + five + hour or 1
+    usage = Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=prompt * reads // parts,
+        cache_write_tokens=prompt * five // parts,
+        cache_write_1h_tokens=prompt * hour // parts,
+    )
+    price = gw.spend.prices["b-claude"].price
+    assert price is not None and price.cache_write_1h == 2 * price.input
+    assert cost_of(usage, price) <= reserved, (usage, reserved, body)
+    # The most it can be: the whole prompt written at the TTL the request allows.
+    worst = Usage(prompt_tokens=prompt, completion_tokens=completion,
+                  cache_write_1h_tokens=prompt if ttl == "1h" else 0,
+                  cache_write_tokens=0 if ttl == "1h" else prompt)  # fmt: skip
+    assert cost_of(worst, price) <= reserved, (worst, reserved, body)
 
 
 @BOUND
