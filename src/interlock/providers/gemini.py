@@ -349,11 +349,22 @@ def usage_from_gemini(meta: Any) -> Usage | None:
 # ---------------------------------------------------------------------- embeddings
 
 
+# Inputs one request may carry: batchEmbedContents takes at most 100 requests (Gemini API
+# and Vertex), Vertex predict at most 250 instances (text-embedding-*).
+MAX_EMBED_INPUTS = 100
+
+
 def _embed_inputs(body: JSON) -> list[str]:
     value = body.get("input")
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if len(value) > MAX_EMBED_INPUTS:
+            raise InvalidRequest(
+                f"Gemini embeds at most {MAX_EMBED_INPUTS} inputs per request",
+                param="input",
+                code="too_many_inputs",
+            )
         return list(value)
     raise InvalidRequest("input must be a string or a non-empty list of strings", param="input")
 

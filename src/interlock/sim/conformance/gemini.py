@@ -107,6 +107,7 @@ THINKING: tuple[tuple[str, str, int, int, bool, tuple[str, ...]], ...] = (
     ("gemini-2.5-flash", "budget", 1, 24576, True, ()),
     ("gemini-2.5", "budget", 1, 24576, True, ()),
 )
+BATCH_MAX_REQUESTS = 100  # batchEmbedContents: at most 100 requests per batch
 PREDICT_MAX_INSTANCES = 250  # Vertex text-embedding-* models: up to 250 texts per request
 
 
@@ -455,6 +456,11 @@ def embed_problems(body: Any, action: str, vertex: bool) -> list[str]:
         reqs = [body]
         extra = []
     out = [f'Invalid JSON payload received. Unknown name "{k}": Cannot find field.' for k in extra]
+    if len(reqs) > BATCH_MAX_REQUESTS:
+        out.append(
+            f"* BatchEmbedContentsRequest.requests: at most {BATCH_MAX_REQUESTS} requests can "
+            "be in one batch"
+        )
     known = (
         {"content", "embedContentConfig", "model"}
         if vertex

@@ -365,7 +365,10 @@ def model_handler(vertex: bool) -> Handler:
             if problems:
                 return google_error(400, _message(problems))
             return await _embed(request, st, fmt, model, action, body)
-        problems = request_problems(body, model, vertex)
+        checked = body
+        if action == "countTokens" and isinstance(body.get("generateContentRequest"), dict):
+            checked = {k: v for k, v in body["generateContentRequest"].items() if k != "model"}
+        problems = request_problems(checked, model, vertex)
         if problems:
             return google_error(400, _message(problems))
         stream = action == "streamGenerateContent"
