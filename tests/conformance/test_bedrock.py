@@ -71,8 +71,20 @@ def request_of(body: JSON) -> GatewayRequest:
     )
 
 
-def target_of(model: str, url: str = "https://bedrock-runtime.us-east-1.amazonaws.com") -> Target:
-    return Target(name="br", provider="bedrock", model=model, base_url=url, region="us-east-1")
+def target_of(
+    model: str,
+    url: str = "https://bedrock-runtime.us-east-1.amazonaws.com",
+    *,
+    caching: bool = False,
+) -> Target:
+    return Target(
+        name="br",
+        provider="bedrock",
+        model=model,
+        base_url=url,
+        region="us-east-1",
+        prompt_caching=caching,
+    )
 
 
 def openai_issues(schema: str, obj: Any) -> list[str]:
@@ -427,6 +439,106 @@ async def test_simulator_prompt_cache(sim_url: str) -> None:
     assert second["cacheWriteInputTokens"] == 0 and "cacheDetails" not in second
     total = first["inputTokens"] + first["cacheWriteInputTokens"]
     assert second["inputTokens"] + second["cacheReadInputTokens"] == total
+
+
+LONG_SYSTEM = "Standing instructions for the harbour master's assistant. " * 60
+CACHED_CHAT: JSON = {
+    "model": "m",
+    "messages": [
+        {"role": "system", "content": LONG_SYSTEM},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Second question"},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {"name": "tide", "parameters": {"type": "object", "properties": {}}},
+        }
+    ],
+}
+
+
+def cache_point_places(body: JSON) -> list[str]:
+    places = [f"tools.{i}" for i, t in enumerate(body["toolConfig"]["tools"]) if "cachePoint" in t]
+    places += [f"system.{i}" for i, b in enumerate(body.get("system", [])) if "cachePoint" in b]
+    for m, turn in enumerate(body["messages"]):
+        places += [f"messages.{m}.{i}" for i, b in enumerate(turn["content"]) if "cachePoint" in b]
+    return places
+
+
+async def test_prompt_caching_deployment(sim_url: str) -> None:
+    req = request_of(CACHED_CHAT)
+    target = target_of(CLAUDE, sim_url, caching=True)
+    call = ADAPTER.build(req, target)
+    body = orjson.loads(call.body)
+    assert validate_request(body, CLAUDE) == []
+    # After the tools, the system prompt and the turn before the newest user message.
+    assert cache_point_places(body) == ["tools.1", "system.1", "messages.1.1"]
+    assert call.warnings == ()
+    # Nova caches system and messages, not tools; Llama has no prompt caching (no markers).
+    nova = orjson.loads(ADAPTER.build(req, target_of(NOVA, caching=True)).body)
+    assert cache_point_places(nova) == ["system.1", "messages.1.1"]
+    llama = ADAPTER.build(req, target_of(LLAMA, caching=True))
+    assert cache_point_places(orjson.loads(llama.body)) == [] and llama.warnings == ()
+    # Without the deployment setting: no markers.
+    plain = orjson.loads(ADAPTER.build(req, target_of(CLAUDE)).body)
+    assert cache_point_places(plain) == []
+    # Sent twice: the second answer reads what the first wrote, priced apart.
+    usages = []
+    for _ in range(2):
+        call = ADAPTER.build(req, target)
+        status, _, raw = await post(call)
+        assert status == 200, raw
+        assert validate_response(orjson.loads(raw)) == []
+        done = ADAPTER.parse(req, target, status, raw)
+        check_answer(done.body)
+        assert done.usage is not None
+        usages.append(done.usage)
+    first, second = usages
+    assert first.cache_write_tokens > 0 and first.cached_tokens == 0
+    assert second.cached_tokens == first.cache_write_tokens and second.cache_write_tokens == 0
+    assert first.prompt_tokens == second.prompt_tokens
+
+
+def test_client_cache_control() -> None:
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    body: JSON = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "S", "cache_control": hour}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": "B"},
+                ],
+            },
+        ],
+    }
+    call = ADAPTER.build(request_of(body), target_of(NOVA, caching=True))
+    out = orjson.loads(call.body)
+    assert validate_request(out, NOVA) == []
+    assert out["system"] == [{"text": "S"}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    assert out["messages"][0]["content"] == [
+        {"text": "A"},
+        {"cachePoint": {"type": "default"}},
+        {"text": "B"},
+    ]
+    # A family without prompt caching: the checkpoints go, with a warning.
+    call = ADAPTER.build(request_of(body), target_of(LLAMA))
+    out = orjson.loads(call.body)
+    assert validate_request(out, LLAMA) == [] and "cachePoint" not in call.body.decode()
+    assert any(w.startswith("cache_control dropped") for w in call.warnings)
+    # More than Bedrock's 4 checkpoints: the first 4 are kept.
+    many = [
+        {"type": "text", "text": f"p{i}", "cache_control": {"type": "ephemeral"}} for i in range(6)
+    ]
+    call = ADAPTER.build(
+        request_of({"model": "m", "messages": [{"role": "user", "content": many}]}),
+        target_of(CLAUDE),
+    )
+    assert call.body.count(b"cachePoint") == 4 and call.warnings
 
 
 # ------------------------------------------------- spec-shaped answers, fed back

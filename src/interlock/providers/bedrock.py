@@ -102,7 +102,9 @@ class BedrockAdapter:
                 code="unsupported_endpoint",
             )
         adj = Adjust(rules_for("bedrock", target.model))
-        body = orjson.dumps(to_converse(req.body, target.model, adj))
+        body = orjson.dumps(
+            to_converse(req.body, target.model, adj, prompt_caching=target.prompt_caching)
+        )
         headers = {
             "content-type": "application/json",
             "accept": "application/vnd.amazon.eventstream" if req.stream else "application/json",
@@ -291,6 +293,7 @@ def _user_blocks(content: Any, param: str) -> list[JSON]:
         if kind == "text":
             if part.get("text"):
                 blocks.append({"text": str(part["text"])})
+                _cache_after(part, blocks)
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
@@ -305,9 +308,71 @@ def _user_blocks(content: Any, param: str) -> list[JSON]:
                     f"unsupported image type {m.group(1)!r}", param=f"{p}.image_url"
                 )
             blocks.append({"image": {"format": fmt, "source": {"bytes": m.group(2)}}})
+            _cache_after(part, blocks)
         else:
             raise InvalidRequest(f"unsupported content part type {kind!r}", param=p)
     return blocks
+
+
+_CACHE_POINT: JSON = {"type": "default"}
+MAX_CACHE_POINTS = 4  # Bedrock (as Anthropic) takes at most 4 cache checkpoints
+
+
+def _cache_point(control: Any) -> JSON:
+    """An Anthropic-style ``cache_control`` (``{"type": "ephemeral", "ttl": "1h"}``) as a
+    Converse ``cachePoint``; the 5-minute default TTL is left implicit."""
+    if isinstance(control, dict) and control.get("ttl") == "1h":
+        return {**_CACHE_POINT, "ttl": "1h"}
+    return dict(_CACHE_POINT)
+
+
+def _cache_after(part: JSON, blocks: list[JSON]) -> None:
+    # Not OpenAI, but clients that target Anthropic through a gateway send it on parts;
+    # a checkpoint right after the block keeps their prompt caching on Bedrock.
+    if isinstance(part.get("cache_control"), dict):
+        blocks.append({"cachePoint": _cache_point(part["cache_control"])})
+
+
+def _is_cache_point(block: Any) -> bool:
+    return isinstance(block, dict) and "cachePoint" in block
+
+
+def _cache_points(out: JSON, traits: Traits, family: str, caching: bool, adj: Adjust) -> None:
+    """Keep the client's checkpoints where the family caches (at most 4), or add the
+    deployment's (``prompt_caching``: after the tools, the system prompt and the turn
+    before the newest user message); strip them where it does not cache."""
+    system: list[JSON] = out.get("system") or []
+    turns: list[JSON] = out["messages"]
+    tools: list[JSON] = (out.get("toolConfig") or {}).get("tools") or []
+    places: list[list[JSON]] = [tools, system, *(t["content"] for t in turns)]
+    have = sum(1 for group in places for b in group if _is_cache_point(b))
+    if not traits.cache:
+        if have:
+            for group in places:
+                group[:] = [b for b in group if not _is_cache_point(b)]
+            adj.drop("cache_control", f"{family} models have no prompt caching on Bedrock")
+        return
+    if have > MAX_CACHE_POINTS:
+        kept = 0
+        for group in places:
+            keep: list[JSON] = []
+            for b in group:
+                if _is_cache_point(b):
+                    kept += 1
+                    if kept > MAX_CACHE_POINTS:
+                        continue
+                keep.append(b)
+            group[:] = keep
+        adj.note(f"cache_control: only the first {MAX_CACHE_POINTS} cache checkpoints kept")
+        return
+    if have or not caching:
+        return
+    if tools and "tools" in traits.cache:
+        tools.append({"cachePoint": dict(_CACHE_POINT)})
+    if system:
+        system.append({"cachePoint": dict(_CACHE_POINT)})
+    if len(turns) >= 2:
+        turns[-2]["content"].append({"cachePoint": dict(_CACHE_POINT)})
 
 
 def _tool_input(raw: Any, param: str) -> Any:
@@ -330,10 +395,14 @@ def _tool_result(content: Any) -> list[JSON]:
     return [{"json": value}] if isinstance(value, dict) else [{"text": text}]
 
 
-def to_converse(body: JSON, model: str = "", adj: Adjust | None = None) -> JSON:
+def to_converse(
+    body: JSON, model: str = "", adj: Adjust | None = None, *, prompt_caching: bool = False
+) -> JSON:
     """An OpenAI chat-completions body as a Bedrock ``Converse`` request for ``model``,
     after that model family's rules (``providers/rules/bedrock.py``); what was changed is
-    recorded on ``adj``. ``body`` itself is not modified (it is reused on failover)."""
+    recorded on ``adj``. ``body`` itself is not modified (it is reused on failover).
+    ``prompt_caching`` (the deployment's setting) adds cache checkpoints where the
+    family caches and the client set none."""
     rules = rules_for("bedrock", model)
     traits = traits_for(rules)
     adj = adj if adj is not None else Adjust(rules)
@@ -370,6 +439,16 @@ def to_converse(body: JSON, model: str = "", adj: Adjust | None = None) -> JSON:
             text = _text_of(content)
             if text:
                 system.append({"text": text})
+                control = next(
+                    (
+                        p["cache_control"]
+                        for p in (content if isinstance(content, list) else ())
+                        if isinstance(p, dict) and isinstance(p.get("cache_control"), dict)
+                    ),
+                    None,
+                )
+                if control is not None:
+                    system.append({"cachePoint": _cache_point(control)})
         elif role == "user":
             blocks = _user_blocks(content, f"{param}.content")
             if not traits.images and any("image" in b for b in blocks):
@@ -424,7 +503,7 @@ def to_converse(body: JSON, model: str = "", adj: Adjust | None = None) -> JSON:
         out["outputConfig"] = {"textFormat": structured}
     if system and not traits.system:
         # The family has no system prompt: the instructions lead the first user turn.
-        lead = [{"text": "\n\n".join(str(b["text"]) for b in system)}]
+        lead = [{"text": "\n\n".join(str(b["text"]) for b in system if "text" in b)}]
         if turns and turns[0]["role"] == "user":
             turns[0]["content"] = lead + turns[0]["content"]
         else:
@@ -460,6 +539,7 @@ def to_converse(body: JSON, model: str = "", adj: Adjust | None = None) -> JSON:
         out["inferenceConfig"] = config
     if tool_config is not None:
         out["toolConfig"] = tool_config
+    _cache_points(out, traits, rules.family, prompt_caching, adj)
     metadata = _request_metadata(body, adj)
     if metadata:
         out["requestMetadata"] = metadata

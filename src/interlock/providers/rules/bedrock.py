@@ -57,6 +57,12 @@ class Traits:
     forced_tool_choice: bool = False  # toolChoice any / tool
     stop: bool = True
     thinking: Thinking = "none"
+    # Where prompt-cache checkpoints (cachePoint) may go; empty: no prompt caching.
+    cache: frozenset[str] = frozenset()
+
+
+_CLAUDE_CACHE = frozenset({"system", "messages", "tools"})
+_NOVA_CACHE = frozenset({"system", "messages"})
 
 
 def _rules(
@@ -110,6 +116,7 @@ TABLE: tuple[ModelRules, ...] = (
         notes="native structured output and strict tools; extended thinking",
     ),
     _rules("claude-thinking", _CLAUDE_THINKING, thinking=True, claude=True),
+    _rules("claude-3.5-haiku", ("*anthropic.claude-3-5-haiku*",), claude=True),
     _rules("claude", ("*anthropic.claude*",), claude=True),
     _rules("nova-2", ("*amazon.nova-2*",), thinking=True),
     _rules("nova-micro", ("*amazon.nova-micro*",)),
@@ -126,12 +133,17 @@ TABLE: tuple[ModelRules, ...] = (
 )
 
 _TRAITS: dict[str, Traits] = {
-    "claude-4.5": Traits(images=True, forced_tool_choice=True, thinking="claude"),
-    "claude-thinking": Traits(images=True, forced_tool_choice=True, thinking="claude"),
+    "claude-4.5": Traits(
+        images=True, forced_tool_choice=True, thinking="claude", cache=_CLAUDE_CACHE
+    ),
+    "claude-thinking": Traits(
+        images=True, forced_tool_choice=True, thinking="claude", cache=_CLAUDE_CACHE
+    ),
+    "claude-3.5-haiku": Traits(images=True, forced_tool_choice=True, cache=_CLAUDE_CACHE),
     "claude": Traits(images=True, forced_tool_choice=True),
-    "nova-2": Traits(images=True, forced_tool_choice=True, thinking="nova"),
-    "nova-micro": Traits(images=False, forced_tool_choice=True),
-    "nova": Traits(images=True, forced_tool_choice=True),
+    "nova-2": Traits(images=True, forced_tool_choice=True, thinking="nova", cache=_NOVA_CACHE),
+    "nova-micro": Traits(images=False, forced_tool_choice=True, cache=_NOVA_CACHE),
+    "nova": Traits(images=True, forced_tool_choice=True, cache=_NOVA_CACHE),
     "llama-vision": Traits(images=True, stop=False),
     "llama-tools": Traits(stop=False),
     "llama": Traits(tools=False, stop=False),

@@ -104,6 +104,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[Tool], str, str | None]:
         return [], "auto", None
     tools: list[Tool] = []
     for i, item in enumerate(cfg.get("tools") or []):
+        if isinstance(item, dict) and "cachePoint" in item:
+            continue  # a prompt-cache checkpoint after the tools before it
         spec = item.get("toolSpec") if isinstance(item, dict) else None
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise BadRequest(f"The provided request is not valid: toolConfig.tools.{i}.toolSpec")
