@@ -135,6 +135,7 @@ def test_messages_auth_and_validation(http: httpx.Client) -> None:
     assert r.json() == {
         "type": "error",
         "error": {"type": "authentication_error", "message": r.json()["error"]["message"]},
+        "request_id": r.headers["request-id"],  # as Anthropic's ErrorResponse carries it
     }
     r = http.post("/v1/messages", json=REQ, headers={"x-api-key": "k"})
     assert r.status_code == 400
