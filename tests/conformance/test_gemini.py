@@ -871,3 +871,218 @@ def test_documented_errors(
     decoder = adapter(kind).stream_decoder(stream, target_of(kind, FLASH_25))
     with pytest.raises(expected):
         decoder.feed(b"data: " + raw + b"\r\n\r\n")
+
+
+# -------------------------------------------- beyond the matrix: the three-way invariant
+
+HELLO = [{"role": "user", "content": "Say hi"}]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+EDGE_CASES: tuple[tuple[str, JSON], ...] = (
+    ("max_tokens_zero", {"max_tokens": 0}),
+    ("n_zero", {"n": 0}),
+    ("n_9", {"n": 9}),
+    ("stop_six", {"stop": ["a", "b", "c", "d", "e", "f"]}),
+    ("stop_empty", {"stop": ["", "END"]}),
+    ("seed_int64", {"seed": 2**40 + 3}),
+    ("temperature_negative", {"temperature": -1}),
+    ("temperature_max", {"temperature": 2}),
+    ("top_p_high", {"top_p": 1.5}),
+    ("penalties_extreme", {"presence_penalty": -2, "frequency_penalty": 2}),
+    ("logprobs_no_top", {"logprobs": True}),
+    ("top_logprobs_20", {"logprobs": True, "top_logprobs": 20}),
+    ("effort_none", {"reasoning_effort": "none"}),
+    ("effort_minimal", {"reasoning_effort": "minimal"}),
+    ("effort_low", {"reasoning_effort": "low"}),
+    ("effort_medium", {"reasoning_effort": "medium"}),
+    ("effort_bogus", {"reasoning_effort": "extreme"}),
+    ("thinking_huge", {"thinking": {"type": "enabled", "budget_tokens": 100000}}),
+    ("service_tier", {"service_tier": "auto", "logit_bias": {"50256": -100}}),
+    (
+        "tool_choice_unknown",
+        {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+    ),
+    ("tool_choice_without_tools", {"tool_choice": "required"}),
+    ("tool_choice_auto_without_tools", {"tool_choice": "auto"}),
+    ("tool_no_params", {"tools": [{"type": "function", "function": {"name": "now"}}]}),
+    (
+        "tool_empty_params",
+        {"tools": [{"type": "function", "function": {"name": "now", "parameters": {}}}]},
+    ),
+    ("tool_bad_name", {"tools": [{"type": "function", "function": {"name": "get weather"}}]}),
+    (
+        "tool_nested_refs",
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "tree",
+                        "parameters": {
+                            "type": "object",
+                            "definitions": {
+                                "Leaf": {
+                                    "type": "object",
+                                    "properties": {"v": {"type": "number", "enum": [1.5, 2]}},
+                                }
+                            },
+                            "properties": {
+                                "leaf": {"$ref": "#/definitions/Leaf"},
+                                "kind": {"const": "a"},
+                                "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                                "all": {
+                                    "allOf": [
+                                        {"type": "object", "properties": {"x": {"type": "boolean"}}}
+                                    ]
+                                },
+                                "list": {"type": ["array", "null"]},
+                                "id": {"type": "string", "format": "uuid"},
+                            },
+                        },
+                    },
+                }
+            ],
+            "tool_choice": {"type": "function", "function": {"name": "tree"}},
+        },
+    ),
+    (
+        "json_schema_refs",
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {
+                        "$schema": "https://json-schema.org/draft/2020-12/schema",
+                        "type": "object",
+                        "$defs": {
+                            "P": {
+                                "type": "object",
+                                "properties": {"n": {"type": "integer", "enum": [1, 2]}},
+                            }
+                        },
+                        "properties": {"p": {"$ref": "#/$defs/P"}, "tags": {"type": "array"}},
+                    },
+                },
+            }
+        },
+    ),
+    ("response_format_text", {"response_format": {"type": "text"}}),
+    ("only_system", {"messages": [{"role": "system", "content": "x"}]}),
+    ("empty_user", {"messages": [{"role": "user", "content": ""}]}),
+    (
+        "assistant_parts_and_names",
+        {
+            "messages": [
+                {"role": "user", "content": "hi", "name": "ann"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "hello"}],
+                    "refusal": None,
+                },
+                {"role": "user", "content": [{"type": "text", "text": "again"}]},
+            ]
+        },
+    ),
+    (
+        "image_https",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}
+                    ],
+                }
+            ]
+        },
+    ),
+    ("stream_n_2", {"stream": True, "n": 2}),
+    ("max_completion_tokens_big", {"max_completion_tokens": 65536}),
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("model", (*MODELS, "gemini-2.5-flash-lite", "gemini-3-flash-preview"))
+def test_edge_cases_translate_drop_or_refuse(kind: str, model: str) -> None:
+    mismatches: list[str] = []
+    for name, extra in EDGE_CASES:
+        body = {"model": "m", "messages": HELLO, **extra}
+        _, call = build(Case(name, body, stream=bool(body.get("stream"))), kind, model)
+        if isinstance(call, InvalidRequest):
+            assert call.status == 400 and call.param, (name, call)
+            assert call.param.split(".")[0].split("[")[0] in {*extra, "messages"}, (
+                name,
+                call.param,
+            )
+            continue
+        mismatches += [
+            f"{name}: {p}"
+            for p in request_problems(orjson.loads(call.body), model, vertex=kind == "vertex")
+        ]
+    assert mismatches == []
+
+
+def test_edge_case_outcomes() -> None:
+    def one(extra: JSON, model: str = FLASH_25) -> tuple[JSON, tuple[str, ...]] | InvalidRequest:
+        _, call = build(Case("x", {"model": "m", "messages": HELLO, **extra}), "gemini", model)
+        return (
+            call if isinstance(call, InvalidRequest) else (orjson.loads(call.body), call.warnings)
+        )
+
+    for extra, param in (
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 0}, "n"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice",
+        ),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages"),
+    ):
+        got = one(extra)
+        assert isinstance(got, InvalidRequest) and got.param == param, (extra, got)
+    got = one({"seed": 2**40 + 3})
+    assert not isinstance(got, InvalidRequest)
+    assert got[0]["generationConfig"]["seed"] == 3 and any("seed folded" in w for w in got[1])
+    got = one({"stop": ["", "END"]})
+    assert not isinstance(got, InvalidRequest) and got[0]["generationConfig"] == {
+        "stopSequences": ["END"]
+    }
+    got = one({"thinking": {"type": "enabled", "budget_tokens": 100000}})
+    assert not isinstance(got, InvalidRequest)
+    assert got[0]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 24576}
+    got = one({"reasoning_effort": "none"}, PRO_3)
+    assert not isinstance(got, InvalidRequest)
+    assert got[0]["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "LOW"}
+    assert any("always think" in w for w in got[1])
+    got = one({"service_tier": "auto"})
+    assert not isinstance(got, InvalidRequest) and any(
+        w.startswith("service_tier dropped") for w in got[1]
+    )
+
+
+async def test_too_many_embedding_inputs(sim_url: str) -> None:
+    body = {"model": "e", "input": [f"t{i}" for i in range(101)]}
+    for kind in KINDS:
+        with pytest.raises(InvalidRequest) as exc:
+            adapter(kind).build(
+                request_of(body, Endpoint.EMBEDDINGS), target_of(kind, "gemini-embedding-001")
+            )
+        assert exc.value.param == "input"
+    target = target_of("gemini", "gemini-embedding-001", sim_url)
+    reqs = [{"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "x"}]}}] * 101
+    call = UpstreamCall(
+        "POST",
+        GeminiAdapter().url(target, "batchEmbedContents"),
+        dict(target.headers),
+        orjson.dumps({"requests": reqs}),
+    )
+    status, _, raw = await send(call)
+    assert status == 400 and orjson.loads(raw)["error"]["status"] == "INVALID_ARGUMENT"

@@ -263,6 +263,11 @@ def to_gemini(
         else:
             raise InvalidRequest(f"unsupported role {role!r}", param=f"{param}.role")
 
+    if not contents:
+        raise InvalidRequest(
+            "messages must hold at least one user or assistant message with content",
+            param="messages",
+        )
     out: JSON = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
@@ -270,6 +275,10 @@ def to_gemini(
     if tools:
         out["tools"] = tools
     tool_config = _tool_config(body.get("tool_choice", body.get("function_call")))
+    allowed = (tool_config or {}).get("functionCallingConfig", {}).get("allowedFunctionNames")
+    declared = {d["name"] for t in tools for d in t["functionDeclarations"]}
+    if allowed and tools and not set(allowed) <= declared:
+        raise InvalidRequest("tool_choice names a function not in tools", param="tool_choice")
     if tool_config and not tools:
         # Gemini refuses a calling mode with no declarations; without tools the model
         # cannot call any, so "none"/"auto" mean the same and "required" cannot be met.
@@ -486,10 +495,21 @@ def _generation_config(body: JSON, rules: ModelRules, adj: Adjust) -> JSON:
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
     if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+            raise InvalidRequest(f"{param} must be a positive integer", param=param)
         config["maxOutputTokens"] = max_tokens
-    for src, dst in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
+    for src, dst in (("temperature", "temperature"), ("top_p", "topP")):
         if body.get(src) is not None:
             config[dst] = body[src]
+    seed = body.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        # Gemini's seed is an int32; OpenAI's an int64: a larger seed is folded (stably).
+        if not -(2**31) <= seed < 2**31:
+            folded = seed & 0x7FFFFFFF
+            adj.note(f"seed folded to {folded} (Gemini seeds are 32-bit)")
+            seed = folded
+        config["seed"] = seed
     # A zero penalty is the default: not sent (some models refuse the field outright).
     for src, dst in (
         ("presence_penalty", "presencePenalty"),
@@ -499,12 +519,15 @@ def _generation_config(body: JSON, rules: ModelRules, adj: Adjust) -> JSON:
             config[dst] = body[src]
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    stops = [s for s in stops if isinstance(s, str) and s]  # an empty sequence stops nothing
     if len(stops) > MAX_STOP_SEQUENCES:
         raise adj.refuse("stop", f"Gemini takes at most {MAX_STOP_SEQUENCES} stop sequences")
     if stops:
         config["stopSequences"] = stops
     n = body.get("n")
     if isinstance(n, int) and n != 1:
+        if n < 1:
+            raise InvalidRequest("n must be at least 1", param="n")
         if n > MAX_CANDIDATES:
             raise adj.refuse("n", f"Gemini writes at most {MAX_CANDIDATES} candidates")
         config["candidateCount"] = n

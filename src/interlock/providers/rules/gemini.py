@@ -35,7 +35,21 @@ _PENALTY_RANGES = {
     "frequency_penalty": (-2.0, 2.0),
 }
 _PENALTIES = frozenset({"presence_penalty", "frequency_penalty"})
-_CHAT_ONLY = frozenset({"logit_bias", "parallel_tool_calls", "user", "store", "metadata"})
+# OpenAI parameters with no Gemini counterpart whose absence keeps the answer's meaning.
+_CHAT_ONLY = frozenset(
+    {
+        "logit_bias",
+        "parallel_tool_calls",
+        "user",
+        "store",
+        "metadata",
+        "service_tier",
+        "prediction",
+        "safety_identifier",
+        "prompt_cache_key",
+        "web_search_options",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

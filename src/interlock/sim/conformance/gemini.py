@@ -402,6 +402,9 @@ def _generation_problems(cfg: Any, model: str) -> list[str]:
             out.append(f"{w}.logprobs: must be in the range [0, 20]")
         if not cfg.get("responseLogprobs"):
             out.append(f"{w}.logprobs: only allowed when response_logprobs is true")
+    seed = cfg.get("seed")
+    if isinstance(seed, int) and not -(2**31) <= seed < 2**31:
+        out.append(f"{w}.seed: Invalid value (TYPE_INT32): {seed}")
     max_out = cfg.get("maxOutputTokens")
     if max_out is not None and max_out < 1:
         out.append(f"{w}.max_output_tokens: must be positive")
