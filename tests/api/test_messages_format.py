@@ -951,7 +951,10 @@ def test_system_role_inside_messages_stays_in_place() -> None:
 
 
 def test_max_tokens_zero_and_max_completion_tokens() -> None:
-    assert messages_to_openai(_one(max_tokens=0))["max_completion_tokens"] == 0
+    assert messages_to_openai(_one(max_tokens=0), warm_ok=True)["max_completion_tokens"] == 0
+    with pytest.raises(InvalidRequest) as info:
+        messages_to_openai(_one(max_tokens=0))  # e.g. a job: nothing to warm
+    assert info.value.param == "max_tokens"
     body = messages_to_openai(_one())
     assert body["max_completion_tokens"] == 4096 and "max_tokens" not in body
 

@@ -73,7 +73,7 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     body = parse_json_object(ctx, raw, cfg.max_json_depth)
     label_model(ctx, gw, body.get("model"))
     notes: list[str] = []
-    oa = messages_to_openai(body, notes)
+    oa = messages_to_openai(body, notes, warm_ok=True)
     thinking = _wants_thinking(oa)
     warm = oa.get("max_completion_tokens") == 0
     client_stream = bool(oa.get("stream"))

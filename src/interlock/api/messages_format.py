@@ -71,14 +71,19 @@ MIN_THINKING_BUDGET = 1024
 
 
 def messages_to_openai(
-    body: JSON, warnings: list[str] | None = None, *, count_only: bool = False
+    body: JSON,
+    warnings: list[str] | None = None,
+    *,
+    count_only: bool = False,
+    warm_ok: bool = False,
 ) -> JSON:
     """Validate an Anthropic Messages request and translate it to the canonical OpenAI
     chat body. What is dropped is said in ``warnings`` (sent as x-interlock-warnings).
 
     ``count_only``: a ``count_tokens`` request (MessageCountTokensParams: no max_tokens,
     stop_sequences, metadata or stream). ``max_tokens: 0`` (prompt-cache warming) is
-    carried as ``max_completion_tokens: 0``; the route decides what to do with it.
+    carried as ``max_completion_tokens: 0`` when ``warm_ok`` (the synchronous route, which
+    decides what to do with it); elsewhere (jobs) it is refused.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
@@ -92,6 +97,11 @@ def messages_to_openai(
         not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0
     ):
         raise InvalidRequest("max_tokens: a non-negative integer is required", param="max_tokens")
+    if max_tokens == 0 and not warm_ok:
+        raise InvalidRequest(
+            "max_tokens: 0 (prompt-cache warming) is only available on POST /v1/messages",
+            param="max_tokens",
+        )
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise InvalidRequest("messages: a non-empty list is required", param="messages")

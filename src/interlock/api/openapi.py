@@ -249,41 +249,104 @@ _ANTHROPIC_BLOCK = {
         ),
     ]
 }
-_MESSAGES_REQ = _object(
-    {
-        "model": _MODEL,
-        "max_tokens": _MAX_TOKENS,
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "items": _object(
-                {
-                    "role": {"enum": ["user", "assistant"]},
-                    "content": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
-                },
-                "role",
-                "content",
-            ),
-        },
-        "system": {"anyOf": [_STR, {"type": "array", "items": _TEXT_PART}]},
-        "stream": _BOOL,
-        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "stop_sequences": {"type": "array", "items": _STR},
-        "tools": {
-            "type": "array",
-            "items": _object(
-                {"name": _NONEMPTY, "description": _STR, "input_schema": {"type": "object"}},
-                "name",
-                "input_schema",
-            ),
-        },
-        "metadata": _object({"user_id": _STR}),
+_THINKING = {
+    "oneOf": [
+        _object(
+            {
+                "type": {"const": "enabled"},
+                "budget_tokens": {"type": "integer", "minimum": 1024},
+                "display": {"enum": ["summarized", "omitted"]},
+            },
+            "type",
+            "budget_tokens",
+            closed=True,
+        ),
+        _object(
+            {"type": {"const": "adaptive"}, "display": {"enum": ["summarized", "omitted"]}},
+            "type",
+            closed=True,
+        ),
+        _object({"type": {"enum": ["disabled", "between_tools"]}}, "type", closed=True),
+    ]
+}
+_CACHE_CONTROL = _object({"type": {"const": "ephemeral"}, "ttl": {"enum": ["5m", "1h"]}}, "type")
+# The anthropic SDK's MessageCreateParams (2.17.0) and MessageCountTokensParams; unknown
+# fields are refused (messages_format.py), so these objects are closed.
+_MESSAGES_COMMON = {
+    "model": _MODEL,
+    "messages": {
+        "type": "array",
+        "minItems": 1,
+        "items": _object(
+            {
+                "role": {"enum": ["user", "assistant", "system"]},
+                "content": {"anyOf": [_STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
+            },
+            "role",
+            "content",
+            closed=True,
+        ),
     },
-    "model",
-    "max_tokens",
-    "messages",
+    "system": {"anyOf": [_STR, {"type": "array", "items": _TEXT_PART}]},
+    "tools": {
+        "type": "array",
+        "items": _object(
+            {
+                "name": _NONEMPTY,
+                "description": _STR,
+                "input_schema": {"type": "object"},
+                "strict": _BOOL,
+            },
+            "name",
+            "input_schema",
+        ),
+    },
+    "thinking": _THINKING,
+    "output_config": _object(
+        {
+            "effort": {"enum": ["low", "medium", "high", "xhigh", "max"]},
+            "format": _object(
+                {"type": {"const": "json_schema"}, "schema": {"type": "object"}},
+                "type",
+                "schema",
+            ),
+        },
+        closed=True,
+    ),
+    "cache_control": _CACHE_CONTROL,
+    "speed": {"enum": ["standard", "fast"]},
+    "user_profile_id": _STR,
+    "workspace_id": _STR,
+}
+_MESSAGES_FIELDS = {
+    **_MESSAGES_COMMON,
+    # 0: prompt-cache warming (the prompt reaches the provider, nothing is returned).
+    "max_tokens": {**_MAX_TOKENS, "minimum": 0},
+    "stream": _BOOL,
+    "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "top_k": {"type": "integer", "minimum": 0},
+    "stop_sequences": {"type": "array", "items": _STR},
+    "metadata": _object({"user_id": _STR, "tags": {"type": "array", "items": _STR}}, closed=True),
+    "service_tier": {"enum": ["auto", "standard_only"]},
+    "inference_geo": _STR,
+}
+_MESSAGES_REQ = _object(_MESSAGES_FIELDS, "model", "max_tokens", "messages", closed=True)
+# A job's messages body: no cache warming there (a batch has nothing to warm).
+_MESSAGES_JOB_REQ = _object(
+    {**_MESSAGES_FIELDS, "max_tokens": _MAX_TOKENS}, "model", "max_tokens", "messages", closed=True
 )
+_COUNT_TOKENS_REQ = _object(_MESSAGES_COMMON, "model", "messages", closed=True)
+_TOKEN_COUNT_OK = {
+    "description": "The prompt's input tokens (x-interlock-token-count: exact | estimate)",
+    "content": {
+        "application/json": {
+            "schema": _object(
+                {"input_tokens": {"type": "integer", "minimum": 0}}, "input_tokens", closed=True
+            )
+        }
+    },
+}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 _NAMES = {"type": "array", "maxItems": 100, "items": _NONEMPTY}
 _RATE_LIMITS = _object(
@@ -353,7 +416,7 @@ _JOB_REQ = _object(
         "endpoint": {
             "enum": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
         },
-        "body": {"anyOf": [_CHAT_REQ, _COMPLETION_REQ, _EMBED_REQ, _MESSAGES_REQ]},
+        "body": {"anyOf": [_CHAT_REQ, _COMPLETION_REQ, _EMBED_REQ, _MESSAGES_JOB_REQ]},
         "callback_url": {"type": "string", "format": "uri"},
         "priority": {
             "oneOf": [
@@ -415,6 +478,7 @@ def build() -> dict[str, Any]:
         "/v1/models": {"get": _op("Models this key may use", ok=_resp("Model list"), errors=_errors(401))},
         "/v1/models/{model}": {"get": {**_op("One model", ok=_resp("Model"), errors=_errors(401, 404)), "parameters": param("model")}},
         "/v1/messages": {"post": _op("Anthropic Messages API (any provider behind it)", body=_MESSAGES_REQ, ok=_STREAMING, errors=_MESSAGES_ERRORS)},
+        "/v1/messages/count_tokens": {"post": _op("Anthropic token counting (exact from an Anthropic deployment, else an estimate)", body=_COUNT_TOKENS_REQ, ok=_TOKEN_COUNT_OK, errors=_MESSAGES_ERRORS)},
         "/admin/keys": {
             "get": _op("List virtual keys", ok=_resp("Keys"), errors=_ADMIN_ERR),
             "post": _op("Create a virtual key (the secret is in 'key', shown once)", body=_KEY_REQ, ok=_resp("The new key", _KEY), errors=_errors(400, 401, 403), ok_status="201"),
