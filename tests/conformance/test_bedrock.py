@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 import pytest
 from botocore.eventstream import EventStreamBuffer
@@ -38,6 +39,7 @@ from interlock.providers.base import Target, UpstreamCall
 from interlock.providers.bedrock import BedrockAdapter
 from interlock.providers.capabilities import rules_for
 from interlock.providers.rules.bedrock import BEDROCK_TOOL_ID
+from interlock.sim import SimControl
 from interlock.sim.conformance import openai as openai_spec
 from interlock.sim.conformance.bedrock import (
     ORIGIN,
@@ -50,7 +52,8 @@ from interlock.sim.conformance.bedrock import (
 )
 from interlock.sim.eventstream import encode_event, encode_message
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest
-from tests.conformance.matrix import CHAT_CASES, FOREIGN_ID, Case
+from tests.conformance.matrix import CHAT_CASES, FOREIGN_ID, WEATHER_TOOL, Case
+from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 ADAPTER = BedrockAdapter()
 AUTH = SigV4Auth("us-east-1", access_key_id="AKIDSIM", secret_access_key="sim-secret")
@@ -249,6 +252,124 @@ def test_matrix_outbound_fits_the_service_model(model: str) -> None:
     # Llama 3.3 on Bedrock takes no images; the others do.
     assert ("image_data_url" in refused) == (model == LLAMA)
     assert set(refused) <= {"n_2", "logprobs", "image_data_url"}, refused
+
+
+MORE_MODELS = (
+    *MODELS,
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+    "us.amazon.nova-2-lite-v1:0",
+    "amazon.nova-micro-v1:0",
+    "meta.llama3-8b-instruct-v1:0",
+    "us.meta.llama3-2-90b-instruct-v1:0",
+    "mistral.mistral-7b-instruct-v0:2",
+    "mistral.mistral-large-2407-v1:0",
+    "cohere.command-r-plus-v1:0",
+    "ai21.jamba-1-5-large-v1:0",
+    "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-5",
+)
+_USER: JSON = {"role": "user", "content": "Hi"}
+EDGE_BODIES: tuple[JSON, ...] = (
+    {"messages": [_USER], "max_tokens": 0},
+    {"messages": [_USER], "max_completion_tokens": -3},
+    {"messages": [{"role": "system", "content": "Only a system prompt"}]},
+    {"messages": [{"role": "user", "content": ""}]},
+    {"messages": [{"role": "assistant", "content": "I start"}, _USER]},
+    {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,%%"}}
+                ],
+            }
+        ]
+    },
+    {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/bmp;base64,AAAA"}}
+                ],
+            }
+        ]
+    },
+    {"messages": [_USER], "tools": [{"type": "function", "function": {"name": "has space"}}]},
+    {"messages": [_USER], "tools": [{"type": "function", "function": {"name": "n" * 65}}]},
+    {"messages": [_USER], "functions": [{"name": "f", "parameters": {}}]},
+    {"messages": [_USER], "stop": ["", "x"]},
+    {"messages": [_USER], "stop": ""},
+    {"messages": [_USER], "temperature": -1, "top_p": 3},
+    {"messages": [_USER], "top_p": 1.5},
+    {"messages": [_USER], "user": "someone with <odd> chars"},
+    {"messages": [_USER], "metadata": {"team": "a", "bad key!": "x"}},
+    {"messages": [_USER], "reasoning_effort": "minimal"},
+    {"messages": [_USER], "reasoning_effort": "xhigh", "max_completion_tokens": 64000},
+    {
+        "messages": [_USER],
+        "reasoning_effort": "low",
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "required",
+    },
+    {"messages": [_USER], "response_format": {"type": "text"}},
+    {"messages": [_USER], "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+    {
+        "messages": [
+            _USER,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "x" * 100,
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "x" * 100,
+                "content": [{"type": "text", "text": "{}"}],
+            },
+        ],
+        "tool_choice": "none",
+        "tools": [WEATHER_TOOL],
+    },
+    {
+        "messages": [
+            _USER,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call.1:ok",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call.1:ok", "content": ""},
+        ],
+    },
+)
+
+
+@pytest.mark.parametrize("model", MORE_MODELS)
+def test_edge_requests_end_valid_or_refused(model: str) -> None:
+    """Requests off the matrix: each ends as a body the service model accepts or as a
+    400 naming the parameter, never as an outbound request the service would refuse."""
+    for body in EDGE_BODIES:
+        req = request_of({"model": "m", **body})
+        try:
+            call = ADAPTER.build(req, target_of(model, caching=True))
+        except InvalidRequest as exc:
+            assert exc.status == 400 and exc.param, (body, exc)
+            continue
+        out = orjson.loads(call.body)
+        assert validate_request(out, model) == [], (model, body)
 
 
 def outbound(case_name: str, model: str) -> tuple[JSON, tuple[str, ...]]:
@@ -760,3 +881,46 @@ def test_every_documented_error_is_covered() -> None:
         "ServiceUnavailableException",
     }
     assert documented == covered
+
+
+# ------------------------------------------------------------- through the gateway
+
+
+def test_gateway_applies_the_rules_and_says_so(
+    sim_url: str, sim: SimControl, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The gateway's Bedrock deployment (Claude 3 Haiku) over HTTP: the client's
+    temperature 1.6 + top_p reach Bedrock as temperature 1 alone, the foreign tool id as a
+    ToolUseId Bedrock accepts, and the answer says what changed (x-interlock-warnings)."""
+    work = tmp_path_factory.mktemp("gw-bedrock")
+    gateway = GatewayProcess(sim_config(sim_url, work / "state"), work).start()
+    try:
+        with httpx.Client(
+            base_url=gateway.url, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=30
+        ) as client:
+            body = {
+                "model": "bedrock",
+                "messages": next(c for c in CHAT_CASES if c.name == "tool_round_trip").body[
+                    "messages"
+                ],
+                "tools": [WEATHER_TOOL],
+                "temperature": 1.6,
+                "top_p": 0.5,
+                "seed": 3,
+            }
+            resp = client.post("/v1/chat/completions", json=body)
+            assert resp.status_code == 200, resp.text
+            check_answer(resp.content)
+            warnings = resp.headers["x-interlock-warnings"]
+            assert "top_p dropped" in warnings and "seed dropped" in warnings
+            sent = orjson.loads(sim.requests()[-1]["body"])
+            assert validate_request(sent, "anthropic.claude-3-haiku-20240307-v1:0") == []
+            assert sent["inferenceConfig"] == {"temperature": 1}
+            ids = [b["toolUse"]["toolUseId"] for b in sent["messages"][1]["content"]]
+            assert BEDROCK_TOOL_ID.accepts(ids[0]) and ids[1] == "call_abc123"
+            refused = client.post("/v1/chat/completions", json={**body, "logprobs": True})
+            assert refused.status_code == 400
+            error = refused.json()["error"]
+            assert error["code"] == "unsupported_parameter" and error["param"] == "logprobs"
+    finally:
+        gateway.stop()

@@ -8,6 +8,8 @@ incrementally with botocore's :class:`~botocore.eventstream.EventStreamBuffer`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 import urllib.parse
@@ -307,7 +309,14 @@ def _user_blocks(content: Any, param: str) -> list[JSON]:
                 raise InvalidRequest(
                     f"unsupported image type {m.group(1)!r}", param=f"{p}.image_url"
                 )
-            blocks.append({"image": {"format": fmt, "source": {"bytes": m.group(2)}}})
+            data = "".join(m.group(2).split())
+            try:
+                valid = len(base64.b64decode(data, validate=True)) > 0
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise InvalidRequest("image data is not valid base64", param=f"{p}.image_url")
+            blocks.append({"image": {"format": fmt, "source": {"bytes": data}}})
             _cache_after(part, blocks)
         else:
             raise InvalidRequest(f"unsupported content part type {kind!r}", param=p)
@@ -469,6 +478,7 @@ def to_converse(
                     raise InvalidRequest(
                         "tool call needs a function name", param=f"{param}.tool_calls[{k}]"
                     )
+                _tool_name(fn["name"], f"{param}.tool_calls[{k}].function.name")
                 has_tool_blocks = True
                 blocks.append(
                     {
@@ -497,6 +507,11 @@ def to_converse(
         else:
             raise InvalidRequest(f"unsupported role {role!r}", param=f"{param}.role")
 
+    if not turns:
+        raise InvalidRequest(
+            "Bedrock models need at least one user or assistant message with content",
+            param="messages",
+        )
     out: JSON = {"messages": turns}
     structured = _response_format(body.get("response_format"), rules, adj, system)
     if structured is not None:
@@ -516,6 +531,9 @@ def to_converse(
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
     if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+            raise InvalidRequest(f"Bedrock models need {key} to be a positive integer", param=key)
         config["maxTokens"] = max_tokens
     if body.get("temperature") is not None:
         config["temperature"] = body["temperature"]
@@ -655,6 +673,17 @@ def _thinking(effort: Any, traits: Traits, config: JSON, forced: bool, adj: Adju
 _ANSWER_ROOM = 8192
 
 
+# ToolName in the service model: 1-64 characters of [a-zA-Z0-9_-] (OpenAI's own rule).
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _tool_name(name: str, param: str) -> None:
+    if _TOOL_NAME.fullmatch(name) is None:
+        raise InvalidRequest(
+            "tool names must be 1-64 characters of a-z, A-Z, 0-9, _ and -", param=param
+        )
+
+
 def _tool_config(
     body: JSON, rules: ModelRules, traits: Traits, adj: Adjust, has_tool_blocks: bool
 ) -> JSON | None:
@@ -673,6 +702,7 @@ def _tool_config(
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise InvalidRequest("only function tools are supported", param=f"tools[{i}]")
+        _tool_name(fn["name"], f"tools[{i}].function.name")
         schema = fn.get("parameters")
         spec: JSON = {
             "name": fn["name"],

@@ -42,7 +42,9 @@ _NO_FIELD = frozenset(
     }
 )
 # Asked for and not available: the answer would lack what the client asked for.
-_REFUSED = frozenset({"logprobs", "top_logprobs", "audio"})
+# (The legacy functions / function_call are refused too: tools replaced them, and
+# dropping them would change what is asked.)
+_REFUSED = frozenset({"logprobs", "top_logprobs", "audio", "functions", "function_call"})
 
 Thinking = Literal["claude", "nova", "none"]
 
