@@ -16,21 +16,28 @@ Artefacts: anthropic 2.17.0 (``anthropic.types.Usage``), openai 3.63.0
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic.types
 import botocore.loaders
+import httpx
 import openai.types
 import pytest
 from google.genai import types as genai_types
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.cache.tiered import CachedAnswer
 from interlock.providers.anthropic_convert import usage_from_anthropic
 from interlock.providers.bedrock import usage_from_bedrock
 from interlock.providers.gemini import usage_from_gemini
 from interlock.settings import DeploymentSettings
+from interlock.sim import SimControl
 from interlock.spend.bound import bound_request, media_rules, prompt_rate, worst_usd
 from interlock.spend.cost import cost_of, worst_case
 from interlock.spend.ledger import LedgerRecord
@@ -38,12 +45,15 @@ from interlock.spend.prices import Price, PriceTable, UnknownPricePolicy, resolv
 from interlock.spend.reports import tokens_cost, totals
 from interlock.storage.ledger import LEDGER_COLUMNS, LedgerStore
 from interlock.types import Endpoint, Usage
+from tests.support.databases import db_rows
+from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
 
 D = Decimal
 MTOK = D(1_000_000)
 CENT = D("0.01")
 TABLE = PriceTable.load()
 BLOCK = UnknownPricePolicy("block")
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
 def price_of(model: str, kind: str, **price: Any) -> Price:
@@ -389,3 +399,96 @@ async def test_ledger_rows_and_report_totals_carry_cache_and_reasoning_tokens(
                          t.cache_write_tokens, t.cache_write_1h_tokens)  # fmt: skip
     fresh = 100_017 - 10_002 - 30_000 - 50_000
     assert summed == anthropic_rule(fresh, 10_002, 30_000, 50_000, 905)
+
+
+# -- through a real gateway: the ledger row of an Anthropic call with cache markers --------
+
+# The Claude Sonnet 4.5 rates, configured on a deployment of the simulated Anthropic
+# provider (the simulator's model ids are not Claude ids, so the rates are stated).
+SONNET_PRICE = {"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cached_input_per_mtok": 0.3,
+                "cache_write_per_mtok": 3.75, "cache_write_1h_per_mtok": 6.0}  # fmt: skip
+# Two cacheable prefixes, each above Anthropic's 1,024-token minimum for Sonnet; the 1-hour
+# entry first (Anthropic: longer TTLs must come before shorter ones).
+LONG_SYSTEM = " ".join(f"rule {i}: timetables are published weekly." for i in range(400))
+LONG_CONTEXT = " ".join(f"station {i} has platform {i % 9} and a cafe." for i in range(400))
+
+
+def _cache_request(nonce: str) -> dict[str, Any]:
+    """Prefixes no earlier request wrote (the simulator remembers prefixes per model for
+    their TTL, like Anthropic): ``nonce`` makes them new."""
+    return {
+        "model": "claude-cached",
+        "max_tokens": 32,
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": f"{nonce} {LONG_SYSTEM}",
+             "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": LONG_CONTEXT, "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Which platform is station 12 on?"}]},
+        ],
+    }  # fmt: skip
+
+
+def test_anthropic_cache_writes_reach_the_ledger_priced_to_the_cent(
+    sim_url: str, sim: SimControl, tmp_path: Path
+) -> None:
+    cfg = sim_config(sim_url, tmp_path / "state")
+    cfg["deployments"]["claude-cached"] = {"provider": "sim-anthropic", "model": "sim-claude",
+                                           "price": SONNET_PRICE}  # fmt: skip
+    cfg["models"]["claude-cached"] = {"deployments": ["claude-cached"]}
+    gw = GatewayProcess(cfg, tmp_path).start()
+    try:
+        answers = []
+        body = _cache_request(uuid.uuid4().hex)
+        with httpx.Client(base_url=gw.url, headers=ADMIN, timeout=30) as c:
+            for _ in range(2):  # the first call writes the prefixes, the repeat reads them
+                r = c.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200, r.text
+                answers.append(r)
+        sent = [json.loads(q["body"]) for q in sim.requests()]
+        assert len(sent) == 2 and "1h" in json.dumps(sent[0]["system"])  # the TTL went up
+        ids = [a.headers["x-request-id"] for a in answers]
+        deadline = time.monotonic() + 10
+        while len(rows := db_rows(tmp_path / "state", "SELECT * FROM ledger")) < 2:
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.1)
+    finally:
+        gw.stop()
+    by_id = {row["request_id"]: row for row in rows}
+    served = sim.ledger()["totals"]
+    assert sum(row["prompt_tokens"] for row in rows) == served["prompt_tokens"]
+    for answer, rid in zip(answers, ids, strict=True):
+        row, usage = by_id[rid], answer.json()["usage"]
+        assert row["prompt_tokens"] == usage["prompt_tokens"]
+        assert row["completion_tokens"] == usage["completion_tokens"]
+        assert row["cached_tokens"] == (usage.get("prompt_tokens_details") or {}).get(
+            "cached_tokens", 0
+        )
+        fresh = (row["prompt_tokens"] - row["cached_tokens"] - row["cache_write_tokens"]
+                 - row["cache_write_1h_tokens"])  # fmt: skip
+        assert fresh >= 0
+        expected = anthropic_rule(fresh, row["cached_tokens"], row["cache_write_tokens"],
+                                  row["cache_write_1h_tokens"], row["completion_tokens"])  # fmt: skip
+        assert_exact(D(str(row["cost_usd"])), expected)
+        assert D(answer.headers["x-interlock-cost-usd"]) == expected
+    first, repeat = by_id[ids[0]], by_id[ids[1]]
+    # Both TTLs were written by the first call, as the markers asked, and read by the
+    # repeat (the costs above are compared to 1e-10 USD, so pricing a write at the input
+    # rate, or a read at it, fails them).
+    assert first["cache_write_tokens"] > 0 and first["cache_write_1h_tokens"] > 0, first
+    assert first["cached_tokens"] == 0 and repeat["cached_tokens"] > 0, repeat
+    assert repeat["cache_write_tokens"] == repeat["cache_write_1h_tokens"] == 0, repeat
+    assert D(str(first["cost_usd"])) > D(str(repeat["cost_usd"]))
+
+
+def test_the_app_cache_keeps_cache_writes_and_reads_entries_stored_before_them() -> None:
+    usage = Usage(prompt_tokens=900, completion_tokens=40, cached_tokens=100,
+                  reasoning_tokens=12, cache_write_tokens=300, cache_write_1h_tokens=200)  # fmt: skip
+    entry = CachedAnswer(b"{}", usage, "d", "anthropic", D("0.0123"), 1.0, 2.0)
+    back = CachedAnswer.decode(entry.encode())
+    assert back is not None and back.usage == usage
+    # An entry written by the version before (a 4-number usage) still reads, writes 0.
+    old = json.loads(entry.encode())
+    old["usage"] = old["usage"][:4]
+    back = CachedAnswer.decode(json.dumps(old).encode())
+    assert back is not None and back.usage == Usage(900, 40, 100, 12)
