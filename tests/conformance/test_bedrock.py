@@ -124,6 +124,7 @@ def events_of(raw: bytes) -> list[tuple[str, str, Any]]:
 
 def test_origin_and_tool_id_rule() -> None:
     assert "botocore 1.44.18" in ORIGIN and "apiVersion 2023-09-30" in ORIGIN
+    assert "service-2.json.gz sha256 " in ORIGIN
     # The adapter's ToolUseId rule is the service model's.
     assert tool_use_id_rule() == (BEDROCK_TOOL_ID.max_len, BEDROCK_TOOL_ID.pattern)
     for model in MODELS:
@@ -731,6 +732,18 @@ def test_answer_stop_reasons(stop: str, finish: str) -> None:
     req = request_of({"model": "m", "messages": [{"role": "user", "content": "x"}]})
     completion = check_answer(ADAPTER.parse(req, target_of(NOVA), 200, raw).body)
     assert completion.choices[0].finish_reason == finish
+
+
+def test_every_stop_reason_maps_to_an_openai_finish_reason() -> None:
+    reasons = service_model()["shapes"]["StopReason"]["enum"]
+    finish = {"stop", "length", "tool_calls", "content_filter", "function_call"}
+    req = request_of({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    for reason in reasons:
+        raw = converse_answer(
+            [{"text": "x"}], reason, {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}
+        )
+        got = check_answer(ADAPTER.parse(req, target_of(NOVA), 200, raw).body)
+        assert got.choices[0].finish_reason in finish, reason
 
 
 def event_bytes(events: list[tuple[str, JSON]]) -> bytes:

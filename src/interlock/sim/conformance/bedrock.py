@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import botocore
@@ -54,8 +56,17 @@ def service_model() -> dict[str, Any]:
 
 def _origin() -> str:
     meta = service_model()["metadata"]
+    _, path = Loader().load_data_with_path(f"{SERVICE}/{meta['apiVersion']}/service-2")
+    digest = ""
+    for suffix in (".json.gz", ".json"):
+        candidate = Path(path + suffix)
+        if candidate.is_file():
+            sha = hashlib.sha256(candidate.read_bytes()).hexdigest()
+            digest = f", {candidate.name} sha256 {sha}"
+            break
     return (
-        f"botocore {botocore.__version__} {SERVICE} service model, apiVersion {meta['apiVersion']}"
+        f"botocore {botocore.__version__} {SERVICE} service model, "
+        f"apiVersion {meta['apiVersion']}{digest}"
     )
 
 
