@@ -16,6 +16,7 @@ Artefacts: anthropic 2.17.0 (``anthropic.types.Usage``), openai 3.63.0
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -30,7 +31,7 @@ import httpx
 import openai.types
 import pytest
 from google.genai import types as genai_types
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from interlock.cache.tiered import CachedAnswer
 from interlock.providers.anthropic_convert import usage_from_anthropic
@@ -42,7 +43,7 @@ from interlock.spend.bound import bound_request, media_rules, prompt_rate, worst
 from interlock.spend.cost import cost_of, worst_case
 from interlock.spend.ledger import LedgerRecord
 from interlock.spend.prices import Price, PriceTable, UnknownPricePolicy, resolve_price
-from interlock.spend.reports import tokens_cost, totals
+from interlock.spend.reports import Totals, tokens_cost, totals
 from interlock.storage.ledger import LEDGER_COLUMNS, LedgerStore
 from interlock.types import Endpoint, Usage
 from tests.support.databases import db_rows
@@ -445,13 +446,21 @@ def test_anthropic_cache_writes_reach_the_ledger_priced_to_the_cent(
                 r = c.post("/v1/chat/completions", json=body)
                 assert r.status_code == 200, r.text
                 answers.append(r)
+            # Thinking (reasoning_effort -> Anthropic thinking): its tokens are part of
+            # output_tokens, reported as reasoning_tokens and billed once, at output.
+            think = {"model": "claude-cached", "max_tokens": 2000, "reasoning_effort": "low",
+                     "messages": [{"role": "user", "content": "explain timetables at length"}]}  # fmt: skip
+            r = c.post("/v1/chat/completions", json=think)
+            assert r.status_code == 200, r.text
+            answers.append(r)
         sent = [json.loads(q["body"]) for q in sim.requests()]
-        assert len(sent) == 2 and "1h" in json.dumps(sent[0]["system"])  # the TTL went up
+        assert len(sent) == 3 and "1h" in json.dumps(sent[0]["system"])  # the TTL went up
         ids = [a.headers["x-request-id"] for a in answers]
         deadline = time.monotonic() + 10
-        while len(rows := db_rows(tmp_path / "state", "SELECT * FROM ledger")) < 2:
+        while len(rows := db_rows(tmp_path / "state", "SELECT * FROM ledger")) < 3:
             assert time.monotonic() < deadline, rows
             time.sleep(0.1)
+        report = asyncio.run(_report_totals(tmp_path / "state" / "interlock.db"))
     finally:
         gw.stop()
     by_id = {row["request_id"]: row for row in rows}
@@ -461,6 +470,9 @@ def test_anthropic_cache_writes_reach_the_ledger_priced_to_the_cent(
         row, usage = by_id[rid], answer.json()["usage"]
         assert row["prompt_tokens"] == usage["prompt_tokens"]
         assert row["completion_tokens"] == usage["completion_tokens"]
+        assert row["reasoning_tokens"] == (usage.get("completion_tokens_details") or {}).get(
+            "reasoning_tokens", 0
+        )
         assert row["cached_tokens"] == (usage.get("prompt_tokens_details") or {}).get(
             "cached_tokens", 0
         )
@@ -479,6 +491,21 @@ def test_anthropic_cache_writes_reach_the_ledger_priced_to_the_cent(
     assert first["cached_tokens"] == 0 and repeat["cached_tokens"] > 0, repeat
     assert repeat["cache_write_tokens"] == repeat["cache_write_1h_tokens"] == 0, repeat
     assert D(str(first["cost_usd"])) > D(str(repeat["cost_usd"]))
+    thought = by_id[ids[2]]
+    assert 0 < thought["reasoning_tokens"] < thought["completion_tokens"], thought
+    # The report over the gateway's own database shows the same details.
+    assert report.requests == 3 and report.reasoning_tokens == thought["reasoning_tokens"]
+    assert (report.cached_tokens, report.cache_write_tokens, report.cache_write_1h_tokens) == (
+        repeat["cached_tokens"], first["cache_write_tokens"], first["cache_write_1h_tokens"])  # fmt: skip
+    assert report.cost_usd == sum((D(str(row["cost_usd"])) for row in rows), D(0))
+
+
+async def _report_totals(db: Path) -> Totals:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        return await totals(engine, datetime(2000, 1, 1, tzinfo=UTC))
+    finally:
+        await engine.dispose()
 
 
 def test_the_app_cache_keeps_cache_writes_and_reads_entries_stored_before_them() -> None:
