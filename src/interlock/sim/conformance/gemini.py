@@ -232,7 +232,9 @@ def _content_problems(content: Any, where: str, system: bool) -> list[str]:
     if out:
         return out
     role = content.get("role")
-    if not system and role not in ("user", "model"):
+    # Content.role docstring: "Must be either 'user' or 'model'... can be left blank or
+    # unset" (single-turn requests).
+    if not system and role not in (None, "", "user", "model"):
         out.append(f"{where}.role: Please use a valid role: user, model.")
     parts = content.get("parts")
     if not isinstance(parts, list) or not parts:
