@@ -1133,3 +1133,51 @@ async def test_sdk_accumulates_thinking_stream(fake_upstream: tuple[str, dict[st
     assert final.content[0].thinking == "Let me think."  # type: ignore[union-attr]
     assert final.content[0].signature == "EqQBsig"  # type: ignore[union-attr]
     assert state["request"]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_thinking_extensions_round_trip() -> None:
+    """Anthropic thinking -> the canonical extensions (anthropic_convert helpers the
+    outbound adapter uses) -> the inbound API: the same blocks, signatures intact."""
+    from interlock.providers.anthropic_convert import reasoning_extensions, thinking_stream_delta
+
+    content = [
+        {"type": "thinking", "thinking": "Step one.", "signature": "EqQBsig"},
+        {"type": "redacted_thinking", "data": "EmwKAhgBEgy3"},
+        {"type": "text", "text": "4"},
+    ]
+    message = {"role": "assistant", "content": "4", **reasoning_extensions(content)}
+    completion = {"id": "chatcmpl-x", "choices": [{"message": message, "finish_reason": "stop"}]}
+    back = openai_to_message(completion, "claude")
+    Message.model_validate(back)
+    assert back["content"] == content
+    assert reasoning_extensions([{"type": "text", "text": "4"}]) == {}
+
+    upstream = [
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "thinking_delta", "thinking": "Step "}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "thinking_delta", "thinking": "one."}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "signature_delta", "signature": "EqQBsig"}},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "redacted_thinking", "data": "EmwKAhgBEgy3"}},
+    ]  # fmt: skip
+    deltas = [d for ev in upstream if (d := thinking_stream_delta(ev)) is not None]
+    enc = AnthropicStreamEncoder("claude", thinking=True)
+    data = b"".join(enc.feed(chunk(d)) for d in [*deltas, {"content": "4"}])
+    data += enc.finish(Usage(3, 9))
+    blocks: dict[int, dict[str, Any]] = {}
+    for name, payload in events(data):
+        if name == "content_block_start":
+            blocks[payload["index"]] = dict(payload["content_block"])
+        elif name == "content_block_delta":
+            block, delta = blocks[payload["index"]], payload["delta"]
+            if delta["type"] == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+    assert [blocks[i] for i in sorted(blocks)] == content

@@ -146,3 +146,66 @@ def usage_to_anthropic(usage: Usage, *, split: bool = True) -> JSON:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+# --- thinking: the canonical answer extensions ---------------------------------------------
+#
+# An answer carries reasoning in the canonical body as ``message.reasoning_content`` (text)
+# and ``message.thinking_blocks`` (Anthropic-shaped blocks, signatures intact); a stream as
+# ``delta.reasoning_content`` fragments and ``delta.thinking_blocks`` entries (the signature
+# that ends a thinking block, or a whole redacted_thinking block). The inbound Messages API
+# turns them back into Anthropic blocks (api/messages_format.py); OpenAI clients ignore them.
+
+
+def reasoning_extensions(content: Any) -> JSON:
+    """An Anthropic message's content -> the canonical message's reasoning extensions
+    (``{}`` when it has no thinking or redacted_thinking block)."""
+    blocks: list[JSON] = []
+    texts: list[str] = []
+    for block in content if isinstance(content, list) else ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "thinking" and isinstance(block.get("thinking"), str):
+            signature = block.get("signature")
+            texts.append(block["thinking"])
+            blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": block["thinking"],
+                    "signature": signature if isinstance(signature, str) else "",
+                }
+            )
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": block["data"]})
+    if not blocks:
+        return {}
+    return {"reasoning_content": "".join(texts), "thinking_blocks": blocks}
+
+
+def thinking_stream_delta(event: Any) -> JSON | None:
+    """One Anthropic stream event -> the canonical ``delta`` extension it carries, if any:
+    a ``thinking_delta`` -> ``reasoning_content``; a ``signature_delta`` -> a thinking block
+    with that signature; the start of a ``redacted_thinking`` block -> that block."""
+    if not isinstance(event, dict):
+        return None
+    if event.get("type") == "content_block_start":
+        block = event.get("content_block")
+        if (
+            isinstance(block, dict)
+            and block.get("type") == "redacted_thinking"
+            and isinstance(block.get("data"), str)
+        ):
+            return {"thinking_blocks": [{"type": "redacted_thinking", "data": block["data"]}]}
+        return None
+    if event.get("type") != "content_block_delta":
+        return None
+    delta = event.get("delta")
+    if not isinstance(delta, dict):
+        return None
+    if delta.get("type") == "thinking_delta" and isinstance(delta.get("thinking"), str):
+        return {"reasoning_content": delta["thinking"]} if delta["thinking"] else None
+    if delta.get("type") == "signature_delta" and isinstance(delta.get("signature"), str):
+        block = {"type": "thinking", "thinking": "", "signature": delta["signature"]}
+        return {"thinking_blocks": [block]}
+    return None
