@@ -519,3 +519,18 @@ def test_the_app_cache_keeps_cache_writes_and_reads_entries_stored_before_them()
     old["usage"] = old["usage"][:4]
     back = CachedAnswer.decode(json.dumps(old).encode())
     assert back is not None and back.usage == Usage(900, 40, 100, 12)
+
+
+def test_every_claude_entry_lists_anthropics_cache_rates() -> None:
+    """The table against the published multipliers (reads 0.1x, 5-minute writes 1.25x,
+    1-hour writes 2x input); Claude 3 Haiku's list rounds its read and 5-minute write to
+    $0.03 and $0.30 (input $0.25)."""
+    claude = [e for e in TABLE if e.provider == "anthropic"]
+    assert len(claude) >= 10
+    for e in claude:
+        p = e.price
+        assert p.cache_write_1h == 2 * p.input, e.id
+        if e.id == "claude-3-haiku":
+            assert (p.cached_input, p.cache_write) == (D("0.03"), D("0.30"))
+            continue
+        assert (p.cached_input, p.cache_write) == (p.input / 10, p.input * D("1.25")), e.id
