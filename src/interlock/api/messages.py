@@ -32,6 +32,7 @@ from interlock.api.openai_routes import (
 from interlock.api.stream import run_until_disconnect
 from interlock.errors import InterlockError, UpstreamError
 from interlock.gateway import Gateway
+from interlock.providers.anthropic_convert import usage_to_anthropic
 from interlock.providers.base import UpstreamCall, warnings_header
 from interlock.providers.registry import Deployment
 from interlock.providers.tokens import count_request_tokens, estimate_request_tokens
@@ -92,6 +93,8 @@ async def _create(ctx: Ctx, gw: Gateway) -> None:
     req.timeout_s = client_timeout(ctx)
     req.tags = request_tags(ctx, body)
     req.cache_mode = cache_mode(ctx)
+    if warm:
+        req.cache_mode = "bypass"  # an answer from the gateway's cache would warm nothing
     req.cache_control = ctx.header(b"cache-control")
     result = await gw.handle(req, principal)
     if isinstance(result, GatewayStream):
@@ -120,7 +123,7 @@ async def _warm_answer(
         message["stop_reason"] = "max_tokens"
         await ctx.respond(200, orjson.dumps(message), headers)
         return
-    encoder = AnthropicStreamEncoder(model, usage.prompt_tokens)
+    encoder = AnthropicStreamEncoder(model, usage_to_anthropic(usage)["input_tokens"])
     data = encoder.feed(
         {"id": completion.get("id"), "choices": [{"delta": {}, "finish_reason": "length"}]}
     )
