@@ -17,12 +17,17 @@ f85dbe2, info.version 2.3.0) and the official ``openai`` SDK's types (3.63.0).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
+import openai
 import orjson
 import pytest
 from openai.types import Completion as SDKCompletion
@@ -42,8 +47,11 @@ from interlock.providers.openai_compat import OpenAIAdapter, conform_chat
 from interlock.providers.rules.openai import OPENAI_TOOL_ID
 from interlock.settings import ProviderSettings
 from interlock.sim.conformance import openai as spec
+from interlock.sim.control import SimControl
 from interlock.types import JSON, Chunk, Endpoint, GatewayRequest
 from tests.conformance.matrix import CHAT_CASES, EMBEDDING_CASES, FOREIGN_ID, Case
+from tests.support.databases import db_rows
+from tests.support.gateway import MASTER_KEY, SIM_KEY, GatewayProcess, sim_config
 
 
 @dataclass(frozen=True)
@@ -671,6 +679,8 @@ def test_stream_usage_found_by_parsing(style: str, client_asked: bool) -> None:
     assert decoder.partial_usage(False) == usage
     for chunk in chunks:
         ChatCompletionChunk.model_validate(chunk.obj)
+        # What the client's stream carries: each event on one data: line.
+        assert chunk.raw is None or b"\n" not in chunk.raw
 
 
 # Each documented error status (OpenAI's error codes guide) with its ErrorResponse body.
@@ -715,3 +725,141 @@ def test_spec_origin_recorded() -> None:
 
     origin = resources.files("interlock.sim").joinpath("specs/openai/ORIGIN.md").read_text()
     assert "f85dbe223d40e1a31cba812ab2d755c7e98a92a3" in origin
+
+
+# ------------------------------------------------------------- through the gateway
+
+
+class _SpacedUpstream(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that writes its JSON the way json.dumps does
+    (``"usage": {``) or pretty-printed over several data: lines (model ``pretty``)."""
+
+    bodies: ClassVar[list[JSON]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_POST(self) -> None:
+        body = orjson.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.bodies.append(body)
+        pretty = body["model"] == "pretty"
+        events = [
+            _chunk({"role": "assistant", "content": ""}, with_usage=False),
+            _chunk({"content": "usage of trains"}, with_usage=False),
+            _chunk({}, "stop", with_usage=False),
+        ]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(USAGE_EVENT)
+        raw = _sse(events, "pretty" if pretty else "spaced")
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+def _ledger(state: Path, n: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while len(rows := db_rows(state, "SELECT * FROM ledger ORDER BY created_at")) < n:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    return rows
+
+
+def test_gateway_streams_azure_v1_and_reasoning_rules(
+    sim_url: str, sim: SimControl, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Over HTTP, through a gateway process: usage read from spaced and pretty-printed
+    streams (billed as reported, the usage chunk the gateway asked for kept from clients
+    that did not), Azure's v1 API, and an o-series deployment's rules with their warnings."""
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _SpacedUpstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    work = tmp_path_factory.mktemp("gw-openai")
+    cfg = sim_config(sim_url, work / "state")
+    cfg["providers"].update(
+        {
+            "spaced": {
+                "kind": "openai_compatible",
+                "base_url": f"http://127.0.0.1:{upstream.server_address[1]}/v1",
+            },
+            "sim-openai": {"kind": "openai", "base_url": f"{sim_url}/v1", "api_key": SIM_KEY},
+            "sim-azure-v1": {
+                "kind": "azure",
+                "base_url": f"{sim_url}/openai/v1",
+                "api_key": SIM_KEY,
+            },
+        }
+    )
+    cfg["deployments"].update(
+        {
+            "spaced": {"provider": "spaced", "model": "spaced"},
+            "pretty": {"provider": "spaced", "model": "pretty"},
+            "o3": {"provider": "sim-openai", "model": "o3-mini"},
+            "azure-v1": {"provider": "sim-azure-v1", "model": "gpt-4o"},
+        }
+    )
+    cfg["models"].update(
+        {name: {"deployments": [name]} for name in ("spaced", "pretty", "o3", "azure-v1")}
+    )
+    gateway = GatewayProcess(cfg, work).start()
+    try:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0)
+        for model in ("spaced", "pretty"):
+            for asked in (False, True):
+                extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if asked else {}
+                chunks = list(
+                    client.chat.completions.create(
+                        model=model,
+                        messages=[{"role": "user", "content": "hi"}],
+                        stream=True,
+                        **extra,
+                    )
+                )
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                assert text == "usage of trains"
+                usage_chunks = [c for c in chunks if not c.choices]
+                assert len(usage_chunks) == (1 if asked else 0), (model, asked)
+                if asked:
+                    assert usage_chunks[0].usage is not None
+                    assert usage_chunks[0].usage.prompt_tokens == 40
+        rows = _ledger(work / "state", 4)
+        assert [(r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"]) for r in rows] == [
+            (40, 7, 32)
+        ] * 4
+        assert not any(r["usage_estimated"] for r in rows)
+        assert all(b["stream_options"] == {"include_usage": True} for b in _SpacedUpstream.bodies)
+
+        # Azure's v1 API: /openai/v1/chat/completions, the deployment as model, no api-version.
+        sim.reset()
+        answer = client.chat.completions.create(
+            model="azure-v1", messages=[{"role": "user", "content": "hi"}], max_tokens=20
+        )
+        assert answer.choices[0].message.content
+        seen = sim.requests()[-1]
+        assert seen["path"] == "/openai/v1/chat/completions" and not seen["query"]
+        sent = orjson.loads(seen["body"])
+        assert sent["model"] == "gpt-4o" and sent["max_completion_tokens"] == 20
+        assert issues("CreateChatCompletionRequest", sent) == []
+
+        # An o-series deployment: sampling knobs dropped and said so, logprobs refused.
+        raw = client.chat.completions.with_raw_response.create(
+            model="o3",
+            messages=[{"role": "user", "content": "hi"}],
+            temperature=0.2,
+            max_tokens=30,
+            extra_body={"thinking": {"type": "enabled", "budget_tokens": 4000}},
+        )
+        assert "temperature dropped" in raw.headers["x-interlock-warnings"]
+        sent = orjson.loads(sim.requests()[-1]["body"])
+        assert "temperature" not in sent and "thinking" not in sent
+        assert (sent["max_completion_tokens"], sent["reasoning_effort"]) == (30, "medium")
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model="o3", messages=[{"role": "user", "content": "hi"}], logprobs=True
+            )
+        error = refused.value.body
+        assert isinstance(error, dict)
+        assert (error["code"], error["param"]) == ("unsupported_parameter", "logprobs")
+    finally:
+        gateway.stop()
+        upstream.shutdown()

@@ -357,6 +357,10 @@ class OpenAIStreamDecoder:
         if data == b"[DONE]":
             self._done = True
             return None
+        if b"\n" in data:
+            # A pretty-printed event (several data: lines): written again on one line, as
+            # the client's stream carries each event on one data: line.
+            data = self._compact(data)
         # Only an event that may carry usage or an error is parsed: "usage" in the bytes
         # but not as the ``"usage": null`` OpenAI writes in every chunk of such a stream.
         usage_maybe = b"usage" in data and (
@@ -391,6 +395,14 @@ class OpenAIStreamDecoder:
             if not obj.get("choices") and not self._keep_usage_chunk:
                 return None
         return Chunk(obj, data)
+
+    def _compact(self, data: bytes) -> bytes:
+        try:
+            return orjson.dumps(orjson.loads(data))
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                f"provider {self._provider} sent a malformed stream event"
+            ) from None
 
     def close(self) -> list[Chunk]:
         out = [c for ev in self._parser.flush() if (c := self._event(ev.data)) is not None]
