@@ -707,7 +707,10 @@ def strict_schema(schema: JSON) -> JSON:
         return out
     kind = rest.pop("type", None)
     if isinstance(kind, list):
-        branches = [strict_schema({**rest, "type": t}) for t in kind]
+        # Keywords belong to the non-null branches; "null" takes none.
+        branches = [
+            {"type": "null"} if t == "null" else strict_schema({**rest, "type": t}) for t in kind
+        ]
         return {**out, "anyOf": branches} if len(branches) > 1 else {**out, **branches[0]}
     any_of = rest.pop("anyOf", None)
     one_of = rest.pop("oneOf", None)

@@ -137,10 +137,13 @@ def _path(parts: Any) -> str:
 def _schema_issues(instance: Any, legacy: bool, ref: str | None, prefix: list[Any]) -> list[str]:
     """Schema errors; an ``anyOf`` over block / message types is narrowed to the branch
     the instance's ``type`` (or ``role``) names, so the message says what is wrong."""
+    validator = _validator(legacy, ref)
+    if validator.is_valid(instance):  # fast; iter_errors walks every anyOf branch
+        return []
     out: list[str] = []
     schema = _schema(legacy)
     root: JSON = schema if ref is None else {**orjson.loads(ref), "$defs": schema["$defs"]}
-    for err in _validator(legacy, ref).iter_errors(instance):
+    for err in validator.iter_errors(instance):
         where = [*prefix, *err.instance_path]
         branch = _branch(err, root, schema["$defs"])
         if branch is not None:

@@ -54,7 +54,7 @@ _ERROR_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
-    413: "request_too_large",
+    413: "invalid_request_error",  # the SDK's ErrorType (2.17.0) has no request_too_large
     429: "rate_limit_error",
     529: "overloaded_error",
 }
