@@ -43,6 +43,7 @@ from interlock.sim import SimControl
 from interlock.sim.conformance import openai as openai_spec
 from interlock.sim.conformance.bedrock import (
     ORIGIN,
+    conversation_errors,
     service_model,
     tool_use_id_rule,
     validate_error,
@@ -246,6 +247,7 @@ def test_matrix_outbound_fits_the_service_model(model: str) -> None:
         mismatches += [
             f"{case.name}: {e}" for e in validate_request(body, model, stream=case.stream)
         ]
+        mismatches += [f"{case.name}: {e}" for e in conversation_errors(body, model)]
         assert call.url.endswith("/converse-stream" if case.stream else "/converse")
     assert mismatches == []
     # n > 1 and logprobs would change the answer's meaning: refused, naming the parameter.
@@ -371,6 +373,7 @@ def test_edge_requests_end_valid_or_refused(model: str) -> None:
             continue
         out = orjson.loads(call.body)
         assert validate_request(out, model) == [], (model, body)
+        assert conversation_errors(out, model) == [], (model, body)
 
 
 def outbound(case_name: str, model: str) -> tuple[JSON, tuple[str, ...]]:
@@ -513,6 +516,122 @@ async def test_matrix_through_the_simulator(sim_url: str, model: str) -> None:
         assert finishes[-1] in ("stop", "tool_calls", "length")
         assert any("usage" in c.obj for c in chunks) == req.include_usage
     assert sent >= len(CHAT_CASES) - 3
+
+
+USE: JSON = {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}}
+RESULT: JSON = {"toolResult": {"toolUseId": "t1", "content": [{"text": "ok"}]}}
+TOOLS: JSON = {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {}}}}]}
+# Rules the service enforces beyond the shapes (conversation_errors), as raw bodies.
+REFUSED_CONVERSATIONS: tuple[tuple[str, JSON, str], ...] = (
+    ("temperature+topP", {**GOOD, "inferenceConfig": {"temperature": 0.5, "topP": 0.5}}, CLAUDE),
+    ("assistant first", {"messages": [{"role": "assistant", "content": [{"text": "x"}]}]}, NOVA),
+    (
+        "not alternating",
+        {"messages": [GOOD["messages"][0], GOOD["messages"][0]]},
+        NOVA,
+    ),
+    ("blank text", {"messages": [{"role": "user", "content": [{"text": "  "}]}]}, NOVA),
+    (
+        "tools without toolConfig",
+        {
+            "messages": [
+                GOOD["messages"][0],
+                {"role": "assistant", "content": [USE]},
+                {"role": "user", "content": [RESULT]},
+            ]
+        },
+        NOVA,
+    ),
+    (
+        "result without use",
+        {"messages": [{"role": "user", "content": [RESULT]}], "toolConfig": TOOLS},
+        NOVA,
+    ),
+    (
+        "thinking budget",
+        {
+            **GOOD,
+            "additionalModelRequestFields": {
+                "thinking": {"type": "enabled", "budget_tokens": 2000}
+            },
+            "inferenceConfig": {"maxTokens": 1500},
+        },
+        CLAUDE,
+    ),
+    (
+        "thinking in a tool loop without thinking blocks",
+        {
+            "messages": [
+                GOOD["messages"][0],
+                {"role": "assistant", "content": [USE]},
+                {"role": "user", "content": [RESULT]},
+            ],
+            "toolConfig": TOOLS,
+            "additionalModelRequestFields": {
+                "thinking": {"type": "enabled", "budget_tokens": 1024}
+            },
+        },
+        CLAUDE,
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "model"),
+    [(b, m) for _, b, m in REFUSED_CONVERSATIONS],
+    ids=[n for n, _, _ in REFUSED_CONVERSATIONS],
+)
+async def test_simulator_refuses_conversations_the_service_refuses(
+    sim_url: str, body: JSON, model: str
+) -> None:
+    assert validate_request(body, model) == []  # well-shaped: refused for what it says
+    assert conversation_errors(body, model)
+    call = UpstreamCall(
+        "POST",
+        f"{sim_url}/model/{model}/converse",
+        {"content-type": "application/json"},
+        orjson.dumps(body),
+    )
+    status, headers, raw = await post(call)
+    assert status == 400 and headers["x-amzn-ErrorType"].startswith("ValidationException")
+    assert orjson.loads(raw)["message"] == conversation_errors(body, model)[0]
+
+
+def test_adapter_avoids_what_the_service_refuses() -> None:
+    """The adapter's answers to the same situations, from OpenAI-shaped requests."""
+    opening = [
+        {"role": "assistant", "content": "Hello, how can I help?"},
+        {"role": "user", "content": "Hi"},
+    ]
+    call = ADAPTER.build(request_of({"model": "m", "messages": opening}), target_of(NOVA))
+    out = orjson.loads(call.body)
+    assert out["messages"][0]["role"] == "user" and out["messages"][1]["role"] == "assistant"
+    assert conversation_errors(out, NOVA) == [] and call.warnings
+    blank = [{"role": "user", "content": "  "}, {"role": "user", "content": "Real question"}]
+    out = orjson.loads(
+        ADAPTER.build(request_of({"model": "m", "messages": blank}), target_of(NOVA)).body
+    )
+    assert out["messages"] == [{"role": "user", "content": [{"text": "Real question"}]}]
+    loop = next(c for c in CHAT_CASES if c.name == "tool_round_trip").body
+    call = ADAPTER.build(
+        request_of({**loop, "reasoning_effort": "high", "max_tokens": 8000}),
+        target_of("us.anthropic.claude-3-7-sonnet-20250219-v1:0"),
+    )
+    out = orjson.loads(call.body)
+    assert "additionalModelRequestFields" not in out
+    assert any(w.startswith("reasoning_effort dropped") for w in call.warnings)
+    # Tool history without tools in the request: told as text (Converse refuses toolUse
+    # blocks without toolConfig), also for a family that takes no tools at all.
+    history = {"model": "m", "messages": loop["messages"]}
+    for model in (NOVA, "mistral.mistral-7b-instruct-v0:2"):
+        call = ADAPTER.build(request_of(history), target_of(model))
+        out = orjson.loads(call.body)
+        assert "toolConfig" not in out and b"toolUse" not in call.body
+        assert conversation_errors(out, model) == [] and validate_request(out, model) == []
+        told = " ".join(b.get("text", "") for t in out["messages"] for b in t["content"])
+        assert '(called tool get_weather with {"city":"Paris"})' in told
+        assert "(result of get_weather: 4C, rain)" in told
+        assert any("sent as text" in w for w in call.warnings)
 
 
 async def test_simulator_refuses_what_the_service_refuses(sim_url: str) -> None:

@@ -283,7 +283,7 @@ def _user_blocks(content: Any, param: str) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return [{"text": content}] if content.strip() else []
     if not isinstance(content, list):
         raise InvalidRequest("content must be a string or a list of parts", param=param)
     blocks: list[JSON] = []
@@ -293,7 +293,7 @@ def _user_blocks(content: Any, param: str) -> list[JSON]:
             raise InvalidRequest("content part must be an object", param=p)
         kind = part.get("type")
         if kind == "text":
-            if part.get("text"):
+            if str(part.get("text") or "").strip():
                 blocks.append({"text": str(part["text"])})
                 _cache_after(part, blocks)
         elif kind == "image_url":
@@ -446,7 +446,7 @@ def to_converse(
         content = msg.get("content")
         if role in ("system", "developer"):
             text = _text_of(content)
-            if text:
+            if text.strip():
                 system.append({"text": text})
                 control = next(
                     (
@@ -470,7 +470,7 @@ def to_converse(
         elif role == "assistant":
             blocks = []
             text = _text_of(content)
-            if text:
+            if text.strip():
                 blocks.append({"text": text})
             for k, call in enumerate(msg.get("tool_calls") or ()):
                 fn = call.get("function") if isinstance(call, dict) else None
@@ -507,6 +507,11 @@ def to_converse(
         else:
             raise InvalidRequest(f"unsupported role {role!r}", param=f"{param}.role")
 
+    if turns and turns[0]["role"] == "assistant":
+        # Converse conversations start with a user turn; OpenAI's may open with the
+        # assistant (a greeting). A neutral user turn keeps the assistant's words.
+        turns.insert(0, {"role": "user", "content": [{"text": _OPENING}]})
+        adj.note("a user turn was added before the first assistant message (Bedrock needs one)")
     if not turns:
         raise InvalidRequest(
             "Bedrock models need at least one user or assistant message with content",
@@ -547,10 +552,14 @@ def to_converse(
     elif stops:
         config["stopSequences"] = stops
     tool_config = _tool_config(body, rules, traits, adj, has_tool_blocks)
+    if has_tool_blocks and tool_config is None:
+        _tool_history_as_text(turns)
+        adj.note("earlier tool calls and results sent as text (no tools in this request)")
     forced = tool_config is not None and (
         "any" in tool_config.get("toolChoice", {}) or "tool" in tool_config.get("toolChoice", {})
     )
-    extra = _thinking(body.get("reasoning_effort"), traits, config, forced, adj)
+    in_tool_loop = any("toolResult" in b for b in turns[-1]["content"])
+    extra = _thinking(body.get("reasoning_effort"), traits, config, forced or in_tool_loop, adj)
     if extra is not None:
         out["additionalModelRequestFields"] = extra
     if config:
@@ -564,6 +573,7 @@ def to_converse(
     return out
 
 
+_OPENING = "(conversation start)"
 _METADATA_TEXT = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{0,256}")
 
 
@@ -644,7 +654,13 @@ def _thinking(effort: Any, traits: Traits, config: JSON, forced: bool, adj: Adju
         level = NOVA_EFFORT.get(effort, "medium")
         return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": level}}
     if forced:
-        adj.drop("reasoning_effort", "Claude cannot think with a forced tool choice")
+        # A forced tool choice, or a tool loop whose earlier thinking blocks the OpenAI
+        # request shape does not carry back (Claude needs them there).
+        adj.drop(
+            "reasoning_effort",
+            "Claude cannot think with a forced tool choice or without the tool loop's "
+            "earlier thinking blocks",
+        )
         return None
     budget = CLAUDE_BUDGET.get(effort, CLAUDE_BUDGET["medium"])
     max_tokens = config.get("maxTokens")
@@ -684,15 +700,40 @@ def _tool_name(name: str, param: str) -> None:
         )
 
 
+def _tool_history_as_text(turns: list[JSON]) -> None:
+    """Converse refuses ``toolUse`` / ``toolResult`` blocks in a request without
+    ``toolConfig``; with no tools offered, the history's calls and results are told as
+    text (offering the tools again would let the model call tools the client did not
+    offer this time)."""
+    names: dict[str, str] = {}
+    for turn in turns:
+        content: list[JSON] = []
+        for block in turn["content"]:
+            if "toolUse" in block:
+                use = block["toolUse"]
+                names[use["toolUseId"]] = use["name"]
+                args = orjson.dumps(use["input"]).decode()
+                content.append({"text": f"(called tool {use['name']} with {args})"})
+            elif "toolResult" in block:
+                result = block["toolResult"]
+                parts = [
+                    str(p["text"]) if "text" in p else orjson.dumps(p.get("json")).decode()
+                    for p in result["content"]
+                ]
+                name = names.get(result["toolUseId"], "a tool")
+                content.append({"text": f"(result of {name}: {' '.join(parts) or 'empty'})"})
+            else:
+                content.append(block)
+        turn["content"] = content
+
+
 def _tool_config(
     body: JSON, rules: ModelRules, traits: Traits, adj: Adjust, has_tool_blocks: bool
 ) -> JSON | None:
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if not isinstance(tools, list) or not tools:
-        if has_tool_blocks and not traits.tools:
-            raise adj.refuse("tools", f"{rules.family} models take no tools")
-        return None
+        return None  # tool blocks in the history then go as text (_tool_history_as_text)
     if choice == "none" and not has_tool_blocks:
         return None  # Converse has no "none"; leaving the tools out says the same
     if not traits.tools:

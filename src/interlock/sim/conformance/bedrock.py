@@ -36,6 +36,7 @@ from botocore.loaders import Loader
 __all__ = [
     "ORIGIN",
     "STREAM_EVENTS",
+    "conversation_errors",
     "service_model",
     "tool_use_id_rule",
     "validate_error",
@@ -226,6 +227,144 @@ def validate_request(body: Any, model_id: str, *, stream: bool = False) -> list[
     walk.check(_SHAPES[name]["members"]["modelId"]["shape"], model_id, "modelId")
     walk.structure(_body_members(name), body, "")
     return walk.errors
+
+
+# Claude models that refuse temperature and top_p together (Anthropic's models overview:
+# Claude Sonnet 4.5, Haiku 4.5, Opus 4.1 and later).
+_CLAUDE_ONE_SAMPLER = re.compile(
+    r".*anthropic\.claude-(sonnet-4-5|haiku-4-5|opus-4-1|opus-4-5|[a-z]+-4-6).*"
+)
+
+
+def _blocks(message: Any) -> list[Any]:
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, list) else []
+
+
+def conversation_errors(body: Any, model_id: str) -> list[str]:
+    """Rules the service enforces beyond the shapes, each as Bedrock words its
+    ValidationException (the Converse API reference and the Bedrock user guide's tool-use,
+    extended-thinking and troubleshooting pages): a conversation starts with a user turn
+    and alternates; text blocks are not blank; ``toolUse`` / ``toolResult`` blocks need
+    ``toolConfig`` and each result answers a ``toolUse`` of the turn before; Claude
+    thinking needs a budget of at least 1024 below ``maxTokens``, temperature 1 and, in a
+    tool loop, the previous turn's thinking; newer Claude models take temperature or topP,
+    not both."""
+    if not isinstance(body, dict):
+        return []
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    out: list[str] = []
+    if not messages:
+        out.append("The messages field is required and must contain at least one message.")
+    elif not isinstance(messages[0], dict) or messages[0].get("role") != "user":
+        out.append(
+            "A conversation must start with a user message. "
+            "Try again with a conversation that starts with a user message."
+        )
+    for i in range(1, len(messages)):
+        prev, cur = messages[i - 1], messages[i]
+        if isinstance(prev, dict) and isinstance(cur, dict) and prev.get("role") == cur.get("role"):
+            out.append(
+                "A conversation must alternate between user and assistant roles. "
+                "Make sure the conversation alternates between user and assistant roles "
+                "and try again."
+            )
+            break
+    uses_tools = False
+    for i, message in enumerate(messages):
+        for j, block in enumerate(_blocks(message)):
+            if not isinstance(block, dict):
+                continue
+            text = block.get("text")
+            if isinstance(text, str) and not text.strip():
+                out.append(
+                    f"The text field in the ContentBlock object at messages.{i}.content.{j} "
+                    "is blank. Add text to the text field, and try again."
+                )
+            if "toolUse" in block or "toolResult" in block:
+                uses_tools = True
+        results = [
+            b["toolResult"].get("toolUseId")
+            for b in _blocks(message)
+            if isinstance(b, dict) and isinstance(b.get("toolResult"), dict)
+        ]
+        if results:
+            before = _blocks(messages[i - 1]) if i else []
+            asked = {
+                b["toolUse"].get("toolUseId")
+                for b in before
+                if isinstance(b, dict) and isinstance(b.get("toolUse"), dict)
+            }
+            if len(results) > len(asked):
+                out.append(
+                    f"The number of toolResult blocks at messages.{i}.content exceeds the "
+                    "number of toolUse blocks of previous turn."
+                )
+            elif any(r not in asked for r in results):
+                out.append(
+                    f"The toolUseId of a toolResult block at messages.{i}.content does not "
+                    "match a toolUse block of the previous turn."
+                )
+    if uses_tools and not isinstance(body.get("toolConfig"), dict):
+        out.append(
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        )
+    inference = body.get("inferenceConfig")
+    inference = inference if isinstance(inference, dict) else {}
+    if "anthropic.claude" in model_id:
+        if (
+            _CLAUDE_ONE_SAMPLER.fullmatch(model_id)
+            and inference.get("temperature") is not None
+            and inference.get("topP") is not None
+        ):
+            out.append(
+                "The model returned the following errors: `temperature` and `top_p` cannot "
+                "both be specified for this model. Please use only one."
+            )
+        extra = body.get("additionalModelRequestFields")
+        thinking = extra.get("thinking") if isinstance(extra, dict) else None
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            out += _thinking_errors(thinking, inference, messages)
+    return out
+
+
+def _thinking_errors(
+    thinking: dict[str, Any], inference: dict[str, Any], messages: list[Any]
+) -> list[str]:
+    out: list[str] = []
+    budget = thinking.get("budget_tokens")
+    max_tokens = inference.get("maxTokens")
+    if not isinstance(budget, int) or budget < 1024:
+        out.append(
+            "The model returned the following errors: thinking.enabled.budget_tokens: "
+            "Input should be greater than or equal to 1024"
+        )
+    elif isinstance(max_tokens, int) and max_tokens <= budget:
+        out.append(
+            "The model returned the following errors: `max_tokens` must be greater than "
+            "`thinking.budget_tokens`."
+        )
+    temperature = inference.get("temperature")
+    if temperature is not None and temperature != 1:
+        out.append(
+            "The model returned the following errors: `temperature` may only be set to 1 "
+            "when thinking is enabled."
+        )
+    if len(messages) >= 2:
+        last, prev = messages[-1], messages[-2]
+        in_loop = any(isinstance(b, dict) and "toolResult" in b for b in _blocks(last))
+        first = _blocks(prev)[:1]
+        starts_thinking = (
+            bool(first) and isinstance(first[0], dict) and "reasoningContent" in first[0]
+        )
+        if in_loop and not starts_thinking:
+            out.append(
+                "The model returned the following errors: Expected `thinking` or "
+                "`redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a "
+                "final `assistant` message must start with a thinking block."
+            )
+    return out
 
 
 def validate_response(body: Any) -> list[str]:

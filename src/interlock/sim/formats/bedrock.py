@@ -18,7 +18,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from interlock.sim.conformance.bedrock import validate_request, validation_message
+from interlock.sim.conformance.bedrock import (
+    conversation_errors,
+    validate_request,
+    validation_message,
+)
 from interlock.sim.engine import Choice, GenSpec, Tool
 from interlock.sim.eventstream import encode_event, encode_message
 from interlock.sim.formats.common import canonical, retry_after_header
@@ -324,6 +328,9 @@ def converse_handler(stream: bool) -> Handler:
         invalid = validate_request(body, model, stream=stream)
         if invalid:
             return bedrock_error(400, validation_message(invalid))
+        refused = conversation_errors(body, model)
+        if refused:
+            return bedrock_error(400, refused[0])
         decision, replaced = await run_faults(
             request, st, fmt="bedrock", model=model, stream=stream, error=bedrock_error
         )
