@@ -636,6 +636,10 @@ def test_answer_thinking_tools_and_cache_usage() -> None:
     completion = check_answer(done.body)
     message = completion.choices[0].message
     assert message.content == "Checking both." and message.refusal is None
+    # Thinking is not content: the canonical extension carries it, signed.
+    raw = orjson.loads(done.body)["choices"][0]["message"]
+    assert raw["reasoning_content"] == "Paris first."
+    assert raw["thinking_blocks"] == MESSAGE["content"][:2]
     assert [c.id for c in message.tool_calls or []] == ["toolu_01A", "toolu_01B"]
     assert completion.choices[0].finish_reason == "tool_calls"
     u = done.usage
@@ -756,7 +760,11 @@ def test_stream_thinking_tools_and_cache_usage() -> None:
     text = "".join(
         c.obj["choices"][0]["delta"].get("content") or "" for c in chunks if c.obj["choices"]
     )
-    assert text == "Sure."  # the thinking is not relayed
+    assert text == "Sure."  # the thinking is not content...
+    thought = [c.obj["choices"][0]["delta"] for c in chunks if c.obj["choices"]]
+    assert {"reasoning_content": "Hm."} in thought  # ...but the canonical extension
+    signed = {"type": "thinking", "thinking": "", "signature": "EqQB"}
+    assert {"thinking_blocks": [signed]} in thought
     u = decoder.usage
     assert (u.prompt_tokens, u.cached_tokens) == (4021, 1000)
     assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (1000, 2000)

@@ -217,10 +217,11 @@ def test_stream_event_sequence(client: anthropic.Anthropic, sim: SimControl, mod
                               "messages": [{"role": "user", "content": "Tell me a story"}]}  # fmt: skip
     plain, _ = _create(client, **kwargs)
     kinds: list[str] = []
-    with client.messages.create(stream=True, **kwargs) as stream:
+    with client.messages.create(stream=True, top_k=5, **kwargs) as stream:
         for event in stream:
             EVENTS.validate_python(event.model_dump())  # what the SDK parsed, re-checked
             kinds.append(event.type)
+        assert "top_k dropped" in stream.response.headers["x-interlock-warnings"]
     assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
     assert kinds[1] == "content_block_start" and "content_block_stop" in kinds
     with client.messages.stream(**kwargs) as stream:
@@ -360,12 +361,6 @@ def test_upstream_overload_surfaces_typed(client: anthropic.Anthropic, sim: SimC
     _error_body(info.value, info.value.response.json()["error"]["type"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers/anthropic.py (H-ANT's) does not yet put the canonical thinking "
-    "extensions in its answers (anthropic_convert.reasoning_extensions for a message, "
-    "thinking_stream_delta for stream events); remove this mark when it does",
-)
 def test_thinking_blocks_from_anthropic_reach_the_client(client: anthropic.Anthropic) -> None:
     kwargs: dict[str, Any] = {
         "model": "claude",

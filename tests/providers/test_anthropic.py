@@ -695,6 +695,9 @@ def test_stream_tools() -> None:
     deltas = [c["choices"][0]["delta"] for c in chunks]
     assert deltas == [
         {"role": "assistant", "content": ""},
+        # thinking: the canonical extension, not content (what /v1/messages turns back)
+        {"reasoning_content": "Need the tool."},
+        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "EqQBCgIYAhIM"}]},
         {"content": "Okay, checking."},
         {
             "tool_calls": [

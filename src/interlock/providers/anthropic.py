@@ -22,8 +22,9 @@ enforces (``sim/conformance/anthropic.py``).
   system prompt, with a warning (asked for, not constrained).
 - ``function.strict`` -> the tool's ``strict`` where the family has it.
 - Tool-call ids another provider issued are mapped to Anthropic's id rule (stable hash).
-- ``thinking`` blocks in the answer are not relayed (OpenAI chat has no place for them);
-  their tokens are reported as ``reasoning_tokens``.
+- ``thinking`` blocks in the answer are not content: they travel as the canonical
+  extension ``reasoning_content`` / ``thinking_blocks`` (signed, for /v1/messages); their
+  tokens are reported as ``reasoning_tokens``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from interlock.errors import (
 from interlock.providers.anthropic_convert import (
     STOP_TO_FINISH,
     parse_data_url,
+    reasoning_extensions,
+    thinking_stream_delta,
     url_to_source,
     usage_from_anthropic,
 )
@@ -805,6 +808,9 @@ def to_openai_completion(data: JSON, model: str) -> tuple[JSON, Usage | None]:
     }
     if tool_calls:
         message["tool_calls"] = tool_calls
+    # Thinking is not content: it travels as the canonical extension (reasoning_content,
+    # signed thinking_blocks) that OpenAI clients ignore and /v1/messages turns back.
+    message.update(reasoning_extensions(data.get("content")))
     finish = STOP_TO_FINISH.get(stop, "stop") if isinstance(stop, str) else "stop"
     usage = usage_from_anthropic(data.get("usage"))
     completion: JSON = {
@@ -931,6 +937,11 @@ class AnthropicStreamDecoder:
         if self._done:
             return None
         kind = obj.get("type")
+        thinking = thinking_stream_delta(obj)
+        if thinking is not None:
+            # Not OpenAI content: the canonical extension (reasoning_content and signed
+            # thinking_blocks) that /v1/messages turns back into thinking blocks.
+            return self._choice(thinking)
         if kind == "content_block_delta":
             return self._delta(obj)
         if kind == "content_block_start":
@@ -993,12 +1004,8 @@ class AnthropicStreamDecoder:
             if isinstance(fragment, str) and fragment and tool is not None:
                 call = {"index": tool, "function": {"arguments": fragment}}
                 return self._choice({"tool_calls": [call]})
-        elif kind == "thinking_delta":
-            # Not relayed (nothing in OpenAI chat holds it) but billed as output tokens.
-            thinking = delta.get("thinking")
-            if isinstance(thinking, str) and thinking:
-                self.generated.add({"choices": [{"delta": {"reasoning_content": thinking}}]})
-        # signature_delta, citations_delta: nothing in OpenAI chat holds them.
+        # thinking_delta / signature_delta: the reasoning extension (see _event);
+        # citations_delta: nothing in OpenAI chat holds it.
         return None
 
     def _message_delta(self, obj: JSON) -> Chunk | None:
