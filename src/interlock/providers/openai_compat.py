@@ -261,7 +261,7 @@ def conform_chat(
     when the body fits as it is (the fast path keeps the client's bytes)."""
     rules, keys = _rules(kind, model)
     messages = body.get("messages")
-    if not any(k in body for k in keys) and not _needs_ids(rules, messages):
+    if keys.isdisjoint(body) and not _needs_ids(rules, messages):
         return None, ()
     data = dict(body)
     adj = Adjust(rules)
