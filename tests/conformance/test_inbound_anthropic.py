@@ -217,7 +217,7 @@ def test_stream_event_sequence(client: anthropic.Anthropic, sim: SimControl, mod
                               "messages": [{"role": "user", "content": "Tell me a story"}]}  # fmt: skip
     plain, _ = _create(client, **kwargs)
     kinds: list[str] = []
-    with client.messages.create(stream=True, top_k=5, **kwargs) as stream:
+    with client.messages.create(stream=True, extra_body={"top_k": 5}, **kwargs) as stream:
         for event in stream:
             EVENTS.validate_python(event.model_dump())  # what the SDK parsed, re-checked
             kinds.append(event.type)
