@@ -813,3 +813,88 @@ def test_documented_errors(status: int, etype: str, expected: type[UpstreamError
     assert f"{etype} happened" in str(err) or status in (401, 403)
     if status in (429, 529):
         assert err.retry_after == 3.0
+
+
+# ------------------------------------------------------------------ thinking in tool loops
+
+
+def test_tool_loop_without_signed_thinking_cannot_think() -> None:
+    """Anthropic refuses thinking when the assistant turn being answered has tool calls
+    but no thinking block (another provider's turn, say): thinking is turned off, with a
+    warning; the same turn carrying its signed thinking_blocks thinks."""
+    case = next(c for c in CHAT_CASES if c.name == "tool_round_trip")
+    body = {**case.body, "reasoning_effort": "medium"}
+    for model in (CURRENT, SONNET_45):
+        out, warnings = build(body, model)
+        assert "thinking" not in out and any("thinking off" in w for w in warnings)
+        assert request_issues(out) == []
+    # What the adapter avoided: the simulator refuses it as Anthropic does.
+    out, _ = build(body, CURRENT)
+    refused = request_issues({**out, "thinking": {"type": "adaptive"}})
+    assert any("Expected `thinking`" in i for i in refused)
+    signed = {"type": "thinking", "thinking": "Two cities.", "signature": "EqQBCgIYAhIM"}
+    messages = copy.deepcopy(case.body["messages"])
+    messages[1]["thinking_blocks"] = [signed, {"type": "thinking", "thinking": "x"}]
+    messages[1]["reasoning_content"] = "Two cities."
+    out, warnings = build({**body, "messages": messages}, CURRENT)
+    assert out["thinking"] == {"type": "adaptive"}
+    assert out["messages"][1]["content"][0] == signed  # the unsigned one is not replayed
+    assert out["messages"][1]["content"][1]["type"] == "tool_use"
+    assert request_issues(out) == []
+    # A family without thinking gets no thinking blocks in its history.
+    out, _ = build({**body, "messages": messages}, HAIKU_35)
+    assert all(b["type"] != "thinking" for b in out["messages"][1]["content"])
+
+
+async def test_thinking_tool_loop_through_the_simulator(sim_url: str) -> None:
+    """Call with thinking and tools; the answer's tool call comes with a signed thinking
+    block (the canonical extension); the client sends the assistant message back with the
+    tool result and the next request, thinking still on, is accepted."""
+    first = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [WEATHER_TOOL],
+        "reasoning_effort": "low",
+    }
+    target = target_of(CURRENT, sim_url)
+    req = request_of(first)
+    call = ADAPTER.build(req, target)
+    status, _, raw = await post(call)
+    assert status == 200, raw
+    answer = orjson.loads(ADAPTER.parse(req, target, status, raw).body)["choices"][0]
+    assert answer["finish_reason"] == "tool_calls"
+    message = answer["message"]
+    assert message["thinking_blocks"][0]["signature"]
+    tool_call = message["tool_calls"][0]
+    second = {
+        **first,
+        "messages": [
+            *first["messages"],
+            message,
+            {"role": "tool", "tool_call_id": tool_call["id"], "content": "18C"},
+        ],
+    }
+    req2 = request_of(second)
+    call2 = ADAPTER.build(req2, target)
+    sent = orjson.loads(call2.body)
+    assert sent["thinking"] == {"type": "adaptive"} and not call2.warnings
+    assert sent["messages"][1]["content"][0]["type"] == "thinking"
+    status, _, raw = await post(call2)
+    assert status == 200, raw
+    check_answer(ADAPTER.parse(req2, target, status, raw).body)
+    # Streamed, the signature arrives as a thinking_blocks delta.
+    streamed = request_of({**first, "stream": True})
+    status, _, raw = await post(ADAPTER.build(streamed, target))
+    decoder = ADAPTER.stream_decoder(streamed, target)
+    chunks = decoder.feed(raw) + decoder.close()
+    check_chunks(chunks)
+    deltas = [c.obj["choices"][0]["delta"] for c in chunks if c.obj["choices"]]
+    assert any(d.get("thinking_blocks", [{}])[0].get("signature") for d in deltas)
+
+
+def test_modalities_dropped_with_a_warning() -> None:
+    out, warnings = build(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "modalities": ["text"]},
+        CURRENT,
+    )
+    assert "modalities" not in out and any(w.startswith("modalities dropped") for w in warnings)

@@ -181,7 +181,8 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
         elif role == "user":
             _append(turns, "user", _user_blocks(msg.get("content"), i))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(msg, i, ids))
+            thinks = claude.thinking != "none"
+            _append(turns, "assistant", _assistant_blocks(msg, i, ids, thinks))
         elif role == "tool":
             _append(turns, "user", [_tool_result(msg, i, ids)])
         else:
@@ -228,6 +229,12 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
         out["stop_sequences"] = kept
 
     thinking, effort = _thinking(src, claude, adj, out, explicit=explicit, forced=forced)
+    if _thinks(thinking) and not _loop_can_think(out["messages"]):
+        # Anthropic: with thinking on, the assistant turn whose tool calls are being
+        # answered must start with its (signed) thinking block; a conversation that
+        # carries none (another provider's turn, a client that dropped it) cannot think.
+        adj.note("thinking off: the tool calls being answered carry no signed thinking block")
+        thinking = None
     if thinking is not None:
         out["thinking"] = thinking
     if effort is not None:
@@ -239,6 +246,22 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     return out
+
+
+def _loop_can_think(messages: list[JSON]) -> bool:
+    """False in a tool loop (the last turn answers tool calls) whose assistant turn does
+    not start with a thinking block: what Anthropic refuses with thinking on."""
+    if len(messages) < 2 or not _has(messages[-1], "tool_result"):
+        return True
+    content = messages[-2]["content"]
+    if not isinstance(content, list) or not _has(messages[-2], "tool_use"):
+        return True
+    return content[0].get("type") in ("thinking", "redacted_thinking")
+
+
+def _has(message: JSON, kind: str) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(b.get("type") == kind for b in content)
 
 
 def _thinks(thinking: JSON | None) -> bool:
@@ -521,8 +544,31 @@ def _document(file: Any, param: str) -> JSON:
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
-def _assistant_blocks(msg: JSON, i: int, ids: ToolIdRule | None) -> list[JSON]:
-    blocks = _text_blocks(msg.get("content"), f"messages[{i}].content")
+def _signed_thinking(msg: JSON) -> list[JSON]:
+    """The signed ``thinking`` / ``redacted_thinking`` blocks a canonical assistant message
+    carries back (``thinking_blocks``, the extension answers carry): Anthropic needs them
+    at the start of the turn to continue a tool loop with thinking on. Unsigned
+    reasoning text cannot be replayed and is left out."""
+    out: list[JSON] = []
+    blocks = msg.get("thinking_blocks")
+    for block in blocks if isinstance(blocks, list) else ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        text, signature = block.get("thinking"), block.get("signature")
+        if kind == "thinking" and isinstance(text, str) and isinstance(signature, str):
+            if signature:
+                out.append({"type": "thinking", "thinking": text, "signature": signature})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            out.append({"type": "redacted_thinking", "data": block["data"]})
+    return out
+
+
+def _assistant_blocks(
+    msg: JSON, i: int, ids: ToolIdRule | None, thinks: bool = False
+) -> list[JSON]:
+    blocks = _signed_thinking(msg) if thinks else []
+    blocks += _text_blocks(msg.get("content"), f"messages[{i}].content")
     tool_calls = msg.get("tool_calls")
     if tool_calls is None:
         return blocks

@@ -31,7 +31,7 @@ Sources, per rule (docs/providers.md renders this table):
 * Not in the API at all (dropped with a warning): ``seed``, penalties, ``logit_bias``,
   ``top_logprobs``, ``verbosity``, ``prediction``, ``store``, ``metadata`` (OpenAI's tag
   map), ``service_tier``, ``prompt_cache_key`` / ``prompt_cache_retention`` /
-  ``prompt_cache_options``, ``moderation``. Refused (the answer would not be what was asked
+  ``prompt_cache_options``, ``moderation``, ``modalities``. Refused (the answer would not be what was asked
   for): ``logprobs``, ``audio``, ``web_search_options``, legacy ``functions`` /
   ``function_call`` (use ``tools``); ``n`` > 1 is refused by the adapter.
 """
@@ -63,6 +63,7 @@ _DROPPED = frozenset(
         "prompt_cache_retention",
         "prompt_cache_options",
         "moderation",
+        "modalities",  # text is all Anthropic writes; audio output is refused via `audio`
     }
 )
 _REFUSED = frozenset({"logprobs", "audio", "web_search_options", "functions", "function_call"})

@@ -261,6 +261,7 @@ def request_issues(body: Any) -> list[str]:
         choice = (body.get("tool_choice") or {}).get("type")
         if choice in ("any", "tool"):
             issues.append("Thinking may not be enabled when tool_choice forces tool use.")
+        issues.extend(_thinking_loop_issues(body["messages"]))
     for i, stop in enumerate(body.get("stop_sequences") or ()):
         if not stop.strip():
             issues.append(f"stop_sequences.{i}: each stop sequence must contain non-whitespace")
@@ -268,6 +269,25 @@ def request_issues(body: Any) -> list[str]:
     issues.extend(_message_issues(body["messages"]))
     issues.extend(_cache_issues(body))
     return issues
+
+
+def _thinking_loop_issues(messages: list[JSON]) -> list[str]:
+    """With thinking on, the assistant turn of the current tool loop (the last message
+    answers its tool calls) must start with a thinking block."""
+    if len(messages) < 2:
+        return []
+    last, previous = _blocks(messages[-1]), _blocks(messages[-2])
+    if not any(b.get("type") == "tool_result" for b in last):
+        return []
+    if not any(b.get("type") == "tool_use" for b in previous):
+        return []
+    if previous[0].get("type") in ("thinking", "redacted_thinking"):
+        return []
+    return [
+        f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or "
+        f"`redacted_thinking`, but found `{previous[0].get('type')}`. When `thinking` is "
+        f"enabled, a final `assistant` message must start with a thinking block."
+    ]
 
 
 def _tool_issues(body: JSON, strict_ok: bool, family: str) -> list[str]:

@@ -15,7 +15,10 @@ token count is the prompt's count in proportion to the prefix's share of the pro
 
 Thinking (``thinking.type`` enabled or adaptive): the first third of a text answer's
 tokens come as a ``thinking`` block (with a signature) and are reported in
-``usage.output_tokens_details.thinking_tokens``; ``output_tokens`` counts both.
+``usage.output_tokens_details.thinking_tokens``; ``output_tokens`` counts both. A tool
+call is preceded by a signed thinking block with its text omitted (0 tokens). With
+thinking on, a tool loop's assistant turn must start with a thinking block (refused
+otherwise, as Anthropic does).
 """
 
 from __future__ import annotations
@@ -288,13 +291,17 @@ class MessagesRenderer:
 
     def _blocks(self, c: Choice) -> list[dict[str, Any]]:
         if c.tool_call is not None:
+            # Thinking before a tool call: signed, its text omitted (as with
+            # display "omitted"), so a tool loop can hand it back.
+            lead = [self._tool_thought(c)] if self.thinking else []
             return [
+                *lead,
                 {
                     "type": "tool_use",
                     "id": f"toolu_{c.tool_call.id}",
                     "name": c.tool_call.name,
                     "input": c.tool_call.input,
-                }
+                },
             ]
         k = self._split(c)
         blocks: list[dict[str, Any]] = []
@@ -305,6 +312,11 @@ class MessagesRenderer:
         if text:
             blocks.append({"type": "text", "text": text})
         return blocks
+
+    @staticmethod
+    def _tool_thought(c: Choice) -> dict[str, Any]:
+        call_id = c.tool_call.id if c.tool_call is not None else ""
+        return {"type": "thinking", "thinking": "", "signature": _sign(call_id)}
 
     def body(self, choices: list[Choice]) -> dict[str, Any]:
         c = choices[0]
@@ -345,6 +357,12 @@ class MessagesRenderer:
                 "input": {},
             }
             deltas = [{"type": "input_json_delta", "partial_json": p} for p in c.tool_call.pieces]
+            if self.thinking:
+                signed = {
+                    "type": "signature_delta",
+                    "signature": self._tool_thought(c)["signature"],
+                }
+                blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, [signed]))
             blocks.append((block, deltas))
         else:
             if k:
