@@ -303,7 +303,9 @@ def test_tool_result_blocks_images_and_errors() -> None:
     ]
 
 
-def test_thinking_blocks_are_dropped() -> None:
+def test_thinking_blocks_in_history() -> None:
+    """Signed thinking and redacted blocks ride along as the canonical ``thinking_blocks``
+    extension (an Anthropic upstream needs them in a tool loop); unsigned ones are left out."""
     body = messages_to_openai(
         {
             "model": "m",
@@ -314,13 +316,28 @@ def test_thinking_blocks_are_dropped() -> None:
                     "role": "assistant",
                     "content": [
                         {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                        {"type": "thinking", "thinking": "unsigned", "signature": ""},
+                        {"type": "redacted_thinking", "data": "EmwK"},
                         {"type": "text", "text": "y"},
                     ],
+                },
+                {"role": "user", "content": "z"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "thinking", "thinking": "t", "signature": ""}],
                 },
             ],
         }
     )
-    assert body["messages"][1] == {"role": "assistant", "content": "y"}
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": "y",
+        "thinking_blocks": [
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "EmwK"},
+        ],
+    }
+    assert body["messages"][3] == {"role": "assistant", "content": ""}
 
 
 @pytest.mark.parametrize(

@@ -375,3 +375,35 @@ def test_thinking_blocks_from_anthropic_reach_the_client(client: anthropic.Anthr
         final = stream.get_final_message()
     streamed = [b for b in final.content if b.type == "thinking"]
     assert streamed and all(b.signature for b in streamed)
+
+
+@pytest.mark.parametrize("model", list(UPSTREAMS))
+def test_tool_loop_with_thinking_replays_signed_blocks(
+    client: anthropic.Anthropic, sim: SimControl, model: str
+) -> None:
+    """A tool loop with thinking on: the client replays the assistant turn as received
+    (signed thinking first, then tool_use); Anthropic needs the thinking block back, an
+    OpenAI-format upstream must not get Anthropic's thinking object."""
+    think: dict[str, Any] = {"type": "enabled", "budget_tokens": 1024}
+    ask = [{"role": "user", "content": "Weather in Paris? Think first."}]
+    first, _ = _create(client, model="claude", max_tokens=2048, thinking=think, messages=ask)
+    signed = [b.model_dump() for b in first.content if b.type == "thinking"]
+    assert signed and signed[0]["signature"]
+    turn = [*signed, {"type": "tool_use", "id": "toolu_01loop", "name": "get_weather",
+                      "input": {"city": "Paris"}}]  # fmt: skip
+    history: list[Any] = [
+        *ask,
+        {"role": "assistant", "content": turn},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01loop", "content": "18C"}]},
+    ]  # fmt: skip
+    msg, _ = _create(
+        client, model=model, max_tokens=2048, thinking=think, tools=TOOLS, messages=history
+    )
+    assert msg.content
+    sent = _upstream(sim, model)
+    assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
+    if model == "claude":
+        assert assistant["content"][0] == signed[0]
+    else:
+        assert "thinking" not in sent and assistant["tool_calls"][0]["id"] == "toolu_01loop"

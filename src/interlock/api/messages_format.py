@@ -5,11 +5,15 @@ request is validated and translated into the canonical OpenAI chat body, and the
 canonical answer (a ``chat.completion`` or a stream of ``chat.completion.chunk`` dicts)
 is translated back into an Anthropic ``message`` or Anthropic's typed SSE events. No I/O.
 
-What does not translate (documented rather than silently faked):
-- ``thinking`` and ``redacted_thinking`` blocks in the history are dropped; a
-  ``thinking`` request option is ignored.
+How it translates, and what does not (documented rather than silently faked):
+- ``thinking`` is carried as the canonical ``thinking`` extension; signed ``thinking`` and
+  ``redacted_thinking`` blocks in the history ride along as an assistant message's
+  ``thinking_blocks`` (unsigned ones are dropped), and answers' reasoning extensions come
+  back as thinking blocks (see providers/anthropic_convert.py).
+- ``max_tokens`` becomes ``max_completion_tokens``; ``role: "system"`` inside ``messages``
+  stays in place as a system message; unknown fields are refused as Anthropic refuses them.
 - Server tools (web search, code execution, ...) and ``document`` blocks other than
-  base64 are refused; ``top_k`` is dropped (OpenAI chat has no such parameter).
+  base64 (or text) are refused; ``top_k`` and placement fields are dropped with a warning.
 - ``tool_result.is_error`` becomes an ``Error:`` prefix on the tool message's text.
 - ``stop_reason`` is ``end_turn`` when a stop sequence ended the answer, since OpenAI's
   ``finish_reason: stop`` does not say which; ``stop_sequence`` is always null.
@@ -414,6 +418,7 @@ def _assistant(content: Any, i: int) -> JSON:
         return {"role": "assistant", "content": content}
     parts: list[JSON] = []
     calls: list[JSON] = []
+    thinking: list[JSON] = []
     for j, block in enumerate(_blocks(content, i)):
         param = f"messages.{i}.content.{j}"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -422,7 +427,14 @@ def _assistant(content: Any, i: int) -> JSON:
         elif kind == "tool_use":
             calls.append(_tool_call(block, param))
         elif kind in ("thinking", "redacted_thinking"):
-            continue
+            # Signed blocks ride along as the canonical extension (the one answers carry):
+            # an Anthropic upstream needs them to continue a tool loop with thinking on;
+            # other adapters leave them out. Unsigned ones cannot be replayed anywhere.
+            native = _native_thinking(block)
+            if native is not None and (
+                native["type"] == "redacted_thinking" or native["signature"]
+            ):
+                thinking.append(native)
         else:
             raise InvalidRequest(
                 f"{param}.type: block type {kind!r} is not supported in an assistant turn",
@@ -433,6 +445,8 @@ def _assistant(content: Any, i: int) -> JSON:
         message["tool_calls"] = calls
     elif message["content"] is None:
         message["content"] = ""
+    if thinking:
+        message["thinking_blocks"] = thinking
     return message
 
 
