@@ -898,3 +898,16 @@ def test_modalities_dropped_with_a_warning() -> None:
         CURRENT,
     )
     assert "modalities" not in out and any(w.startswith("modalities dropped") for w in warnings)
+
+
+def test_max_tokens_within_the_model_s_output() -> None:
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    out, warnings = build({**base, "max_tokens": 100000}, HAIKU_35)
+    assert out["max_tokens"] == 8192 and any("max_tokens lowered to 8192" in w for w in warnings)
+    out, warnings = build({**base, "max_tokens": 100000}, CURRENT)
+    assert out["max_tokens"] == 100000 and warnings == ()
+    out, _ = build({**base, "reasoning_effort": "xhigh"}, "claude-opus-4-1-20250805")
+    assert out["max_tokens"] == 32000 and out["thinking"]["budget_tokens"] == 31999
+    assert request_issues(out) == []
+    too_many = {**out, "max_tokens": 32001, "thinking": {"type": "enabled", "budget_tokens": 2000}}
+    assert any("maximum allowed number of output tokens" in i for i in request_issues(too_many))

@@ -74,6 +74,7 @@ from interlock.providers.rules.anthropic import (
     MIN_BUDGET,
     Claude,
     claude_for,
+    max_output,
 )
 from interlock.providers.sse import SSEParser
 from interlock.providers.tokens import Generated, answer_usage, count_request_tokens, stream_usage
@@ -239,6 +240,7 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
         out["thinking"] = thinking
     if effort is not None:
         output_config["effort"] = effort
+    _cap_output(out, model, adj)
     _sampling(src, claude, adj, out, thinking_on=_thinks(thinking))
     if output_config:
         out["output_config"] = output_config
@@ -246,6 +248,20 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     return out
+
+
+def _cap_output(out: JSON, model: str, adj: Adjust) -> None:
+    """``max_tokens`` within the model's maximum output (the API refuses more); a thinking
+    budget stays below it."""
+    limit = max_output(model)
+    if out["max_tokens"] <= limit:
+        return
+    adj.note(f"max_tokens lowered to {limit} (the most {model} writes)")
+    out["max_tokens"] = limit
+    thinking = out.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(thinking, dict) and isinstance(budget, int) and budget >= limit:
+        out["thinking"] = {**thinking, "budget_tokens": limit - 1}
 
 
 def _loop_can_think(messages: list[JSON]) -> bool:

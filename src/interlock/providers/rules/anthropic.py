@@ -39,6 +39,7 @@ Sources, per rule (docs/providers.md renders this table):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Literal
 
 from interlock.providers.capabilities import ModelRules, ToolIdRule, register
@@ -199,6 +200,30 @@ _FAMILIES: tuple[tuple[ModelRules, Claude], ...] = (
     ),
 )
 
+# The most output tokens (``max_tokens``) each model takes (Anthropic's models overview;
+# first matching pattern wins). A larger ``max_tokens`` is refused by the API
+# ("max_tokens: N > M, which is the maximum allowed number of output tokens").
+MAX_OUTPUT: tuple[tuple[str, int], ...] = (
+    ("claude-3-5-*", 8192),
+    ("claude-3-7-*", 64000),
+    ("claude-3-*", 4096),
+    ("claude-opus-4-0*", 32000),
+    ("claude-opus-4-2025*", 32000),
+    ("claude-opus-4-1*", 32000),
+    ("claude-sonnet-4*", 64000),
+    ("claude-haiku-4*", 64000),
+    ("claude-opus-4-5*", 64000),
+    ("*", 128000),  # Opus 4.6 and later, unknown names
+)
+
+
+def max_output(model: str) -> int:
+    for pattern, limit in MAX_OUTPUT:
+        if fnmatchcase(model, pattern):
+            return limit
+    return MAX_OUTPUT[-1][1]
+
+
 _CLAUDE = {rules.family: claude for rules, claude in _FAMILIES}
 _CURRENT = _FAMILIES[-1][1]
 
@@ -214,7 +239,9 @@ __all__ = [
     "ANTHROPIC_TOOL_ID",
     "EFFORT_BUDGET",
     "EFFORT_BUDGET_TOP",
+    "MAX_OUTPUT",
     "MIN_BUDGET",
     "Claude",
     "claude_for",
+    "max_output",
 ]

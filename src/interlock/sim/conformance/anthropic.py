@@ -33,7 +33,7 @@ import jsonschema_rs
 import orjson
 
 from interlock.providers.capabilities import rules_for
-from interlock.providers.rules.anthropic import MIN_BUDGET, claude_for
+from interlock.providers.rules.anthropic import MIN_BUDGET, claude_for, max_output
 
 __all__ = [
     "SDK_VERSION",
@@ -221,6 +221,12 @@ def request_issues(body: Any) -> list[str]:
         return issues
     family = rules.family
     max_tokens = body["max_tokens"]
+    limit = max_output(body["model"])
+    if max_tokens > limit:
+        issues.append(
+            f"max_tokens: {max_tokens} > {limit}, which is the maximum allowed number of "
+            f"output tokens for {body['model']}"
+        )
     thinking = body.get("thinking")
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     thinks = kind in ("enabled", "adaptive", "between_tools")
