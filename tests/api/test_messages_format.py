@@ -356,6 +356,15 @@ def test_thinking_blocks_in_history() -> None:
         ({"messages": [{"role": "system", "content": 5}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": "x", "name": "n"}]}, "messages.0.name"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "x", "lang": "en"}]}
+                ]
+            },
+            "messages.0.content.0.lang",
+        ),
+        ({"system": [{"type": "text", "text": "x", "name": "n"}]}, "system.0.name"),
         ({"context_management": {}}, "context_management"),
         ({"temperature": 1.5}, "temperature"),
         ({"top_k": -1}, "top_k"),
@@ -942,6 +951,27 @@ def test_sdk_fields_match_the_installed_sdk() -> None:
     fields = set(get_type_hints(stable.MessageCreateParamsBase))
     assert fields | {"stream"} == SDK_FIELDS
     assert set(get_type_hints(beta.MessageCreateParamsBase)) - fields == BETA_FIELDS
+
+
+def test_block_fields_match_the_installed_sdk() -> None:
+    from typing import get_type_hints
+
+    from anthropic import types as t
+
+    from interlock.api.messages_format import BLOCK_FIELDS
+
+    pairs: dict[str, tuple[Any, Any]] = {
+        "text": (t.TextBlockParam, t.TextBlock),
+        "image": (t.ImageBlockParam, None),
+        "document": (t.DocumentBlockParam, None),
+        "tool_use": (t.ToolUseBlockParam, t.ToolUseBlock),
+        "tool_result": (t.ToolResultBlockParam, None),
+        "thinking": (t.ThinkingBlockParam, t.ThinkingBlock),
+        "redacted_thinking": (t.RedactedThinkingBlockParam, t.RedactedThinkingBlock),
+    }
+    for kind, (param, answer) in pairs.items():
+        keys = set(get_type_hints(param)) | (set(answer.model_fields) if answer else set())
+        assert keys == BLOCK_FIELDS[kind], kind
 
 
 def _one(**extra: Any) -> dict[str, Any]:

@@ -357,9 +357,35 @@ def _system(system: Any) -> str | list[JSON] | None:
     return "\n\n".join(p["text"] for p in parts)
 
 
+# Keys of each content block: the SDK's request param types joined with its answer block
+# models (a client may send an answer's blocks back, ``Message.to_param``).
+# tests/api/test_messages_format.py checks this table against the installed SDK.
+BLOCK_FIELDS: dict[str, frozenset[str]] = {
+    "text": frozenset({"type", "text", "cache_control", "citations"}),
+    "image": frozenset({"type", "source", "cache_control", "transformations"}),
+    "document": frozenset({"type", "source", "cache_control", "citations", "context", "title"}),
+    "tool_use": frozenset({"type", "id", "name", "input", "cache_control", "caller",
+                           "toolset_name"}),
+    "tool_result": frozenset({"type", "tool_use_id", "content", "is_error", "cache_control",
+                              "toolset_name"}),
+    "thinking": frozenset({"type", "thinking", "signature"}),
+    "redacted_thinking": frozenset({"type", "data"}),
+}  # fmt: skip
+
+
+def _check_block(block: JSON, kind: str, param: str) -> None:
+    extra = set(block) - BLOCK_FIELDS[kind]
+    if extra:
+        key = sorted(extra)[0]
+        raise InvalidRequest(
+            f"{param}.{key}: Extra inputs are not permitted", param=f"{param}.{key}"
+        )
+
+
 def _text_part(block: Any, param: str) -> JSON:
     if not isinstance(block, dict) or block.get("type") != "text":
         raise InvalidRequest(f"{param}: must be a text block", param=param)
+    _check_block(block, "text", param)
     text = block.get("text")
     if not isinstance(text, str):
         raise InvalidRequest(f"{param}.text: must be a string", param=f"{param}.text")
@@ -430,6 +456,7 @@ def _assistant(content: Any, i: int) -> JSON:
             # Signed blocks ride along as the canonical extension (the one answers carry):
             # an Anthropic upstream needs them to continue a tool loop with thinking on;
             # other adapters leave them out. Unsigned ones cannot be replayed anywhere.
+            _check_block(block, kind, param)
             native = _native_thinking(block)
             if native is not None and (
                 native["type"] == "redacted_thinking" or native["signature"]
@@ -459,6 +486,7 @@ def _collapse(parts: list[JSON]) -> str | list[JSON]:
 
 
 def _image_part(block: JSON, param: str) -> JSON:
+    _check_block(block, "image", param)
     url = source_to_url(block.get("source"))
     if url is None:
         raise InvalidRequest(
@@ -471,6 +499,7 @@ def _image_part(block: JSON, param: str) -> JSON:
 
 
 def _document_part(block: JSON, param: str) -> JSON:
+    _check_block(block, "document", param)
     source = block.get("source")
     if isinstance(source, dict) and source.get("type") == "text":
         return _text_part({"type": "text", "text": source.get("data")}, f"{param}.source")
@@ -492,6 +521,7 @@ def _document_part(block: JSON, param: str) -> JSON:
 def _tool_result(block: JSON, param: str) -> tuple[JSON, list[JSON]]:
     """A tool_result -> an OpenAI tool message, plus any images it held (OpenAI tool
     messages take text only, so images ride along in the following user message)."""
+    _check_block(block, "tool_result", param)
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise InvalidRequest(
@@ -526,6 +556,7 @@ def _tool_result(block: JSON, param: str) -> tuple[JSON, list[JSON]]:
 
 
 def _tool_call(block: JSON, param: str) -> JSON:
+    _check_block(block, "tool_use", param)
     call_id, name, args = block.get("id"), block.get("name"), block.get("input")
     if not isinstance(call_id, str) or not isinstance(name, str):
         raise InvalidRequest(f"{param}: tool_use needs string id and name", param=param)
