@@ -260,6 +260,12 @@ def test_matrix_outbound_conforms(model: str) -> None:
         built += 1
         mismatches += [f"{model} {case.name}: {i}" for i in request_issues(out)]
         mismatches += account(case, model, out, call.warnings)
+        # The same with the deployment's own cache breakpoints.
+        cached = ADAPTER.build(req, target_of(model, prompt_caching=True))
+        assert req.body == before, f"{case.name}: the adapter changed req.body"
+        marked = orjson.loads(cached.body)
+        assert b'"cache_control"' in cached.body or len(out["messages"]) < 2, case.name
+        mismatches += [f"{model} {case.name} (cached): {i}" for i in request_issues(marked)]
     assert mismatches == []
     assert built >= len(CHAT_CASES) - 3  # n=2, logprobs: refused
 
