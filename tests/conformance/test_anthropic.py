@@ -917,3 +917,30 @@ def test_max_tokens_within_the_model_s_output() -> None:
     assert request_issues(out) == []
     too_many = {**out, "max_tokens": 32001, "thinking": {"type": "enabled", "budget_tokens": 2000}}
     assert any("maximum allowed number of output tokens" in i for i in request_issues(too_many))
+
+
+def test_stream_refusal() -> None:
+    events = [
+        STREAM[0],
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": "refusal",
+                "stop_sequence": None,
+                "stop_details": {"type": "refusal", "category": "bio", "explanation": None},
+            },
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
+    ]
+    for event in events:
+        assert event_issues(event) == [], event
+    req = request_of({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True})
+    decoder = ADAPTER.stream_decoder(req, target_of(CURRENT))
+    chunks = decoder.feed(sse(events)) + decoder.close()
+    check_chunks(chunks)
+    last = chunks[-1].obj["choices"][0]
+    assert last["finish_reason"] == "content_filter"
+    assert last["delta"]["refusal"] == "The model declined to answer (policy category: bio)."

@@ -1091,8 +1091,10 @@ class AnthropicStreamDecoder:
         if not isinstance(stop, str) or self._finish is not None:
             return None
         self._finish = STOP_TO_FINISH.get(stop, "stop")
+        # A refusal says why in delta.refusal, as OpenAI's streams do.
+        last: JSON = {"refusal": _refusal(delta)} if stop == "refusal" and delta else {}
         return self._chunk(
-            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": self._finish}]
+            [{"index": 0, "delta": last, "logprobs": None, "finish_reason": self._finish}]
         )
 
     def _with_split(self, usage: JSON) -> JSON:
