@@ -944,3 +944,17 @@ def test_stream_refusal() -> None:
     last = chunks[-1].obj["choices"][0]
     assert last["finish_reason"] == "content_filter"
     assert last["delta"]["refusal"] == "The model declined to answer (policy category: bio)."
+
+
+def test_cut_stream_keeps_the_cache_writes() -> None:
+    """A stream cut before message_delta: the estimate keeps message_start's prompt side,
+    cache reads and both kinds of writes."""
+    req = request_of({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True})
+    decoder = ADAPTER.stream_decoder(req, target_of(CURRENT))
+    decoder.feed(sse(STREAM[:8]))
+    with pytest.raises(UpstreamError):
+        decoder.close()
+    u = decoder.usage
+    assert u.estimated and (u.prompt_tokens, u.cached_tokens) == (4021, 1000)
+    assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (1000, 2000)
+    assert u.completion_tokens >= 1

@@ -949,7 +949,13 @@ class AnthropicStreamDecoder:
 
     def partial_usage(self, in_flight: bool) -> Usage:
         if self._output is None:  # message_delta (the final count) never came
-            return stream_usage(self._req.body, self._input, self.generated, in_flight)
+            usage = stream_usage(self._req.body, self._input, self.generated, in_flight)
+            known = self._input
+            if known is not None and usage.prompt_tokens == known.prompt_tokens:
+                # message_start's cache writes stay writes (billed at their TTL's rate).
+                usage.cache_write_tokens = known.cache_write_tokens
+                usage.cache_write_1h_tokens = known.cache_write_1h_tokens
+            return usage
         prompt = self._input
         if prompt is None:
             prompt = Usage(count_request_tokens(self._req.body), estimated=True)
