@@ -407,3 +407,27 @@ def test_tool_loop_with_thinking_replays_signed_blocks(
         assert assistant["content"][0] == signed[0]
     else:
         assert "thinking" not in sent and assistant["tool_calls"][0]["id"] == "toolu_01loop"
+
+
+def test_count_tokens_estimates_what_anthropic_refuses_raw(
+    client: anthropic.Anthropic, sim: SimControl
+) -> None:
+    """A history with a foreign tool id (Gemini's carry '+', '/', '='): /v1/messages
+    normalises it for Anthropic, count_tokens forwards the client's body as sent and
+    Anthropic refuses it, so the gateway estimates instead and says why."""
+    foreign = "CiQB" + "a+b/c=" * 4
+    history: list[Any] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": foreign, "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": foreign, "content": "18C"}]},
+    ]  # fmt: skip
+    raw = client.messages.with_raw_response.count_tokens(
+        model="claude", tools=TOOLS, messages=history
+    )
+    assert raw.parse().input_tokens > 0
+    assert raw.headers["x-interlock-token-count"] == "estimate"
+    assert "count_tokens estimated" in raw.headers["x-interlock-warnings"]
+    msg, _ = _create(client, model="claude", max_tokens=20, tools=TOOLS, messages=history)
+    assert msg.content

@@ -214,7 +214,7 @@ async def _count(ctx: Ctx, gw: Gateway) -> None:
         headers: list[tuple[bytes, bytes]] = []
         dep = route.deployments[0] if route.deployments else None
         if dep is not None and dep.provider_kind == "anthropic":
-            exact = await _anthropic_count(gw, dep, body)
+            exact = await _anthropic_count(gw, dep, body, notes)
             headers.append((b"x-interlock-deployment", dep.name.encode()))
         if exact is None:
             count, kind = count_request_tokens(req.body), b"estimate"
@@ -228,9 +228,14 @@ async def _count(ctx: Ctx, gw: Gateway) -> None:
         await gw.limits.finish(limited, 0)
 
 
-async def _anthropic_count(gw: Gateway, dep: Deployment, body: JSON) -> int | None:
+async def _anthropic_count(
+    gw: Gateway, dep: Deployment, body: JSON, notes: list[str]
+) -> int | None:
     """The deployment's own count, or None when its endpoint could not give one (the
-    caller then estimates). A request Anthropic refuses is the client's error (400)."""
+    caller then estimates, and ``notes`` says why). The client's body goes as sent (with
+    the deployment's model): /v1/messages itself adapts a body to the model (tool ids,
+    parameters), so a count_tokens refusal of the raw body is not the client's error and
+    is estimated instead; only a body too large for the provider (413) is refused."""
     target = dep.target
     native = {**body, "model": target.model}
     call = UpstreamCall(
@@ -242,18 +247,21 @@ async def _anthropic_count(gw: Gateway, dep: Deployment, body: JSON) -> int | No
     try:
         await dep.auth.apply(call)
         reply = await gw.transport.request(call, dep.timeouts, dep.provider)
-    except UpstreamError:
+    except UpstreamError as err:
+        notes.append(f"count_tokens estimated: {err.message}")
         return None
     if reply.status == 200:
         try:
             data = orjson.loads(reply.body)
         except orjson.JSONDecodeError:
-            return None
+            data = None
         value = data.get("input_tokens") if isinstance(data, dict) else None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
+        notes.append(f"count_tokens estimated: provider {dep.provider} sent no count")
         return None
     err = dep.adapter.error(reply.status, reply.headers, reply.body)
-    if reply.status in (400, 413):
+    if reply.status == 413:
         raise err
+    notes.append(f"count_tokens estimated: {err.message}")
     return None
