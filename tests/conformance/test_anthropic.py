@@ -30,6 +30,7 @@ import orjson
 import pytest
 from anthropic.lib._parse._transform import transform_schema
 from anthropic.types import Message
+from anthropic.types.message_count_tokens_params import MessageCountTokensParams
 from anthropic.types.message_create_params import MessageCreateParamsBase
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
@@ -47,6 +48,7 @@ from interlock.providers.capabilities import rules_for
 from interlock.providers.rules.anthropic import ANTHROPIC_TOOL_ID
 from interlock.sim.conformance import openai as openai_spec
 from interlock.sim.conformance.anthropic import (
+    COUNT_SCHEMA_FILE,
     SCHEMA_FILE,
     SDK_VERSION,
     answer_issues,
@@ -146,10 +148,14 @@ def test_vendored_schema_is_the_installed_sdk_s() -> None:
     """The vendored request schema is the SDK's own (regenerated here) and its hash is the
     one ORIGIN.md records."""
     assert anthropic.__version__ == SDK_VERSION
-    generated = TypeAdapter(MessageCreateParamsBase).json_schema()
-    assert unordered(vendored_schema()) == unordered(orjson.loads(orjson.dumps(generated)))
-    digest = hashlib.sha256((SPECS / SCHEMA_FILE).read_bytes()).hexdigest()
-    assert digest in (SPECS / "ORIGIN.md").read_text()
+    for name, kind in (
+        (SCHEMA_FILE, MessageCreateParamsBase),
+        (COUNT_SCHEMA_FILE, MessageCountTokensParams),
+    ):
+        generated = orjson.loads(orjson.dumps(TypeAdapter(kind).json_schema()))
+        assert unordered(vendored_schema(name)) == unordered(generated), name
+        digest = hashlib.sha256((SPECS / name).read_bytes()).hexdigest()
+        assert digest in (SPECS / "ORIGIN.md").read_text(), name
 
 
 def test_what_the_sdk_request_type_holds() -> None:
@@ -958,3 +964,16 @@ def test_cut_stream_keeps_the_cache_writes() -> None:
     assert u.estimated and (u.prompt_tokens, u.cached_tokens) == (4021, 1000)
     assert (u.cache_write_tokens, u.cache_write_1h_tokens) == (1000, 2000)
     assert u.completion_tokens >= 1
+
+
+async def test_simulator_count_tokens_follows_the_sdk(sim_url: str) -> None:
+    """POST /v1/messages/count_tokens takes MessageCountTokensParams (no max_tokens)."""
+    headers = {"content-type": "application/json", **HEADERS}
+    good = {"model": CURRENT, "messages": [{"role": "user", "content": "Hello there"}]}
+    url = f"{sim_url}/v1/messages/count_tokens"
+    status, _, raw = await post(UpstreamCall("POST", url, headers, orjson.dumps(good)))
+    assert status == 200 and orjson.loads(raw)["input_tokens"] > 0
+    for bad in ({**good, "max_tokens": 10}, {**good, "temperature": 0.5}):
+        status, _, raw = await post(UpstreamCall("POST", url, headers, orjson.dumps(bad)))
+        assert status == 400, bad
+        assert error_issues(orjson.loads(raw)) == []

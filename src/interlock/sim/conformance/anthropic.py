@@ -38,6 +38,7 @@ from interlock.providers.rules.anthropic import MIN_BUDGET, claude_for, max_outp
 __all__ = [
     "SDK_VERSION",
     "answer_issues",
+    "count_issues",
     "error_issues",
     "event_issues",
     "request_issues",
@@ -100,31 +101,37 @@ def _close(node: Any) -> None:
 
 
 SCHEMA_FILE = "message_create_params.json"  # sim/specs/anthropic (see its ORIGIN.md)
+COUNT_SCHEMA_FILE = "message_count_tokens_params.json"  # POST /v1/messages/count_tokens
+
+# Which request schema: /v1/messages without or with the legacy sampling parameters, or
+# /v1/messages/count_tokens.
+Variant = str  # "create" | "create+sampling" | "count"
 
 
-def vendored_schema() -> JSON:
-    """The SDK's request type as JSON Schema, as vendored (unmodified)."""
-    ref = resources.files("interlock.sim") / "specs" / "anthropic" / SCHEMA_FILE
+def vendored_schema(name: str = SCHEMA_FILE) -> JSON:
+    """One of the SDK's request types as JSON Schema, as vendored (unmodified)."""
+    ref = resources.files("interlock.sim") / "specs" / "anthropic" / name
     data: JSON = orjson.loads(ref.read_bytes())
     return data
 
 
 @cache
-def _schema(legacy_sampling: bool) -> JSON:
+def _schema(variant: Variant) -> JSON:
     with _lock:
-        schema = vendored_schema()
-    schema["properties"]["stream"] = {"type": "boolean"}
-    schema["properties"]["max_tokens"]["minimum"] = 0
-    if legacy_sampling:
+        schema = vendored_schema(COUNT_SCHEMA_FILE if variant == "count" else SCHEMA_FILE)
+    if variant != "count":
+        schema["properties"]["stream"] = {"type": "boolean"}
+        schema["properties"]["max_tokens"]["minimum"] = 0
+    if variant == "create+sampling":
         schema["properties"].update(_LEGACY_SAMPLING)
     _close(schema)
     return schema
 
 
 @cache
-def _validator(legacy_sampling: bool, node: str | None = None) -> Any:
+def _validator(variant: Variant, node: str | None = None) -> Any:
     """The whole request's validator, or one for a schema ``node`` (JSON text) inside it."""
-    schema = _schema(legacy_sampling)
+    schema = _schema(variant)
     if node is None:
         return jsonschema_rs.Draft202012Validator(schema)
     return jsonschema_rs.Draft202012Validator({**orjson.loads(node), "$defs": schema["$defs"]})
@@ -134,7 +141,7 @@ def _path(parts: Any) -> str:
     return ".".join(str(p) for p in parts)
 
 
-def _schema_issues(instance: Any, legacy: bool, ref: str | None, prefix: list[Any]) -> list[str]:
+def _schema_issues(instance: Any, legacy: Variant, ref: str | None, prefix: list[Any]) -> list[str]:
     """Schema errors; an ``anyOf`` over block / message types is narrowed to the branch
     the instance's ``type`` (or ``role``) names, so the message says what is wrong."""
     validator = _validator(legacy, ref)
@@ -215,8 +222,8 @@ def request_issues(body: Any) -> list[str]:
     model = body.get("model")
     rules = rules_for("anthropic", model if isinstance(model, str) else "")
     claude = claude_for(rules)
-    legacy = claude.sampling != "none"
-    issues = _schema_issues(body, legacy, None, [])
+    variant = "create" if claude.sampling == "none" else "create+sampling"
+    issues = _schema_issues(body, variant, None, [])
     if issues:
         return issues
     family = rules.family
@@ -272,6 +279,22 @@ def request_issues(body: Any) -> list[str]:
         if not stop.strip():
             issues.append(f"stop_sequences.{i}: each stop sequence must contain non-whitespace")
     issues.extend(_tool_issues(body, rules.tool_strict, family))
+    issues.extend(_message_issues(body["messages"]))
+    issues.extend(_cache_issues(body))
+    return issues
+
+
+def count_issues(body: Any) -> list[str]:
+    """What ``POST /v1/messages/count_tokens`` refuses in ``body`` (the SDK's
+    ``MessageCountTokensParams``, closed; tool ids and pairing; cache breakpoints)."""
+    if not isinstance(body, dict):
+        return ["body: Input should be an object"]
+    issues = _schema_issues(body, "count", None, [])
+    if issues:
+        return issues
+    model = body["model"]
+    rules = rules_for("anthropic", model if isinstance(model, str) else "")
+    issues.extend(_tool_issues(body, rules.tool_strict, rules.family))
     issues.extend(_message_issues(body["messages"]))
     issues.extend(_cache_issues(body))
     return issues

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from interlock.sim.conformance.anthropic import request_issues
+from interlock.sim.conformance.anthropic import count_issues, request_issues
 from interlock.sim.engine import Choice, GenSpec, Tool
 from interlock.sim.formats.common import canonical, parse_body, retry_after_header, sse_event
 from interlock.sim.runtime import (
@@ -467,7 +467,10 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     raw = await st.read(request)
     try:
         body = parse_body(raw)
-        body.setdefault("max_tokens", 1)
+        issues = count_issues(body)
+        if issues:
+            return anthropic_error(400, "; ".join(issues[:5]))
+        body = {**body, "max_tokens": 1}
         spec = parse_messages(body, str(body.get("model", "")))
     except BadRequest as exc:
         return anthropic_error(exc.status, exc.message)
