@@ -247,8 +247,8 @@ async def _anthropic_count(
     try:
         await dep.auth.apply(call)
         reply = await gw.transport.request(call, dep.timeouts, dep.provider)
-    except UpstreamError as err:
-        notes.append(f"count_tokens estimated: {err.message}")
+    except UpstreamError as failed:
+        notes.append(f"count_tokens estimated: {failed.message}")
         return None
     if reply.status == 200:
         try:
