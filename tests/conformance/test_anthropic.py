@@ -344,6 +344,16 @@ def test_native_thinking_object_is_forwarded() -> None:
     out, _ = build({**base, "thinking": {"type": "adaptive", "display": "omitted"}}, CURRENT)
     assert out["thinking"] == {"type": "adaptive", "display": "omitted"}
     assert request_issues(out) == []
+    # output_config.effort from the inbound Messages API arrives as reasoning_effort.
+    both = {**base, "thinking": {"type": "adaptive"}, "reasoning_effort": "max"}
+    out, warnings = build(both, CURRENT)
+    assert out["thinking"] == {"type": "adaptive"} and out["output_config"] == {"effort": "max"}
+    assert warnings == () and request_issues(out) == []
+    out, _ = build(both, SONNET_46)
+    assert out["output_config"] == {"effort": "max"}
+    out, warnings = build({**both, "thinking": native}, SONNET_45)
+    assert out["thinking"] == native and "output_config" not in out
+    assert any(w.startswith("reasoning_effort dropped") for w in warnings)
     with pytest.raises(InvalidRequest) as info:
         build({**base, "thinking": "on"}, CURRENT)
     assert info.value.param == "thinking"

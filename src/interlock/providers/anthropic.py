@@ -294,8 +294,13 @@ def _thinking(
     if native is not None:
         if not isinstance(native, dict) or not isinstance(native.get("type"), str):
             raise InvalidRequest("thinking must be an object with a type", param="thinking")
-        if requested is not None:
-            adj.drop("reasoning_effort", "the request's own thinking object is used")
+        # Alongside Anthropic's own thinking object, reasoning_effort is its effort
+        # (the inbound Messages API maps output_config.effort there).
+        effort = None
+        if isinstance(requested, str) and requested != "none":
+            effort = _nearest_effort(requested, claude.efforts) if requested in _EFFORTS else None
+            if effort is None:
+                adj.drop("reasoning_effort", f"{adj.family} models take no effort level")
         kind = native["type"]
         if claude.thinking == "none":
             if kind != "disabled":
@@ -306,11 +311,11 @@ def _thinking(
             adaptive: JSON = {"type": "adaptive"}
             if "display" in native:
                 adaptive["display"] = native["display"]
-            return adaptive, None
+            return adaptive, effort
         if kind == "adaptive" and claude.thinking == "budget":
             adj.note(f"thinking: a token budget instead of adaptive ({adj.family} models)")
-            return _budget(EFFORT_BUDGET["medium"], out, explicit, adj), None
-        return dict(native), None
+            return _budget(EFFORT_BUDGET["medium"], out, explicit, adj), effort
+        return dict(native), effort
     if requested is None:
         return None, None
     if not isinstance(requested, str) or requested not in _EFFORTS:
