@@ -1228,3 +1228,25 @@ def test_thinking_extensions_round_trip() -> None:
             elif delta["type"] == "text_delta":
                 block["text"] += delta["text"]
     assert [blocks[i] for i in sorted(blocks)] == content
+
+
+def test_stop_sequence_extension() -> None:
+    """The canonical choice extension ``stop_sequence`` (which sequence ended the answer,
+    from upstreams that say) comes back as Anthropic's stop_reason + stop_sequence."""
+    completion = {
+        "id": "chatcmpl-s",
+        "choices": [
+            {"message": {"content": "one two"}, "finish_reason": "stop", "stop_sequence": "END"}
+        ],
+    }
+    message = openai_to_message(completion, "m")
+    Message.model_validate(message)
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", "END")
+    length = copy.deepcopy(completion)
+    length["choices"][0]["finish_reason"] = "length"
+    assert openai_to_message(length, "m")["stop_sequence"] is None
+    enc = AnthropicStreamEncoder("m")
+    final = {"index": 0, "delta": {}, "finish_reason": "stop", "stop_sequence": "END"}
+    data = enc.feed(chunk({"content": "one two"})) + enc.feed({"choices": [final]})
+    evs = events(data + enc.finish(Usage(3, 2)))
+    assert evs[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}

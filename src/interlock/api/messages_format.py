@@ -15,8 +15,9 @@ How it translates, and what does not (documented rather than silently faked):
 - Server tools (web search, code execution, ...) and ``document`` blocks other than
   base64 (or text) are refused; ``top_k`` and placement fields are dropped with a warning.
 - ``tool_result.is_error`` becomes an ``Error:`` prefix on the tool message's text.
-- ``stop_reason`` is ``end_turn`` when a stop sequence ended the answer, since OpenAI's
-  ``finish_reason: stop`` does not say which; ``stop_sequence`` is always null.
+- ``stop_reason`` is ``stop_sequence`` (with the sequence) when the upstream said which
+  one ended the answer (the canonical choice extension ``stop_sequence``); otherwise a
+  stop sequence reads as ``end_turn``, since OpenAI's ``finish_reason: stop`` does not say.
 """
 
 from __future__ import annotations
@@ -684,6 +685,9 @@ def openai_to_message(
     stop = FINISH_TO_STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
     if stop == "end_turn" and any(b["type"] == "tool_use" for b in content):
         stop = "tool_use"  # some upstreams say "stop" after calling a tool
+    sequence = _stop_sequence(choice, finish)
+    if sequence is not None:
+        stop = "stop_sequence"
     if usage is None:
         usage = Usage.from_openai(completion.get("usage")) or Usage()
     return {
@@ -693,9 +697,17 @@ def openai_to_message(
         "model": model,
         "content": content,
         "stop_reason": stop,
-        "stop_sequence": None,
+        "stop_sequence": sequence,
         "usage": usage_to_anthropic(usage),
     }
+
+
+def _stop_sequence(choice: Any, finish: Any) -> str | None:
+    """The canonical choice extension ``stop_sequence``: which stop sequence ended the
+    answer, when the upstream says (Anthropic, Bedrock); OpenAI's ``finish_reason: stop``
+    alone does not."""
+    value = choice.get("stop_sequence") if isinstance(choice, dict) else None
+    return value if finish == "stop" and isinstance(value, str) and value else None
 
 
 def _thinking_blocks(message: JSON, wanted: bool) -> list[JSON]:
@@ -792,6 +804,7 @@ class AnthropicStreamEncoder:
         "_next_block",
         "_started",
         "_stop_reason",
+        "_stop_sequence",
         "_thinking",
         "_tool_blocks",
         "_usage",
@@ -816,6 +829,7 @@ class AnthropicStreamEncoder:
         self._next_block = 0
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool_calls index -> block index
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
         self._chars = 0
 
@@ -841,6 +855,9 @@ class AnthropicStreamEncoder:
             finish = choice.get("finish_reason")
             if isinstance(finish, str) and self._stop_reason is None:
                 self._stop_reason = FINISH_TO_STOP.get(finish, "end_turn")
+                self._stop_sequence = _stop_sequence(choice, finish)
+                if self._stop_sequence is not None:
+                    self._stop_reason = "stop_sequence"
                 self._close_block(out)
         return b"".join(out)
 
@@ -865,7 +882,7 @@ class AnthropicStreamEncoder:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "delta": {"stop_reason": stop, "stop_sequence": self._stop_sequence},
                     "usage": delta_usage,
                 },
             )

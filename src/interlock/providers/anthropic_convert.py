@@ -155,6 +155,9 @@ def _int(value: Any) -> int:
 # ``delta.reasoning_content`` fragments and ``delta.thinking_blocks`` entries (the signature
 # that ends a thinking block, or a whole redacted_thinking block). The inbound Messages API
 # turns them back into Anthropic blocks (api/messages_format.py); OpenAI clients ignore them.
+# Likewise a choice's ``stop_sequence`` (the sequence that ended the answer, Anthropic's
+# ``stop_sequence`` field, next to ``finish_reason: "stop"``) comes back as
+# ``stop_reason: "stop_sequence"``.
 
 
 def reasoning_extensions(content: Any) -> JSON:
