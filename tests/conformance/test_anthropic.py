@@ -987,3 +987,10 @@ async def test_simulator_count_tokens_follows_the_sdk(sim_url: str) -> None:
         status, _, raw = await post(UpstreamCall("POST", url, headers, orjson.dumps(bad)))
         assert status == 400, bad
         assert error_issues(orjson.loads(raw)) == []
+
+
+def test_message_names_dropped_with_a_warning() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x", "name": "ann"}]}
+    out, warnings = build(body, CURRENT)
+    assert "name" not in out["messages"][0]
+    assert any(w.startswith("messages[].name dropped") for w in warnings)

@@ -195,6 +195,8 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
         raise InvalidRequest(
             "messages must contain at least one user or assistant message", param="messages"
         )
+    if any(isinstance(m, dict) and m.get("name") for m in raw_messages):
+        adj.drop("messages[].name", "Anthropic messages have no author name")
 
     max_tokens, explicit = _max_tokens(src)
     out: JSON = {"model": model, "max_tokens": max_tokens}
