@@ -841,9 +841,8 @@ def test_gateway_streams_azure_v1_and_reasoning_rules(
                     assert usage_chunks[0].usage is not None
                     assert usage_chunks[0].usage.prompt_tokens == 40
         rows = _ledger(work / "state", 4)
-        assert [(r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"]) for r in rows] == [
-            (40, 7, 32)
-        ] * 4
+        tokens = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+        assert [tuple(r[k] for k in tokens) for r in rows] == [(40, 7, 32, 3)] * 4
         assert not any(r["usage_estimated"] for r in rows)
         assert all(b["stream_options"] == {"include_usage": True} for b in _SpacedUpstream.bodies)
 
