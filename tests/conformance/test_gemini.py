@@ -1086,3 +1086,13 @@ async def test_too_many_embedding_inputs(sim_url: str) -> None:
     )
     status, _, raw = await send(call)
     assert status == 400 and orjson.loads(raw)["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_parallel_tool_calls_warning_only_when_off() -> None:
+    _, warnings = outbound("tools_parallel_off", FLASH_25)
+    assert any(w.startswith("parallel_tool_calls dropped") for w in warnings)
+    case = Case(
+        "x", {"model": "m", "messages": HELLO, "tools": [WEATHER], "parallel_tool_calls": True}
+    )
+    _, warnings = outbound(case, FLASH_25)
+    assert warnings == ()

@@ -182,6 +182,9 @@ def to_gemini(
     adj = adj or Adjust(rules)
     body = dict(body)  # apply_common deletes and clamps top-level keys: never on req.body
     adj.apply_common(rules, body)
+    if body.get("parallel_tool_calls") is False:
+        # Gemini decides itself how many calls to make (true, the default, is its behaviour)
+        adj.drop("parallel_tool_calls", "Gemini has no switch for parallel function calls")
     thinking = thinking_for(rules.family)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

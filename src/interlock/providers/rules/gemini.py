@@ -39,7 +39,6 @@ _PENALTIES = frozenset({"presence_penalty", "frequency_penalty"})
 _CHAT_ONLY = frozenset(
     {
         "logit_bias",
-        "parallel_tool_calls",
         "user",
         "store",
         "metadata",
