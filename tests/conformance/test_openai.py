@@ -321,6 +321,11 @@ def test_reasoning_models_translate_drop_and_refuse() -> None:
     with pytest.raises(InvalidRequest) as refused:
         _conform("openai", "o4-mini", logprobs=True)
     assert refused.value.param == "logprobs" and refused.value.code == "unsupported_parameter"
+    # o3 / o4-mini / GPT-5 refuse stop sequences; o3-mini takes them.
+    body, warnings = _conform("openai", "o4-mini-2025-04-16", stop=["END"])
+    assert "stop" not in body and warnings[0].startswith("stop dropped")
+    body, warnings = _conform("azure", "o3-mini", stop=["END"])
+    assert body["stop"] == ["END"] and warnings == ()
     # Efforts a family does not take move to the nearest one it does.
     body, warnings = _conform("openai", "o3", reasoning_effort="minimal")
     assert body["reasoning_effort"] == "low" and "sent as 'low'" in warnings[0]

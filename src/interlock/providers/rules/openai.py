@@ -14,7 +14,10 @@ Sources, per rule (docs/providers.md renders this table):
   parameters as not supported): o-series and GPT-5 reasoning models take no
   ``temperature``, ``top_p``, ``presence_penalty``, ``frequency_penalty``, ``logit_bias``,
   ``logprobs`` / ``top_logprobs``; GPT-5.1 and later take ``temperature``, ``top_p`` and
-  ``logprobs`` only with ``reasoning_effort: none`` (their default). Effort values per
+  ``logprobs`` only with ``reasoning_effort: none`` (their default). o3, o4-mini and the
+  GPT-5 reasoning families refuse ``stop`` (400 ``unsupported_parameter``, "'stop' is
+  not supported with this model"; o1 and o3-mini take it): dropped with a warning, as
+  the client can still cut the text at its stop sequence. Effort values per
   family: o-series low/medium/high; GPT-5 minimal/low/medium/high; GPT-5.1
   none/low/medium/high; GPT-5.2 and later add xhigh. A value a family does not take is
   moved to the nearest one it does (with a warning).
@@ -50,6 +53,7 @@ _REASONING_UNSUPPORTED = frozenset(
 # Effort values each reasoning family takes, and the value it uses when none is given.
 EFFORTS: dict[str, tuple[str, ...]] = {
     "o-series": ("low", "medium", "high"),
+    "o3/o4": ("low", "medium", "high"),
     "gpt-5": ("minimal", "low", "medium", "high"),
     "gpt-5.1": ("none", "low", "medium", "high"),
     "gpt-5.2+": ("none", "low", "medium", "high", "xhigh"),
@@ -62,11 +66,13 @@ SAMPLING_WITHOUT_REASONING = frozenset({"gpt-5.1", "gpt-5.2+"})
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
-def _reasoning(family: str, patterns: tuple[str, ...], notes: str) -> ModelRules:
+def _reasoning(
+    family: str, patterns: tuple[str, ...], notes: str, *, stop: bool = False
+) -> ModelRules:
     return ModelRules(
         family=family,
         patterns=patterns,
-        unsupported=_SAMPLING | _REASONING_UNSUPPORTED,
+        unsupported=_SAMPLING | _REASONING_UNSUPPORTED | frozenset(() if stop else ("stop",)),
         refused=frozenset({"logprobs"}),
         structured_output="native",
         thinking=True,
@@ -100,7 +106,9 @@ def _hosted(kind: str) -> tuple[ModelRules, ...]:
             "temperature / top_p / logprobs only with reasoning_effort none (the default)",
         ),
         _reasoning("gpt-5", ("gpt-5*",), "reasoning effort minimal to high"),
-        _reasoning("o-series", ("o1*", "o3*", "o4*"), "reasoning effort low to high"),
+        # o1 and o3-mini take stop sequences; o3 and o4-mini refuse them.
+        _reasoning("o-series", ("o1*", "o3-mini*"), "reasoning effort low to high", stop=True),
+        _reasoning("o3/o4", ("o3*", "o4*"), "reasoning effort low to high; no stop"),
         ModelRules(
             family="gpt-4o/4.1",
             patterns=("gpt-4o*", "gpt-4.1*", "chatgpt-4o*", "gpt-4-turbo*", "gpt-4.5*"),
