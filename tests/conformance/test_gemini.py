@@ -389,6 +389,9 @@ def test_matrix_tool_schemas() -> None:
     }
 
 
+SHOW = {"includeThoughts": True}  # the thinking extension asks for the thoughts
+
+
 def test_matrix_thinking_and_parameters() -> None:
     body, _ = outbound("reasoning_effort", FLASH_25)
     assert body["generationConfig"] == {
@@ -403,15 +406,15 @@ def test_matrix_thinking_and_parameters() -> None:
     # The canonical thinking extension: budget_tokens -> thinkingBudget, within the range.
     ext = Case("t", {"model": "m", "messages": [{"role": "user", "content": "x"}]})
     for model, thinking, expected in (
-        (FLASH_25, {"type": "enabled", "budget_tokens": 2048}, {"thinkingBudget": 2048}),
-        (PRO_25, {"type": "enabled", "budget_tokens": 64}, {"thinkingBudget": 128}),
+        (FLASH_25, {"type": "enabled", "budget_tokens": 2048}, {"thinkingBudget": 2048, **SHOW}),
+        (PRO_25, {"type": "enabled", "budget_tokens": 64}, {"thinkingBudget": 128, **SHOW}),
         (PRO_25, {"type": "disabled"}, {"thinkingBudget": 128}),
         (FLASH_25, {"type": "disabled"}, {"thinkingBudget": 0}),
-        (PRO_3, {"type": "enabled", "budget_tokens": 4000}, {"thinkingLevel": "HIGH"}),
+        (PRO_3, {"type": "enabled", "budget_tokens": 4000}, {"thinkingLevel": "HIGH", **SHOW}),
         (
             "gemini-3-flash-preview",
             {"type": "enabled", "budget_tokens": 4000},
-            {"thinkingLevel": "MEDIUM"},
+            {"thinkingLevel": "MEDIUM", **SHOW},
         ),
     ):
         case = Case("t", {**ext.body, "thinking": thinking})
@@ -1057,7 +1060,10 @@ def test_edge_case_outcomes() -> None:
     }
     got = one({"thinking": {"type": "enabled", "budget_tokens": 100000}})
     assert not isinstance(got, InvalidRequest)
-    assert got[0]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 24576}
+    assert got[0]["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": 24576,
+        "includeThoughts": True,
+    }
     got = one({"reasoning_effort": "none"}, PRO_3)
     assert not isinstance(got, InvalidRequest)
     assert got[0]["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "LOW"}
@@ -1096,3 +1102,54 @@ def test_parallel_tool_calls_warning_only_when_off() -> None:
     )
     _, warnings = outbound(case, FLASH_25)
     assert warnings == ()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_thinking_through_the_simulator(sim_url: str, kind: str) -> None:
+    """reasoning_effort (thoughts counted, not shown) and the thinking extension (thought
+    summaries asked for: reasoning_content) through the simulator: thinking tokens reach
+    usage as reasoning_tokens inside completion_tokens, plain and streamed."""
+    ad = adapter(kind)
+    target = target_of(kind, FLASH_25, sim_url)
+    base = {"model": "m", "messages": [{"role": "user", "content": "Tell me a long story"}]}
+    for extra, shown in (
+        ({"reasoning_effort": "low"}, False),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, True),
+    ):
+        req = request_of({**base, **extra})
+        status, _, raw = await send(ad.build(req, target))
+        assert status == 200 and response_problems(orjson.loads(raw)) == []
+        meta = orjson.loads(raw)["usageMetadata"]
+        done = ad.parse(req, target, status, raw)
+        answer = check_answer(done.body)
+        assert (
+            done.usage is not None and done.usage.reasoning_tokens == meta["thoughtsTokenCount"] > 0
+        )
+        assert (
+            done.usage.completion_tokens
+            == meta["candidatesTokenCount"] + meta["thoughtsTokenCount"]
+        )
+        assert answer.usage is not None and answer.usage.completion_tokens_details is not None
+        assert (
+            answer.usage.completion_tokens_details.reasoning_tokens == done.usage.reasoning_tokens
+        )
+        message = orjson.loads(done.body)["choices"][0]["message"]
+        assert bool(message.get("reasoning_content")) == shown
+        stream = request_of(
+            {**base, **extra, "stream": True, "stream_options": {"include_usage": True}}
+        )
+        status, _, raw = await send(ad.build(stream, target))
+        assert status == 200
+        for event in sse_events(raw):
+            assert response_problems(event) == []
+        decoder = ad.stream_decoder(stream, target)
+        chunks = [*decoder.feed(raw), *decoder.close()]
+        check_chunks(chunks)
+        usage = chunks[-1].obj["usage"]
+        assert usage["completion_tokens_details"]["reasoning_tokens"] == done.usage.reasoning_tokens
+        assert usage["completion_tokens"] == done.usage.completion_tokens
+        streamed = any(
+            c.obj["choices"] and c.obj["choices"][0]["delta"].get("reasoning_content")
+            for c in chunks
+        )
+        assert streamed == shown

@@ -589,11 +589,16 @@ def _thinking(body: JSON, config: JSON, rules: ModelRules, adj: Adjust) -> None:
             "reasoning_effort must be one of none, minimal, low, medium, high, xhigh",
             param="reasoning_effort",
         )
+    # The canonical thinking extension asks for the thinking itself (Anthropic-style
+    # clients show it): Gemini writes thought summaries only with includeThoughts.
+    include = param == "thinking" and budget != 0
     if spec.mode == "level":
         level = _level_for(effort if isinstance(effort, str) else None, budget, spec.levels)
         if budget == 0:
             adj.note(f"{param}: {rules.family} models always think; sent thinkingLevel {level}")
         config["thinkingConfig"] = {"thinkingLevel": level}
+        if include:
+            config["thinkingConfig"]["includeThoughts"] = True
         return
     if budget == 0 and not spec.can_disable:
         adj.note(f"{param}: {rules.family} models always think; sent the lowest budget")
@@ -603,6 +608,8 @@ def _thinking(body: JSON, config: JSON, rules: ModelRules, adj: Adjust) -> None:
         adj.note(f"{param}: thinking budget {budget} clamped to {clamped} ({rules.family})")
         budget = clamped
     config["thinkingConfig"] = {"thinkingBudget": budget}
+    if include and budget != 0:
+        config["thinkingConfig"]["includeThoughts"] = True
 
 
 def _level_for(effort: str | None, budget: int, levels: tuple[str, ...]) -> str:

@@ -176,20 +176,45 @@ def _canonical(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class GenerateRenderer:
-    def __init__(self, spec: GenSpec, rid: str, model: str, sse_mode: bool) -> None:
+    """``GenerateContentResponse`` bodies and stream events. With thinking asked for
+    (``thinkingConfig`` with a non-zero budget or a level), the first third of a text
+    answer's tokens are thoughts: reported as ``thoughtsTokenCount`` (billed as output,
+    so the total is unchanged) and, with ``includeThoughts``, written as ``thought`` parts."""
+
+    def __init__(
+        self,
+        spec: GenSpec,
+        rid: str,
+        model: str,
+        sse_mode: bool,
+        thinking: bool = False,
+        include_thoughts: bool = False,
+    ) -> None:
         self.spec = spec
         self.model = model
         self.id = f"sim{rid}"
         self.sse_mode = sse_mode
+        self.thinking = thinking
+        self.include_thoughts = include_thoughts
 
-    def _usage(self, completion: int) -> dict[str, Any]:
+    def _thought_pieces(self, c: Choice) -> int:
+        if not self.thinking or c.tool_call is not None or len(c.pieces) < 2:
+            return 0
+        return max(1, len(c.pieces) // 3)
+
+    def _usage(self, choices: list[Choice]) -> dict[str, Any]:
         prompt = self.spec.prompt_tokens
-        return {
+        completion = sum(c.completion_tokens for c in choices)
+        thoughts = sum(self._thought_pieces(c) for c in choices)
+        out: dict[str, Any] = {
             "promptTokenCount": prompt,
-            "candidatesTokenCount": completion,
+            "candidatesTokenCount": completion - thoughts,
             "totalTokenCount": prompt + completion,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
         }
+        if thoughts:
+            out["thoughtsTokenCount"] = thoughts
+        return out
 
     def _parts(self, c: Choice) -> list[dict[str, Any]]:
         if c.tool_call is not None:
@@ -199,7 +224,15 @@ class GenerateRenderer:
                 "args": c.tool_call.input,
             }
             return [{"functionCall": call}]
-        return [{"text": c.text}]
+        k = self._thought_pieces(c)
+        if not k:
+            return [{"text": c.text}]
+        parts: list[dict[str, Any]] = []
+        if self.include_thoughts:
+            parts.append({"text": "".join(c.pieces[:k]), "thought": True})
+        answer = "".join(c.pieces[k:])
+        parts.append({"text": answer or " "})
+        return parts
 
     def _response(
         self, candidates: list[dict[str, Any]], usage: dict[str, Any] | None
@@ -220,42 +253,32 @@ class GenerateRenderer:
             }
             for c in choices
         ]
-        return self._response(cands, self._usage(sum(c.completion_tokens for c in choices)))
+        return self._response(cands, self._usage(choices))
+
+    def _event(self, c: Choice, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._response(
+            [{"content": {"role": "model", "parts": parts}, "index": c.index}], None
+        )
 
     def stream(self, choices: list[Choice]) -> StreamParts:
         events: list[tuple[dict[str, Any], int]] = []
         for c in choices:
             if c.tool_call is not None:
-                events.append(
-                    (
-                        self._response(
-                            [
-                                {
-                                    "content": {"role": "model", "parts": self._parts(c)},
-                                    "index": c.index,
-                                }
-                            ],
-                            None,
-                        ),
-                        c.completion_tokens,
-                    )
-                )
+                events.append((self._event(c, self._parts(c)), c.completion_tokens))
                 continue
-            for piece in c.pieces:
-                events.append(
-                    (
-                        self._response(
-                            [
-                                {
-                                    "content": {"role": "model", "parts": [{"text": piece}]},
-                                    "index": c.index,
-                                }
-                            ],
-                            None,
-                        ),
-                        1,
-                    )
-                )
+            k = self._thought_pieces(c)
+            hidden = 0  # thought tokens not written (no includeThoughts) ride on the next event
+            for i, piece in enumerate(c.pieces):
+                if i < k and not self.include_thoughts:
+                    hidden += 1
+                    continue
+                part: dict[str, Any] = {"text": piece}
+                if i < k:
+                    part["thought"] = True
+                events.append((self._event(c, [part]), 1 + hidden))
+                hidden = 0
+            if hidden:
+                events.append((self._event(c, [{"text": " "}]), hidden))
         final = self._response(
             [
                 {
@@ -265,7 +288,7 @@ class GenerateRenderer:
                 }
                 for c in choices
             ],
-            self._usage(sum(c.completion_tokens for c in choices)),
+            self._usage(choices),
         )
         if self.sse_mode:
             return StreamParts(
@@ -286,6 +309,16 @@ class GenerateRenderer:
             content_type="application/json",
             broken=b'[{"candidates": [{"content": {"ro',
         )
+
+
+def _thinking_of(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(thinks, includes thoughts) for a request that passed validation."""
+    gen = body.get("generationConfig")
+    cfg = gen.get("thinkingConfig") if isinstance(gen, dict) else None
+    if not isinstance(cfg, dict):
+        return False, False
+    thinks = cfg.get("thinkingLevel") is not None or cfg.get("thinkingBudget") not in (None, 0)
+    return thinks, thinks and bool(cfg.get("includeThoughts"))
 
 
 def _split_model(request: web.Request) -> tuple[str, str]:
@@ -394,7 +427,9 @@ def model_handler(vertex: bool) -> Handler:
             fmt=fmt,
             spec=spec,
             decision=decision,
-            renderer_factory=lambda rid: GenerateRenderer(spec, rid, model, sse_mode),
+            renderer_factory=lambda rid: GenerateRenderer(
+                spec, rid, model, sse_mode, *_thinking_of(body)
+            ),
         )
 
     return handle
