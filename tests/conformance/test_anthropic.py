@@ -849,6 +849,8 @@ def test_tool_loop_without_signed_thinking_cannot_think() -> None:
     for model in (CURRENT, SONNET_45):
         out, warnings = build(body, model)
         assert "thinking" not in out and any("thinking off" in w for w in warnings)
+        assert out["max_tokens"] == 4096  # not raised for a budget that is not used
+        assert not any("max_tokens" in w for w in warnings)
         assert request_issues(out) == []
     # What the adapter avoided: the simulator refuses it as Anthropic does.
     out, _ = build(body, CURRENT)

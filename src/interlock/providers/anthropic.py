@@ -231,13 +231,10 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
     if kept:
         out["stop_sequences"] = kept
 
-    thinking, effort = _thinking(src, claude, adj, out, explicit=explicit, forced=forced)
-    if _thinks(thinking) and not _loop_can_think(out["messages"]):
-        # Anthropic: with thinking on, the assistant turn whose tool calls are being
-        # answered must start with its (signed) thinking block; a conversation that
-        # carries none (another provider's turn, a client that dropped it) cannot think.
-        adj.note("thinking off: the tool calls being answered carry no signed thinking block")
-        thinking = None
+    loop_ok = _loop_can_think(out["messages"])
+    thinking, effort = _thinking(
+        src, claude, adj, out, explicit=explicit, forced=forced, loop_ok=loop_ok
+    )
     if thinking is not None:
         out["thinking"] = thinking
     if effort is not None:
@@ -286,11 +283,25 @@ def _thinks(thinking: JSON | None) -> bool:
     return thinking is not None and thinking.get("type") != "disabled"
 
 
+_LOOP_NOTE = "thinking off: the tool calls being answered carry no signed thinking block"
+
+
 def _thinking(
-    src: JSON, claude: Claude, adj: Adjust, out: JSON, *, explicit: bool, forced: bool
+    src: JSON,
+    claude: Claude,
+    adj: Adjust,
+    out: JSON,
+    *,
+    explicit: bool,
+    forced: bool,
+    loop_ok: bool,
 ) -> tuple[JSON | None, str | None]:
     """(``thinking``, ``output_config.effort``) for the request: Anthropic's own
-    ``thinking`` object (the inbound Messages surface) as is, else ``reasoning_effort``."""
+    ``thinking`` object (the inbound Messages surface) as is, else ``reasoning_effort``.
+    ``loop_ok`` False: with thinking on, Anthropic wants the assistant turn whose tool
+    calls are being answered to start with its signed thinking block, and this
+    conversation carries none (another provider's turn, a client that dropped it), so it
+    cannot think (a warning says so)."""
     native = src.get("thinking")
     requested = src.get("reasoning_effort")
     if native is not None:
@@ -308,6 +319,9 @@ def _thinking(
             if kind != "disabled":
                 adj.drop("thinking")
             return None, None
+        if kind != "disabled" and not loop_ok:
+            adj.note(_LOOP_NOTE)
+            return None, effort
         if kind == "enabled" and claude.thinking == "adaptive_only":
             adj.note(f"thinking: adaptive instead of a token budget ({adj.family} models)")
             adaptive: JSON = {"type": "adaptive"}
@@ -335,6 +349,9 @@ def _thinking(
     if out["max_tokens"] == 0:
         return None, None
     effort = _nearest_effort(requested, claude.efforts)
+    if not loop_ok:
+        adj.note(_LOOP_NOTE)
+        return None, effort
     if claude.thinking in ("adaptive", "adaptive_only"):
         return {"type": "adaptive"}, effort
     return _budget(EFFORT_BUDGET.get(requested, EFFORT_BUDGET_TOP), out, explicit, adj), effort
