@@ -1153,3 +1153,18 @@ async def test_thinking_through_the_simulator(sim_url: str, kind: str) -> None:
             for c in chunks
         )
         assert streamed == shown
+
+
+def test_subset_objects_and_required() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"meta": {"type": "object", "properties": {}}, "a": {"type": "string"}},
+        "required": ["a", "ghost"],
+    }
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    body, _ = outbound(Case("x", {"model": "m", "messages": HELLO, "tools": [tool]}), FLASH_20)
+    params = body["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert params["properties"]["meta"] == {"type": "OBJECT"}
+    assert params["required"] == ["a"]
+    assert request_problems(body, FLASH_20) == []
+    assert request_problems(with_params(obj(m={"type": "OBJECT", "properties": {}})), FLASH_20)

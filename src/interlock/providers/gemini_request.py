@@ -412,6 +412,15 @@ def _subset(schema: Any, adj: Adjust | None, where: str, depth: int) -> Any:
     elif isinstance(fmt, str) and out.get("type") == "STRING":
         note = f"Format: {fmt}."
         out["description"] = f"{out['description']} {note}" if out.get("description") else note
+    props = out.get("properties")
+    if isinstance(props, dict) and not props:
+        del out["properties"]  # Gemini: "properties: should be non-empty for OBJECT type"
+    if isinstance(out.get("required"), list):
+        # the subset refuses a required name that is not a property
+        known = props if isinstance(props, dict) else {}
+        out["required"] = [r for r in out["required"] if r in known]
+        if not out["required"]:
+            del out["required"]
     if out.get("type") == "ARRAY" and "items" not in out:
         out["items"] = {"type": "STRING"}
         if adj is not None:

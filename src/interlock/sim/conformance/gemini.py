@@ -185,7 +185,7 @@ def schema_problems(schema: Any, where: str, depth: int = 0) -> list[str]:
     if kind == "ARRAY" and not isinstance(schema.get("items"), dict):
         out.append(f"{where}.items: missing field (ARRAY needs items)")
     props = schema.get("properties")
-    if kind == "OBJECT" and props == {} and depth == 0 and where.endswith("parameters"):
+    if kind == "OBJECT" and props == {}:
         out.append(f"{where}.properties: should be non-empty for OBJECT type")
     props = schema.get("properties")
     if isinstance(props, dict):
