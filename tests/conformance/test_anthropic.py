@@ -46,6 +46,7 @@ from interlock.providers.anthropic import AnthropicAdapter, strict_schema
 from interlock.providers.base import Target, UpstreamCall
 from interlock.providers.capabilities import rules_for
 from interlock.providers.rules.anthropic import ANTHROPIC_TOOL_ID
+from interlock.sim import SimControl
 from interlock.sim.conformance import openai as openai_spec
 from interlock.sim.conformance.anthropic import (
     COUNT_SCHEMA_FILE,
@@ -996,3 +997,26 @@ def test_message_names_dropped_with_a_warning() -> None:
     out, warnings = build(body, CURRENT)
     assert "name" not in out["messages"][0]
     assert any(w.startswith("messages[].name dropped") for w in warnings)
+
+
+async def test_simulator_reset_empties_the_prompt_cache(sim_url: str) -> None:
+    body = {
+        "model": CURRENT,
+        "max_tokens": 8,
+        "system": [
+            {"type": "text", "text": "Reset rules. " * 1500, "cache_control": {"type": "ephemeral"}}
+        ],
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    call = UpstreamCall(
+        "POST", f"{sim_url}/v1/messages", {"content-type": "application/json", **HEADERS},
+        orjson.dumps(body),
+    )  # fmt: skip
+    reads = []
+    for reset in (False, True, False):
+        if reset:
+            SimControl(sim_url).reset()
+        status, _, raw = await post(call)
+        assert status == 200, raw
+        reads.append(orjson.loads(raw)["usage"]["cache_read_input_tokens"])
+    assert reads[1] == 0 and reads[2] > 0  # after the reset: written again, then read

@@ -175,7 +175,23 @@ def parse_messages(body: dict[str, Any], model: str) -> GenSpec:
 MIN_CACHEABLE_TOKENS = 1024
 _TTL_S = {"5m": 300.0, "1h": 3600.0}
 PromptCache = dict[bytes, float]  # prefix digest -> expiry (time.monotonic)
-_CACHE: web.AppKey[PromptCache] = web.AppKey("anthropic_prompt_cache", dict)
+
+
+class _Caches:
+    """The simulator's prompt cache, emptied when the simulator is reset (a reset starts
+    a new request-id sequence, which is how it is noticed here)."""
+
+    def __init__(self) -> None:
+        self.epoch: object = None
+        self.entries: PromptCache = {}
+
+    def current(self, epoch: object) -> PromptCache:
+        if epoch is not self.epoch:
+            self.epoch, self.entries = epoch, {}
+        return self.entries
+
+
+_CACHE: web.AppKey[_Caches] = web.AppKey("anthropic_prompt_cache", _Caches)
 
 
 def _strip_cache(node: Any) -> Any:
@@ -448,7 +464,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         spec = parse_messages(body, model)
     except BadRequest as exc:
         return anthropic_error(exc.status, exc.message)
-    cached = cache_usage(request.app[_CACHE], body, spec.prompt_tokens)
+    entries = request.app[_CACHE].current(st._ids)  # a reset replaces _ids: cache emptied
+    cached = cache_usage(entries, body, spec.prompt_tokens)
     thinks = _thinks(body)
     return await serve(
         request,
@@ -478,6 +495,6 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app[_CACHE] = {}
+    app[_CACHE] = _Caches()
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
