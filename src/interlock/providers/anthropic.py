@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -95,7 +96,7 @@ class AnthropicAdapter:
         return endpoint is Endpoint.CHAT
 
     def build(self, req: GatewayRequest, target: Target) -> UpstreamCall:
-        adj = Adjust(rules_for(PROVIDER, target.model))
+        adj = Adjust(_family(target.model)[0])
         body = to_anthropic(req.body, target.model, adj)
         if target.prompt_caching:
             add_cache_markers(body)
@@ -149,12 +150,19 @@ class AnthropicAdapter:
 # --- request: OpenAI chat -> Anthropic Messages -------------------------------------------
 
 
+@lru_cache(maxsize=256)
+def _family(model: str) -> tuple[ModelRules, Claude, int]:
+    """The model's rules, its Anthropic-only facts and its maximum output (the tables are
+    static; a deployment's model is looked up once)."""
+    rules = rules_for(PROVIDER, model)
+    return rules, claude_for(rules), max_output(model)
+
+
 def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
     """Translate an OpenAI chat body into an Anthropic Messages body (without ``stream``)
     for ``model``, following its family's rules; what changed is noted on ``adj``.
     ``body`` is not modified (it is reused for failover to other deployments)."""
-    rules = rules_for(PROVIDER, model)
-    claude = claude_for(rules)
+    rules, claude, _ = _family(model)
     if adj is None:
         adj = Adjust(rules)
     n = body.get("n")
@@ -252,7 +260,7 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
 def _cap_output(out: JSON, model: str, adj: Adjust) -> None:
     """``max_tokens`` within the model's maximum output (the API refuses more); a thinking
     budget stays below it."""
-    limit = max_output(model)
+    limit = _family(model)[2]
     if out["max_tokens"] <= limit:
         return
     adj.note(f"max_tokens lowered to {limit} (the most {model} writes)")
