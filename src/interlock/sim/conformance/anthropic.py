@@ -457,13 +457,29 @@ def _cache_issues(body: JSON) -> list[str]:
 
 
 def _pydantic_issues(adapter: Any, data: Any) -> list[str]:
+    """Validation by the SDK's models, and keys they do not know: the models accept
+    extra keys (for forward compatibility), an answer built to the spec has none."""
     from pydantic import ValidationError
 
     try:
-        adapter.validate_python(data)
+        value = adapter.validate_python(data)
     except ValidationError as exc:
         return [f"{_path(e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-    return []
+    return _extras(value, [])
+
+
+def _extras(value: Any, path: list[Any]) -> list[str]:
+    from pydantic import BaseModel
+
+    out: list[str] = []
+    if isinstance(value, BaseModel):
+        out += [f"{_path([*path, k])}: not in the SDK's type" for k in value.model_extra or {}]
+        for name in type(value).model_fields:
+            out += _extras(getattr(value, name), [*path, name])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            out += _extras(item, [*path, i])
+    return out
 
 
 @cache
