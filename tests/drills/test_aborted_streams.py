@@ -102,7 +102,11 @@ def test_aborted_streams_are_charged(
                 jobs = []
                 for i in range(200):
                     tag, path, body, read = next(forms)
-                    body = {**body, "user": f"u{i}"}  # distinct requests, no cache hits
+                    # Distinct requests, no cache hits (the Messages API's field for it is
+                    # metadata.user_id: it refuses OpenAI's top-level `user`, as Anthropic does).
+                    who = ({"metadata": {"user_id": f"u{i}"}} if path == "/v1/messages"
+                           else {"user": f"u{i}"})  # fmt: skip
+                    body = {**body, **who}
                     jobs.append(lambda tag=tag, path=path, body=body, read=read: send(
                         c, "POST", f"{cluster.lb()}{path}", headers=b_headers, tag=tag,
                         json=body, stream_read=read))  # fmt: skip

@@ -150,6 +150,9 @@ class AnthropicAdapter:
 # --- request: OpenAI chat -> Anthropic Messages -------------------------------------------
 
 
+_OPENING = "(conversation start)"
+
+
 @lru_cache(maxsize=256)
 def _family(model: str) -> tuple[ModelRules, Claude, int]:
     """The model's rules, its Anthropic-only facts and its maximum output (the tables are
@@ -203,6 +206,12 @@ def to_anthropic(body: JSON, model: str, adj: Adjust | None = None) -> JSON:
         raise InvalidRequest(
             "messages must contain at least one user or assistant message", param="messages"
         )
+    if turns[0]["role"] == "assistant":
+        # Anthropic conversations start with a user turn; an OpenAI one may open with the
+        # assistant (a greeting, or a user turn that was only empty text). A neutral user
+        # turn keeps the assistant's words (the Bedrock adapter does the same).
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": _OPENING}]})
+        adj.note("a user turn was added before the first assistant message (Anthropic needs one)")
     if any(isinstance(m, dict) and m.get("name") for m in raw_messages):
         adj.drop("messages[].name", "Anthropic messages have no author name")
 
