@@ -52,7 +52,7 @@ def test_a_replacement_that_cannot_start_leaves_the_others_serving(
             assert _serves(gw.url) == 200
             time.sleep(0.3)
         assert "failed to start while others serve" in gw.output()
-        assert _workers(gw.proc.pid) == [workers[1]]  # the slot waits (backoff)
+        assert workers[1] in _workers(gw.proc.pid)  # the serving worker was left alone
         # Once it can start again, the slot is filled.
         resolved.write_bytes(good)
         deadline = time.monotonic() + 40
