@@ -885,3 +885,19 @@ def test_gateway_streams_azure_v1_and_reasoning_rules(
     finally:
         gateway.stop()
         upstream.shutdown()
+
+
+def test_compatible_servers_get_the_cap_under_both_names() -> None:
+    """A self-hosted server that only reads max_tokens (llama.cpp, TGI, older vLLM) must
+    still stop at a cap given as max_completion_tokens (the inbound Messages API sends that
+    name): the budget's reservation assumes the cap holds."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "max_completion_tokens": 64}  # fmt: skip
+    out, warnings = conform_chat("openai_compatible", "llama-3", body)
+    assert out is not None and warnings == ()
+    assert out["max_tokens"] == 64 and out["max_completion_tokens"] == 64
+    assert "max_tokens" not in body  # the request's own body is untouched
+    assert issues("CreateChatCompletionRequest", out) == []
+    both = {**body, "max_tokens": 32}  # the client's own choice stays
+    out, _ = conform_chat("openai_compatible", "llama-3", both)
+    assert out is None or out["max_tokens"] == 32

@@ -150,8 +150,7 @@ def _rules(kind: str, model: str) -> tuple[ModelRules, frozenset[str]]:
     rules = capabilities.rules_for(kind, model)
     keys = set(_ALWAYS | rules.unsupported | rules.refused | rules.ranges.keys())
     keys.update(p for pair in rules.exclusive for p in pair)
-    if kind != "openai_compatible":
-        keys.add("max_tokens")
+    keys.add("max_tokens" if kind != "openai_compatible" else "max_completion_tokens")
     return rules, frozenset(keys)
 
 
@@ -296,6 +295,15 @@ def conform_chat(
                 data["max_completion_tokens"] = cap
         elif cap is not None:
             adj.drop("max_tokens", "max_completion_tokens is set")
+    elif (
+        kind == "openai_compatible"
+        and data.get("max_tokens") is None
+        and isinstance(data.get("max_completion_tokens"), int)
+    ):
+        # Self-hosted servers (llama.cpp, TGI, older vLLM/Ollama) read max_tokens and may
+        # ignore max_completion_tokens: an ignored cap would let the answer outgrow the
+        # budget reservation. Both are sent: a server that knows either stops at the cap.
+        data["max_tokens"] = data["max_completion_tokens"]
     adj.apply_common(rules, data)
     if _needs_ids(rules, data.get("messages")):
         _normalise_ids(rules, data)
