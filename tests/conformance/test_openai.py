@@ -901,3 +901,28 @@ def test_compatible_servers_get_the_cap_under_both_names() -> None:
     both = {**body, "max_tokens": 32}  # the client's own choice stays
     out, _ = conform_chat("openai_compatible", "llama-3", both)
     assert out is None or out["max_tokens"] == 32
+
+
+def test_base_model_names_the_rules_and_price_of_a_free_form_deployment() -> None:
+    """An Azure deployment is named by the operator: ``base_model`` says what it serves, so
+    the reasoning model's rules apply and its table price is found."""
+    from interlock.settings import DeploymentSettings
+    from interlock.spend.prices import PriceTable, UnknownPricePolicy, resolve_price
+
+    body = {"model": "reasoner", "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 50, "temperature": 0.3}  # fmt: skip
+    req = GatewayRequest(Endpoint.CHAT, "reasoner", body, orjson.dumps(body))
+    adapter = OpenAIAdapter(azure=True)
+    base = {"name": "d", "provider": "az", "model": "prod-reasoner",
+            "base_url": "https://res.openai.azure.com", "api_version": "2024-10-21"}  # fmt: skip
+    free = adapter.build(req, Target(**base))  # type: ignore[arg-type]
+    named = adapter.build(req, Target(**base, base_model="o3-mini"))  # type: ignore[arg-type]
+    sent = orjson.loads(named.body)
+    assert "temperature" not in sent and sent["max_completion_tokens"] == 50
+    assert any("temperature" in w for w in named.warnings)
+    assert orjson.loads(free.body)["temperature"] == 0.3  # unknown name: permissive rules
+    table, block = PriceTable.load(), UnknownPricePolicy("block")
+    dep = DeploymentSettings(provider="az", model="prod-reasoner", base_model="o3-mini")
+    assert resolve_price(dep, "azure", table, block).table_id == "o3-mini"
+    plain = DeploymentSettings(provider="az", model="prod-reasoner")
+    assert resolve_price(plain, "azure", table, block).blocked  # unknown: the policy"

@@ -93,6 +93,12 @@ class Target:
     project: str | None = None
     # Anthropic: mark the stable prefix (tools, system, earlier turns) with cache_control.
     prompt_caching: bool = False
+    # The model whose capability rules apply when ``model`` is a free-form name (Azure).
+    base_model: str | None = None
+
+    @property
+    def rules_model(self) -> str:
+        return self.base_model or self.model
 
 
 class Adapter(Protocol):

@@ -96,7 +96,7 @@ class OpenAIAdapter:
         conformed: dict[str, Any] | None = None
         warnings: tuple[str, ...] = ()
         if req.endpoint is Endpoint.CHAT:
-            conformed, warnings = conform_chat(self.kind, target.model, req.body)
+            conformed, warnings = conform_chat(self.kind, target.rules_model, req.body)
         elif "thinking" in req.body:
             conformed = {k: v for k, v in req.body.items() if k != "thinking"}
             warnings = ("thinking dropped: not a parameter of this endpoint",)

@@ -147,6 +147,7 @@ def build_deployments(settings: Settings) -> dict[str, Deployment]:
             region=p.region,
             project=p.project,
             prompt_caching=d.prompt_caching,
+            base_model=d.base_model,
         )
         t = d.timeouts
         out[name] = Deployment(

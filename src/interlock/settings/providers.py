@@ -107,6 +107,10 @@ class TimeoutSettings(SettingsModel):
 class DeploymentSettings(SettingsModel):
     provider: str
     model: str  # the upstream's model name (Azure: the deployment name)
+    # The model that deployment serves, when ``model`` is a name of the operator's choosing
+    # (an Azure deployment, a self-hosted --served-model-name): its capability rules
+    # (providers/rules/) and its table price apply. e.g. model: prod-reasoner, base_model: o3-mini
+    base_model: str | None = Field(default=None, min_length=1, max_length=256)
     kind: DeploymentKind = "chat"
     base_url: str | None = None
     api_key: SecretStr | None = None

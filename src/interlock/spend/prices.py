@@ -433,7 +433,7 @@ ANTHROPIC_WRITE_1H = Decimal(2)
 def _vendor(settings: DeploymentSettings, provider_kind: str | None, table: PriceTable) -> str:
     """The model's vendor as far as it can be told: its table entry's, else Anthropic for
     the anthropic kind or a Claude model id, else ""."""
-    entry = table.match(settings.model, provider_kind)
+    entry = table.match(settings.base_model or settings.model, provider_kind)
     if entry is not None:
         return entry.provider
     if provider_kind == "anthropic" or "claude" in settings.model.lower():
@@ -485,7 +485,7 @@ def resolve_price(
     configured = _config_price(deployment_settings, provider_kind, table)
     if configured is not None:
         return PriceDecision(configured)
-    entry = table.match(deployment_settings.model, provider_kind)
+    entry = table.match(deployment_settings.base_model or deployment_settings.model, provider_kind)
     if entry is not None:
         return PriceDecision(entry.price, table_id=entry.id)
     name = deployment or deployment_settings.model
