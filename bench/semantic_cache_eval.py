@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None, *, save: bool = False) -> dict[str, Any]
 
     summary = {k: v for k, v in r.items() if k != "hit_by_kind"}
     summary["hit_by_kind"] = r["hit_by_kind"]
+    summary.update(_verdict_cost(pairs, default))
+    print(f"  verdict cost: {summary['verdict_cold_us']:.0f} us cold, "
+          f"{summary['verdict_warm_us']:.0f} us warm (per pair; target < 2000 / < 500)")
     summary["best_hit_rate_at_1pct"] = max((x["hit_rate"] for x in ok), default=None)
     if save:  # for bench/report.py (docs/benchmarks.md); the last line stays the JSON
         out = Path(__file__).resolve().parent / "results"
@@ -178,6 +181,21 @@ def main(argv: list[str] | None = None, *, save: bool = False) -> dict[str, Any]
         print(f"wrote {out / f'semantic-eval-{stamp}.json'}")
     print(json.dumps(summary, sort_keys=False))
     return summary
+
+
+def _verdict_cost(pairs: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+    """The guards' CPU per candidate pair: cold (both texts analysed) and warm (their
+    analyses cached), in microseconds (was a timed unit test; timings live here)."""
+    texts = [(p["a"], p["b"]) for p in pairs]
+    t0 = time.perf_counter()
+    for a, b in texts:
+        verdict(1.0, a, b, threshold)
+    cold = (time.perf_counter() - t0) / max(1, len(texts))
+    t0 = time.perf_counter()
+    for a, b in texts:
+        verdict(1.0, a, b, threshold)
+    warm = (time.perf_counter() - t0) / max(1, len(texts))
+    return {"verdict_cold_us": round(cold * 1e6, 1), "verdict_warm_us": round(warm * 1e6, 1)}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,19 @@ def _workers(pid: int) -> list[int]:
     return [k for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
 
 
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in "ZX":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} still alive after SIGKILL")
+
+
 def _serves(url: str) -> int:
     r = httpx.post(f"{url}/v1/chat/completions", headers=ADMIN, timeout=10,
                    json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
@@ -45,6 +58,7 @@ def test_a_replacement_that_cannot_start_leaves_the_others_serving(
         good = resolved.read_bytes()
         resolved.write_bytes(b"{not json")
         os.kill(workers[0], signal.SIGKILL)
+        _wait_dead(workers[0])  # connections it had taken die with it: not what is tested
         # The replacement fails to start, again and again; the other worker serves all along.
         end = time.monotonic() + 6
         while time.monotonic() < end:
