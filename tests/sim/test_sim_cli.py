@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 
@@ -112,3 +113,24 @@ def test_same_seed_same_answers_across_processes(sim_url: str, sim: SimControl) 
     finally:
         stop_sim(proc)
     assert a["choices"] == b["choices"] and a["usage"] == b["usage"]
+
+
+def test_busy_port_is_one_line_and_exit_1() -> None:
+    """``interlock sim --port P`` with P taken: one line saying so, exit 1, no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for argv in (
+            [sys.executable, "-m", "interlock.sim", "--port", str(port)],
+            [str(Path(sys.executable).with_name("interlock")), "sim", "--port", str(port)],
+        ):
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            assert r.returncode == 1, (argv, r.returncode, r.stderr)
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1, r.stderr
+            assert lines[0].startswith(f"interlock sim: cannot listen on http://127.0.0.1:{port}")
+            assert "in use" in lines[0] and "Traceback" not in r.stderr
+            assert r.stdout == ""  # the "listening" line is printed only once bound

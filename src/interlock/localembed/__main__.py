@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
+import sys
 
 from aiohttp import web
 
@@ -55,6 +57,13 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # the model's one "loaded in N s" line goes to stderr (the gateway's log); no bars
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    embed_log = logging.getLogger("interlock.localembed")
+    embed_log.addHandler(handler)
+    embed_log.setLevel(logging.INFO)
+    embed_log.propagate = False
     asyncio.run(serve(parse_args(argv)))
 
 

