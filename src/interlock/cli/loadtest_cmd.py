@@ -20,6 +20,7 @@ import click
 import orjson
 
 from interlock.loadtest.html import render_html
+from interlock.loadtest.models import DiscoveryError, discover_model
 from interlock.loadtest.progress import ProgressBar
 from interlock.loadtest.runner import RunConfig, RunResult, default_connections, run
 from interlock.loadtest.schedule import Schedule
@@ -73,12 +74,12 @@ def _slos(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 )
 @click.option("--workload", "workload_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="A YAML mix or a JSONL recording of request bodies (see docs/launch.md).")  # fmt: skip
-@click.option(
-    "--model", default="chat", show_default=True, help="Model (alias) for chat and stream requests."
-)
-@click.option(
-    "--embed-model", default=None, help="Model for embeddings requests (default: --model)."
-)
+@click.option("--model", default=None,
+              help="Model (alias) for chat and stream requests (default: the first model the "
+              "target's /v1/models lists that answers a one-token chat probe).")  # fmt: skip
+@click.option("--embed-model", default=None,
+              help="Model for embeddings requests (default: the first listed model that "
+              "answers an embeddings probe).")  # fmt: skip
 @click.option("--mix", "mix_text", default="chat=1", show_default=True,
               help="Synthetic mix, e.g. chat=0.7,stream=0.2,embeddings=0.1.")  # fmt: skip
 @click.option("--prompt-tokens", default="64", show_default=True,
@@ -104,13 +105,14 @@ def _slos(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
     "--progress/--no-progress", default=True, help="The live progress bar (on a terminal)."
 )
 def loadtest(url: str, rate: float, duration: float, max_requests: int | None, ramp_s: float,
-             start_rate: float, arrival: str, workload_path: str | None, model: str,
+             start_rate: float, arrival: str, workload_path: str | None, model: str | None,
              embed_model: str | None, mix_text: str, prompt_tokens: str, max_tokens: str,
              seed: int, api_key: str | None, timeout_s: float, connections: int | None,
              slos: list[Slo], json_path: str | None, html_path: str | None,
              allow_hosts: tuple[str, ...], progress: bool) -> None:  # fmt: skip
-    """Open-loop load test: requests leave at scheduled times whatever the answers do,
-    and latency counts from the scheduled time (no coordinated omission)."""
+    """Open-loop load test: requests leave at scheduled times whatever the answers do
+    (no coordinated omission); latency counts from each request's actual send, and the
+    dispatch lag (actual - scheduled send) is reported on its own."""
     try:
         check_target(url, allow_hosts)
     except TargetRefused as exc:
@@ -125,7 +127,9 @@ def loadtest(url: str, rate: float, duration: float, max_requests: int | None, r
         raise click.UsageError(str(exc)) from None
     pool = connections or default_connections(schedule.peak_rate, timeout_s)
     key = api_key or os.environ.get("INTERLOCK_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    config = RunConfig(api_base(url), schedule, workload, key, timeout_s, pool)
+    base = api_base(url)
+    workload, discovered = _choose_models(workload, base, key, timeout_s)
+    config = RunConfig(base, schedule, workload, key, timeout_s, pool)
     planned = schedule.expected_count()
     with ProgressBar(planned, enabled=progress) as bar:
         result = _run_async(lambda stop: run(config, bar.update, stop))
@@ -133,6 +137,7 @@ def loadtest(url: str, rate: float, duration: float, max_requests: int | None, r
         "rate": rate, "duration_s": duration, "requests": max_requests, "ramp_s": ramp_s,
         "start_rate": start_rate, "arrival": arrival, "timeout_s": timeout_s, "connections": pool,
         "workload": workload.describe(), "slos": [f"{s.name}={s.threshold:g}" for s in slos],
+        "models_discovered": discovered,
     }  # fmt: skip
     doc = summarise(
         result, target=url, config=described, target_rate=schedule.peak_rate, planned=planned
@@ -149,13 +154,31 @@ def loadtest(url: str, rate: float, duration: float, max_requests: int | None, r
         raise SystemExit(1)
 
 
-def _workload(path: str | None, model: str, embed_model: str | None, mix_text: str,
+def _workload(path: str | None, model: str | None, embed_model: str | None, mix_text: str,
               prompt_tokens: str, max_tokens: str, seed: int) -> Workload:  # fmt: skip
     if path:
-        return load_workload(path, default_model=model, seed=seed)
+        return load_workload(path, default_model=model, default_embed_model=embed_model, seed=seed)
     return synthetic_workload(model=model, mix=parse_mix(mix_text), embed_model=embed_model, seed=seed,
                               prompt_tokens=parse_length(prompt_tokens, "--prompt-tokens"),
                               max_tokens=parse_length(max_tokens, "--max-tokens"))  # fmt: skip
+
+
+def _choose_models(workload: Workload, base: str, key: str | None,
+                   timeout_s: float) -> tuple[Workload, dict[str, str]]:  # fmt: skip
+    """Models for the entries that name none: the first the target serves of each kind
+    needed (one probe request each, before the run; said on stderr and in the result)."""
+    needs = workload.unresolved()
+    if not needs:
+        return workload, {}
+    found: dict[str, str] = {}
+    for need in sorted(needs):
+        try:
+            hit = discover_model(base, key, need, timeout=min(timeout_s, 30.0))
+        except DiscoveryError as exc:
+            raise click.UsageError(str(exc)) from None
+        click.echo(hit.note(need, base), err=True)
+        found[need] = hit.model
+    return workload.resolved(found.get("chat"), found.get("embeddings")), found
 
 
 def _run_async(make: Callable[[asyncio.Event], Coroutine[Any, Any, RunResult]]) -> RunResult:
@@ -191,13 +214,20 @@ def _print_summary(doc: dict[str, Any], jpath: Path, hpath: Path) -> None:
         return "-" if v is None else f"{v:.1f}"
 
     click.echo(f"target      {doc['target']}")
-    click.echo(f"arrivals    target {arr['target_rps']:g}/s, achieved {arr['achieved_rps'] or 0:.2f}/s "
-               f"(dispatch lag p99 {ms(arr['lag_ms']['p99'])} ms)")  # fmt: skip
+    lag = arr["lag_ms"]
+
+    def lag_ms(v: Any) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    click.echo(
+        f"arrivals    target {arr['target_rps']:g}/s, achieved {arr['achieved_rps'] or 0:.2f}/s"
+    )
+    click.echo(f"dispatch    lag ms (actual - intended send) p50 {lag_ms(lag['p50'])}  "
+               f"p99 {lag_ms(lag['p99'])}  max {lag_ms(lag['max'])}")  # fmt: skip
     click.echo(f"requests    sent {req['sent']}, ok {req['ok']}, errors {req['errors']}, "
                f"unfinished {req['unfinished']}, error rate {doc['error_rate']:.4f}")  # fmt: skip
-    click.echo(
-        f"latency ms  p50 {ms(lat['p50'])}  p95 {ms(lat['p95'])}  p99 {ms(lat['p99'])}  max {ms(lat['max'])}"
-    )
+    click.echo(f"latency ms  p50 {ms(lat['p50'])}  p95 {ms(lat['p95'])}  p99 {ms(lat['p99'])}  "
+               f"max {ms(lat['max'])}  (from the actual send)")  # fmt: skip
     if ttft["count"]:
         click.echo(
             f"ttft ms     p50 {ms(ttft['p50'])}  p95 {ms(ttft['p95'])}  p99 {ms(ttft['p99'])}"

@@ -2,10 +2,12 @@
 
 One coroutine walks the schedule and starts a task per request when it is due; it
 never waits for answers, so the arrival rate is the schedule's whatever the target
-does. Each latency is measured from the request's *intended* send time, so time lost
-anywhere on this side (a late timer, a full connection pool) counts against the
-target instead of silently vanishing. ``lag`` records how late each dispatch was, the
-generator's own precision.
+does. Each latency is measured from the request's *actual* send: the moment its bytes
+are handed to the HTTP client (a wait for a free connection in the pool is after that,
+so it counts against the target). How far each actual send was from its intended time
+is the dispatch ``lag``, reported on its own: the generator's precision, not the
+target's latency. Measuring from the intended time instead mixed the two, and a timer
+that wakes early (uvloop's can, by up to ~0.4 ms) made answers look impossibly fast.
 
 The run is bounded twice: the schedule ends (count or duration), then in-flight
 requests get at most ``timeout_s`` before they are cancelled and counted unfinished.
@@ -39,9 +41,9 @@ _BURST = 32
 class Outcome:
     kind: Kind
     intended_s: float  # offset of the intended send time from the start
-    lag_s: float  # how late the dispatch was
-    latency_s: float | None = None  # intended send → response complete; None: unfinished
-    ttft_s: float | None = None  # intended send → first streamed event (streams only)
+    lag_s: float  # actual send - intended send (negative: a timer woke early)
+    latency_s: float | None = None  # actual send → response complete; None: unfinished
+    ttft_s: float | None = None  # actual send → first streamed event (streams only)
     error: str | None = None  # None: success
     output_tokens: int = 0
 
@@ -76,7 +78,7 @@ class RunConfig:
 class RunResult:
     outcomes: list[Outcome]
     started_at: str  # ISO 8601, UTC
-    first_send_s: float  # actual dispatch time of the first request, from the start
+    first_send_s: float  # actual send time of the first request, from the start
     last_send_s: float
     wall_s: float  # start → last answer (or cancellation)
     stopped_early: bool = False
@@ -106,7 +108,6 @@ async def run(
     clock = time.perf_counter
     ticker = asyncio.create_task(_tick(live, on_tick)) if on_tick else None
     start = clock() + 0.02
-    first = last = 0.0
     burst = 0
     try:
         for i, offset in enumerate(config.schedule.offsets()):
@@ -123,8 +124,8 @@ async def run(
             elif (burst := burst + 1) >= _BURST:
                 await asyncio.sleep(0)
                 burst = 0
-            sent_at = clock()
-            outcome = Outcome(req.kind, offset, sent_at - due)
+            # the dispatch time; _send replaces it with the hand-off to the client
+            outcome = Outcome(req.kind, offset, clock() - due)
             outcomes.append(outcome)
             task = asyncio.create_task(
                 _send(pool, req.kind, data, due, outcome, live, config.timeout_s)
@@ -132,9 +133,6 @@ async def run(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             live.sent += 1
-            last = sent_at - start
-            if i == 0:
-                first = last
         if tasks:
             # Every request has its own timeout; this bound only guards the guard.
             await asyncio.wait(set(tasks), timeout=config.timeout_s + 1.0)
@@ -151,6 +149,8 @@ async def run(
         if on_tick is not None:
             on_tick(live)
     wall = clock() - start
+    sends = [o.intended_s + o.lag_s for o in outcomes]
+    first, last = (min(sends), max(sends)) if sends else (0.0, 0.0)
     return RunResult(outcomes, started_at, first, last, wall, stop.is_set())
 
 
@@ -164,7 +164,9 @@ async def _tick(live: Live, on_tick: Callable[[Live], None] | None) -> None:
 async def _send(pool: Pool, kind: Kind, data: bytes, due: float, out: Outcome, live: Live,
                 timeout_s: float) -> None:  # fmt: skip
     clock = time.perf_counter
-    sse = _SseReader(due, out) if kind == "stream" else None
+    sent = clock()
+    out.lag_s = sent - due
+    sse = _SseReader(sent, out) if kind == "stream" else None
     try:
         async with asyncio.timeout(timeout_s):
             resp = await pool.post(data, sse, collect=sse is None)
@@ -189,7 +191,7 @@ async def _send(pool: Pool, kind: Kind, data: bytes, due: float, out: Outcome, l
         live.done += 1
         live.errors += 1
         raise
-    out.latency_s = clock() - due
+    out.latency_s = clock() - sent
     live.done += 1
     if out.error is not None:
         live.errors += 1
@@ -204,17 +206,17 @@ class _SseReader:
     """Reads SSE as the chunks arrive: first ``data:`` event = TTFT; an error event, or
     a stream without ``[DONE]``, is a failure even though the status was 200."""
 
-    __slots__ = ("_buf", "_done", "_due", "_out")
+    __slots__ = ("_buf", "_done", "_out", "_sent")
 
-    def __init__(self, due: float, out: Outcome) -> None:
-        self._due, self._out = due, out
+    def __init__(self, sent: float, out: Outcome) -> None:
+        self._sent, self._out = sent, out
         self._buf = b""
         self._done = False
 
     def __call__(self, chunk: bytes) -> None:
         out = self._out
         if out.ttft_s is None and b"data:" in chunk:
-            out.ttft_s = time.perf_counter() - self._due
+            out.ttft_s = time.perf_counter() - self._sent
         *lines, self._buf = (self._buf + chunk).split(b"\n")
         for line in lines:
             if not line.startswith(b"data:"):

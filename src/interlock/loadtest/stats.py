@@ -135,7 +135,9 @@ def summarise(result: RunResult, *, target: str, config: dict[str, Any], target_
             "error_pct": _r(abs(achieved / scheduled_rate - 1) * 100)
             if achieved and scheduled_rate
             else None,
+            # actual send - intended send; latencies count from the actual send
             "lag_ms": {
+                "min": _r(lags[0] if lags else None),
                 "p50": _r(percentile(lags, 50)),
                 "p99": _r(percentile(lags, 99)),
                 "max": _r(lags[-1] if lags else None),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,7 +143,7 @@ class MixEntry:
     """One kind of request in the mix, chosen with probability ``weight / total``."""
 
     kind: Kind
-    model: str
+    model: str | None  # None: the target's default for the kind, found before the run
     weight: float = 1.0
     prompt_tokens: Length = field(default_factory=lambda: Length("fixed", 64))
     max_tokens: Length | None = field(default_factory=lambda: Length("fixed", 32))
@@ -183,6 +183,23 @@ class Workload:
     def kinds(self) -> set[Kind]:
         return {e.kind for e in self.mix} | {k for k, _ in self.recorded}
 
+    def unresolved(self) -> set[Literal["chat", "embeddings"]]:
+        """The kinds of model still to be chosen: "chat" (chat and stream entries) and
+        "embeddings" entries that name no model."""
+        return {
+            "embeddings" if e.kind == "embeddings" else "chat" for e in self.mix if e.model is None
+        }
+
+    def resolved(self, chat: str | None, embeddings: str | None) -> Workload:
+        """This workload with entries that name no model given ``chat``/``embeddings``."""
+        mix = tuple(
+            e
+            if e.model is not None
+            else replace(e, model=embeddings if e.kind == "embeddings" else chat)
+            for e in self.mix
+        )
+        return Workload(mix, self.recorded, self.seed, self.source)
+
     def request(self, index: int) -> PreparedRequest:
         """The ``index``-th request (call in index order: the random stream is shared)."""
         if self.recorded:
@@ -190,6 +207,8 @@ class Workload:
             return PreparedRequest(kind, _PATHS[kind], orjson.dumps(recorded))
         pick = self._rng.random() * self._cum[-1]
         entry = self.mix[min(bisect.bisect_right(self._cum, pick), len(self.mix) - 1)]
+        if entry.model is None:
+            raise WorkloadError(f"{self.source}: a {entry.kind} entry has no model")
         text = _prompt(index, entry.prompt_tokens.sample(self._rng), self._rng)
         body: dict[str, Any]
         if entry.kind == "embeddings":
@@ -233,20 +252,22 @@ def _prompt(index: int, tokens: int, rng: random.Random) -> str:
 
 def synthetic_workload(
     *,
-    model: str,
+    model: str | None,
     mix: dict[Kind, float],
     prompt_tokens: Length,
     max_tokens: Length,
     embed_model: str | None = None,
     seed: int = 0,
 ) -> Workload:
-    """The command line's workload: ``--mix chat=0.8,stream=0.2`` over one model."""
+    """The command line's workload: ``--mix chat=0.8,stream=0.2`` over one model;
+    embeddings use ``embed_model``. A model left None is chosen later
+    (:meth:`Workload.resolved`)."""
     entries = []
     for kind, weight in mix.items():
         if weight <= 0:
             continue
         is_embed = kind == "embeddings"
-        entries.append(MixEntry(kind, (embed_model or model) if is_embed else model, weight,
+        entries.append(MixEntry(kind, embed_model if is_embed else model, weight,
                                 prompt_tokens, None if is_embed else max_tokens))  # fmt: skip
     return Workload(tuple(entries), seed=seed, source="synthetic")
 
@@ -271,9 +292,16 @@ _ENTRY_KEYS = {"kind", "model", "weight", "prompt_tokens", "input_tokens", "max_
 
 
 def load_workload(
-    path: str | Path, *, default_model: str = "chat", seed: int | None = None
+    path: str | Path,
+    *,
+    default_model: str | None = None,
+    default_embed_model: str | None = None,
+    seed: int | None = None,
 ) -> Workload:
-    """Read a ``.yaml``/``.yml`` mix or a ``.jsonl`` recording."""
+    """Read a ``.yaml``/``.yml`` mix or a ``.jsonl`` recording. An entry without ``model``
+    takes the file's ``model``, else ``default_model`` (for embeddings: the file's
+    ``embed_model``, else ``default_embed_model``: an alias serves one kind, so a chat
+    model is never assumed to embed); None when none is set (chosen before the run)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -287,10 +315,11 @@ def load_workload(
         raise WorkloadError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("mix"), list):
         raise WorkloadError(f"{p}: expected a mapping with a 'mix' list")
-    unknown = set(data) - {"mix", "seed", "model"}
+    unknown = set(data) - {"mix", "seed", "model", "embed_model"}
     if unknown:
         raise WorkloadError(f"{p}: unknown keys {sorted(unknown)}")
-    model = str(data.get("model", default_model))
+    model = _name(data.get("model", default_model))
+    embed_model = _name(data.get("embed_model", default_embed_model))
     entries = []
     for i, raw in enumerate(data["mix"]):
         where = f"{p}: mix[{i}]"
@@ -312,12 +341,17 @@ def load_workload(
             weight = float(raw.get("weight", 1.0))
         except (TypeError, ValueError):
             raise WorkloadError(f"{where}.weight: a number") from None
-        entries.append(MixEntry(kind, str(raw.get("model", model)), weight,
+        default = embed_model if kind == "embeddings" else model
+        entries.append(MixEntry(kind, _name(raw.get("model", default)), weight,
                                 parse_length(prompt, f"{where}.prompt_tokens"), max_tokens, params))  # fmt: skip
     file_seed = data.get("seed", 0)
     return Workload(
         tuple(entries), seed=seed if seed is not None else int(file_seed), source=str(p)
     )
+
+
+def _name(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _load_jsonl(text: str, source: str, seed: int) -> Workload:
