@@ -50,7 +50,7 @@ def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     path = str(_config(tmp_path))
-    r = run("keys", "create", "--config", path, "--user", "u1", "--team", "t1", "--tag", "search",
+    r = run("keys", "create", "--config", path, "--init", "--user", "u1", "--team", "t1", "--tag", "search",
             "--tag", "chat", "--model", "m", "--json", cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     created = json.loads(r.stdout)

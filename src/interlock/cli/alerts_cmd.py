@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from interlock.cli.remote import _call, _key, _url
+from interlock.cli.remote import call, find_gateway, gateway_options
 from interlock.settings import AlertSettings, ConfigError, load_settings
 
 DEFAULT_RULES = Path("deploy/prometheus/alerts.yml")
@@ -17,20 +17,29 @@ DEFAULT_DASHBOARD = Path("deploy/grafana/interlock-dashboard.json")
 
 
 @click.group(invoke_without_command=True)
+@gateway_options
 @click.pass_context
-def alerts(ctx: click.Context) -> None:
+def alerts(ctx: click.Context, config: str | None, url: str | None, key: str | None) -> None:
     """Active and recent alerts (`interlock alerts list`), or export the alert rules."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(alerts_list)
+        ctx.invoke(alerts_list, config=config, url=url, key=key)
+    else:
+        ctx.obj = {"config": config, "url": url, "key": key}
 
 
 @alerts.command("list")
 @click.option("--state", type=click.Choice(["firing", "resolved"]), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-@_url
-@_key
-def alerts_list(state: str | None, as_json: bool, url: str, key: str | None) -> None:
-    data = _call(url, key, "GET", "/admin/alerts" + (f"?state={state}" if state else ""))
+@gateway_options
+def alerts_list(
+    state: str | None, as_json: bool, config: str | None, url: str | None, key: str | None
+) -> None:
+    """Firing and recently resolved alerts of a running gateway."""
+    given = click.get_current_context().obj or {}  # `interlock alerts --config X list`
+    target = find_gateway(
+        config or given.get("config"), url or given.get("url"), key or given.get("key")
+    )
+    data = call(target, "GET", "/admin/alerts" + (f"?state={state}" if state else ""))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

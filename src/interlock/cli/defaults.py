@@ -6,8 +6,15 @@ provider whose key is in the environment.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from interlock.settings import ConfigError
+
+if TYPE_CHECKING:
+    from interlock.settings import Settings
 
 SIM_CHAT_MODELS = ("sim-small", "sim-medium", "sim-large")
 
@@ -94,3 +101,64 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         merged.update(base.get(section) or {})  # the operator's own entries win
         out[section] = merged
     return out
+
+
+# ── how every CLI command finds the configuration (light: no gateway imports) ──────────
+
+
+class CliConfig:
+    """The configuration a CLI command reads, and a sentence saying how it was found."""
+
+    def __init__(self, settings: Settings, path: str | None, found_by: str) -> None:
+        self.settings = settings
+        self.path = path
+        self.found_by = found_by
+
+    @property
+    def origin(self) -> str:
+        """``cfg.yaml (--config)``, ``the embedded default (no --config, ...)``."""
+        if self.path is None:
+            return f"the embedded default ({self.found_by})"
+        return f"{self.path} ({self.found_by})"
+
+
+def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """The configuration file a command uses, as ``serve`` picks it, and how it was found."""
+    if explicit:
+        return explicit, "--config"
+    if env.get("INTERLOCK_CONFIG"):
+        return env["INTERLOCK_CONFIG"], "$INTERLOCK_CONFIG"
+    if Path("interlock.yaml").exists():
+        return "interlock.yaml", "./interlock.yaml in the current directory"
+    return None, "no --config, no $INTERLOCK_CONFIG, no ./interlock.yaml"
+
+
+def load_cli_config(explicit: str | None, env: Mapping[str, str] | None = None) -> CliConfig:
+    """Parse the configuration as ``serve`` would (the same file, defaults and environment),
+    without starting anything: an enabled simulator's deployments get a placeholder address,
+    which commands that only read the database or talk to a running gateway never use.
+    Deliberately imports neither the gateway nor the provider adapters (``keys list`` must
+    start fast). Raises :class:`ConfigError`."""
+    from interlock.settings import parse_settings, read_yaml
+
+    env = dict(os.environ) if env is None else env
+    path, found_by = find_config(explicit, env)
+    if path is None:
+        data: dict[str, Any] = {"simulator": {"enabled": True}}
+        data = merge(data, env_providers(env))
+        source = "<embedded default>"
+    else:
+        loaded = read_yaml(path)
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data, source = loaded, path
+    if env.get("INTERLOCK_MASTER_KEY"):
+        auth = dict(data.get("auth") or {})
+        auth.setdefault("master_key", "${INTERLOCK_MASTER_KEY}")
+        data["auth"] = auth
+    sim = data.get("simulator")
+    if isinstance(sim, dict) and sim.get("enabled") is True:
+        data = merge(data, simulator_entries("http://127.0.0.1:9"))
+    return CliConfig(parse_settings(data, source, env), path, found_by)

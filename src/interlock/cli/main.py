@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -68,23 +67,20 @@ def sim(ctx: click.Context) -> None:
 
 
 def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from interlock.auth.service import KeyService, load_or_create_pepper
-    from interlock.storage.engine import create_engine, run_migrations
-    from interlock.storage.keys import KeyStore
+    """``fn(KeyService)`` on the configured database (refused, exit 2, when it or the
+    key-hash secret does not exist yet and --init was not given)."""
 
-    async def go() -> T:
-        engine = create_engine(settings.storage)
-        try:
-            await run_migrations(engine, settings.storage.db_schema)
-            pepper_cfg = settings.auth.key_hash_secret
-            pepper = load_or_create_pepper(
-                pepper_cfg.get_secret_value() if pepper_cfg else None, settings.state_dir
-            )
-            return await fn(KeyService(KeyStore(engine), pepper))
-        finally:
-            await engine.dispose()
+    async def go(engine: Any) -> T:
+        from interlock.auth.service import KeyService, load_or_create_pepper
+        from interlock.storage.keys import KeyStore
 
-    return asyncio.run(go())
+        pepper_cfg = settings.auth.key_hash_secret
+        pepper = load_or_create_pepper(
+            pepper_cfg.get_secret_value() if pepper_cfg else None, settings.state_dir
+        )
+        return await fn(KeyService(KeyStore(engine), pepper))
+
+    return spend_cmds._with_engine(settings, go, need_pepper=True)
 
 
 @cli.group()
@@ -93,7 +89,7 @@ def keys() -> None:
 
 
 @keys.command("create")
-@_config_option
+@spend_cmds._config_option
 @click.option("--name", default=None)
 @click.option("--user", default=None)
 @click.option("--team", default=None)
@@ -120,6 +116,8 @@ def keys_create(
 
     try:
         rec, token = _with_keys(spend_cmds.cli_settings(config), go)
+    except click.ClickException:
+        raise
     except Exception as exc:  # an InvalidRequest from validation
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -131,7 +129,7 @@ def keys_create(
 
 
 @keys.command("list")
-@_config_option
+@spend_cmds._config_option
 @click.option("--all", "include_revoked", is_flag=True, default=False, help="Include revoked keys.")
 @click.option("--json", "as_json", is_flag=True, default=False)
 def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
@@ -144,17 +142,26 @@ def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(records).decode())
         return
-    click.echo(f"{'ID':<14} {'USER':<16} {'TEAM':<16} {'ADMIN':<6} {'STATE':<8} TAGS")
-    for r in records:
-        state = "revoked" if r["revoked"] else "active"
-        click.echo(
-            f"{r['id']:<14} {r['user'] or '-':<16} {r['team'] or '-':<16} "
-            f"{'yes' if r['admin'] else 'no':<6} {state:<8} {','.join(r['tags']) or '-'}"
-        )
+    rows = [
+        {
+            "id": r["id"],
+            "name": r["name"] or "-",
+            "user": r["user"] or "-",
+            "team": r["team"] or "-",
+            "admin": "yes" if r["admin"] else "no",
+            "state": "revoked" if r["revoked"] else "active",
+            "models": ",".join(r["models"]) or "(all)",
+            "tags": ",".join(r["tags"]) or "-",
+        }
+        for r in records
+    ]
+    columns = [(k, k.upper(), "str") for k in
+               ("id", "name", "user", "team", "admin", "state", "models", "tags")]  # fmt: skip
+    click.echo(spend_cmds.render(rows, columns, "table"))
 
 
 @keys.command("revoke")
-@_config_option
+@spend_cmds._config_option
 @click.argument("key_id")
 def keys_revoke(config: str | None, key_id: str) -> None:
     """Revoke a key; every gateway process stops accepting it within auth.cache_ttl_s."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,13 +28,20 @@ _BY = ("key", "user", "team", "feature", "model", "deployment", "provider", "out
 _SPAN = re.compile(r"^(\d+)([hdw])$")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
-_config_option = click.option(
+_config_file_option = click.option(
     "--config",
     "-c",
     type=click.Path(dir_okay=False),
     default=None,
     help="Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default).",
 )
+
+
+def _config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config`` and ``--init`` for a command that opens the state database."""
+    return _config_file_option(_init_option(fn))
+
+
 _format_option = click.option(
     "--format",
     "fmt",
@@ -99,15 +105,165 @@ def _rate(value: str, name: str) -> Decimal:
 
 
 def cli_settings(config: str | None) -> Settings:
-    """The configuration a CLI command reads (a simulator, if enabled, is not started:
-    its deployments point at a placeholder address, which reading the ledger never uses)."""
-    from interlock.cli.serve import config_path, resolve
+    """The configuration a CLI command reads, found as ``serve`` finds it (a simulator, if
+    enabled, is not started: its deployments point at a placeholder address, which reading
+    the ledger never uses). Imports neither the gateway nor the provider adapters."""
+    from interlock.cli.defaults import load_cli_config
 
-    env = dict(os.environ)
     try:
-        return resolve(config_path(config, env), env)[0]
+        cfg = load_cli_config(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _ORIGINS[id(cfg.settings)] = (cfg.settings, cfg.origin)
+    return cfg.settings
+
+
+# Settings object -> how its configuration was found (for the messages of the database
+# commands); the settings are kept alive with it so that an id is never reused.
+_ORIGINS: dict[int, tuple[Settings, str]] = {}
+
+
+class StateMissing(click.ClickException):
+    """A database command asked to open state that does not exist (exit status 2)."""
+
+    exit_code = 2
+
+
+def _remember_init(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta["interlock.init"] = value
+    return value
+
+
+_init_option = click.option(
+    "--init",
+    is_flag=True,
+    default=False,
+    expose_value=False,
+    callback=_remember_init,
+    help="Create the database (and state directory) if they do not exist yet. Without it "
+    "a missing one is refused: run in the wrong directory, a command would otherwise "
+    "start an empty database and print nothing.",
+)
+
+
+def _origin(settings: Settings) -> str:
+    entry = _ORIGINS.get(id(settings))
+    return entry[1] if entry is not None and entry[0] is settings else "the configuration"
+
+
+def _db_label(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.storage.url).render_as_string(hide_password=True)
+
+
+def _refuse(settings: Settings, missing: str) -> StateMissing:
+    return StateMissing(
+        f"{missing} does not exist (configuration: {_origin(settings)}). Run the command "
+        "where the gateway runs, or give it the gateway's configuration with --config / "
+        "$INTERLOCK_CONFIG; to start a new, empty one here, add --init"
+    )
+
+
+def _with_engine(
+    settings: Settings,
+    fn: Callable[[Any], Awaitable[T]],
+    *,
+    init: bool | None = None,
+    need_pepper: bool = False,
+) -> T:
+    """Run ``fn(engine)`` on the configured database, migrated to the newest schema.
+
+    Unless ``init``, refuses (exit 2) when the database does not exist yet (SQLite: its
+    file; PostgreSQL: Interlock's tables) or, with ``need_pepper``, when the key-hash
+    secret is neither configured nor kept in the state directory: a new one would make
+    keys the gateway cannot check. Says on stderr which database it uses."""
+    from pathlib import Path
+
+    from interlock.storage.engine import create_engine, run_migrations, sqlite_path
+
+    if init is None:  # the command's --init (see _init_option)
+        ctx = click.get_current_context(silent=True)
+        init = bool(ctx.meta.get("interlock.init")) if ctx is not None else False
+    db_file = sqlite_path(settings.storage.url)
+    if not init:
+        if db_file is not None and not Path(db_file).exists():
+            raise _refuse(settings, f"the database {Path(db_file).resolve()}")
+        pepper = Path(settings.state_dir) / "key_hash_secret"
+        if need_pepper and settings.auth.key_hash_secret is None and not pepper.exists():
+            raise _refuse(
+                settings,
+                f"the key-hash secret {pepper.resolve()} (auth.key_hash_secret is not set)",
+            )
+    click.echo(
+        f"interlock: database {_db_label(settings)} (configuration: {_origin(settings)})",
+        err=True,
+    )
+
+    async def go() -> T:
+        engine = create_engine(settings.storage)
+        try:
+            if not init and db_file is None and not await _has_tables(engine, settings):
+                raise _refuse(settings, f"Interlock's tables in {_db_label(settings)}")
+            if not await _at_head(engine):
+                await run_migrations(engine, settings.storage.db_schema)
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+_REVISION = re.compile(r'^(down_)?revision(?:: *[\w| ]+)? *= *(?:"([^"]*)"|None)', re.M)
+
+
+def _head_revision() -> str | None:
+    """The newest migration's revision, read from the migration files' ``revision`` /
+    ``down_revision`` lines (None if they are not one plain chain: then Alembic decides).
+    Importing Alembic to find out costs a CLI command ~0.2 s."""
+    from pathlib import Path
+
+    import interlock.storage
+
+    versions = Path(interlock.storage.__file__).parent / "migrations" / "versions"
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for f in versions.glob("*.py"):
+        found = dict((bool(m[1]), m[2]) for m in _REVISION.finditer(f.read_text()))
+        if False not in found or not found[False]:
+            return None
+        revisions.add(found[False])
+        if found.get(True):
+            parents.add(found[True])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+async def _at_head(engine: Any) -> bool:
+    """Whether the database's schema is already the newest (nothing to migrate)."""
+    from sqlalchemy import text
+
+    head = _head_revision()
+    if head is None:
+        return False
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    except Exception:  # no table yet, or any doubt: let Alembic decide
+        return False
+    return [r[0] for r in rows] == [head]
+
+
+async def _has_tables(engine: Any, settings: Settings) -> bool:
+    """Whether the (non-SQLite) database already holds Interlock's schema."""
+    from sqlalchemy import inspect
+
+    schema = settings.storage.db_schema
+
+    async with engine.connect() as conn:
+        return bool(
+            await conn.run_sync(lambda c: inspect(c).has_table("alembic_version", schema=schema))
+        )
 
 
 def _upstream(settings: Settings) -> dict[str, tuple[str, str | None]]:
@@ -117,20 +273,6 @@ def _upstream(settings: Settings) -> dict[str, tuple[str, str | None]]:
         provider = settings.providers.get(dep.provider)
         out[name] = (dep.model, provider.kind if provider is not None else None)
     return out
-
-
-def _with_engine(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
-    from interlock.storage.engine import create_engine, run_migrations
-
-    async def go() -> T:
-        engine = create_engine(settings.storage)
-        try:
-            await run_migrations(engine, settings.storage.db_schema)
-            return await fn(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 def _prices(path: str | None) -> Any:
