@@ -508,3 +508,48 @@ def test_every_documented_config_key_exists() -> None:
     assert not problems, "the docs name configuration keys that do not exist:\n" + "\n".join(
         problems
     )
+
+
+def test_dashboard_doc_lists_the_error_rows_the_page_shows() -> None:
+    """docs/dashboard.md's "Errors by type" names exactly the rows the page renders:
+    the gateway counts errors by type (``interlock_errors_total``), and the page writes
+    each type with its underscore as a space (dashboard.js ``renderErrors``)."""
+    from interlock.dashboard.traffic import TYPED_ERRORS
+
+    text = (ROOT / "docs" / "dashboard.md").read_text(encoding="utf-8")
+    bullet = text.split("**Errors by type**", 1)[1].split("\n- **", 1)[0]
+    named = {s for s in re.findall(r"`([^`]+)`", bullet) if re.fullmatch(r"[a-z][a-z0-9 ]*", s)}
+    named = {s for s in named if not s.startswith("interlock ")}
+    named -= {"code", "outcome"}
+    assert named == {t.replace("_", " ") for t in TYPED_ERRORS}
+
+
+def test_simulator_deployments_can_be_listed_under_models(tmp_path: Path) -> None:
+    """What docs/configuration.md says of ``simulator.enabled``: a file's ``models`` may
+    list the simulator's deployments (and fall back to an explicit alias of them)."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "interlock.yaml"
+    cfg.write_text(
+        "simulator: {enabled: true}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+        "models:\n"
+        "  chat:\n"
+        "    deployments: [sim-small, sim-medium]\n"
+        "    fallbacks: [{models: [big]}]\n"
+        "  big: {deployments: [sim-large]}\n",
+        encoding="utf-8",
+    )
+    script = str(Path(sys.executable).with_name("interlock"))
+    r = subprocess.run(
+        [script, "config", "check", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "chat -> sim-small, sim-medium" in r.stdout and "big -> sim-large" in r.stdout
+    # listed under an alias: no longer an implicit alias of its own
+    assert "sim-small -> " not in r.stdout
