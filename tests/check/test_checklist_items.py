@@ -9,6 +9,7 @@ from typing import Any
 
 from interlock.check import config_items as items
 from interlock.check import evidence
+from interlock.check.served import Served
 from interlock.settings import Settings, parse_settings
 
 
@@ -35,13 +36,69 @@ def test_an_alias_needs_a_second_provider_directly_or_through_a_fallback() -> No
     assert stuck.status == "fail" and "models.stuck.fallbacks" in stuck.fix
 
 
-def test_spending_limits_need_a_hard_limit() -> None:
-    assert items.spending_limits(settings()).status == "fail"
+def served(budgets: list[dict[str, Any]] | None, why: str = "") -> Served:
+    return Served("http://gw", None, None, None if budgets is None else tuple(budgets),
+                  {"/admin/budgets": why} if why else {})  # fmt: skip
+
+
+def test_spending_limits_need_a_hard_limit_and_the_gateway_s_budgets_are_the_truth() -> None:
+    api_hard = {"id": "bud_1", "scope": "team", "limit_usd": "5", "budget_usd": None}
+    cfg_hard = {"id": "cfg-0", "scope": "global", "limit_usd": "100", "budget_usd": None}
+    api_planned = {"id": "bud_2", "scope": "global", "limit_usd": None, "budget_usd": "10"}
+    # read from the gateway: its budgets decide, whatever the file says
+    found = items.spending_limits(settings(), served([api_hard, cfg_hard]))
+    assert (
+        found.status == "pass" and "1 from its configuration, 1 via the admin API" in found.detail
+    )
+    assert items.spending_limits(settings(), served([api_planned])).status == "warn"
+    none = items.spending_limits(settings(), served([]))
+    assert none.status == "fail" and "enforces no budget" in none.detail
+    hard = settings(spend={"budgets": [{"scope": "team", "subject": "t", "limit_usd": 10}]})
+    assert items.spending_limits(hard, served([])).status == "fail"  # another gateway's file
+    # not read: the file's budgets are all that is seen; an absence there is unverified
+    assert items.spending_limits(hard, served(None, "nothing answers")).status == "pass"
+    unverified = items.spending_limits(settings(), served(None, "no admin key was given"))
+    assert unverified.status == "warn" and "no admin key was given" in unverified.detail
+    assert "--key" in unverified.fix
     planned = settings(spend={"budgets": [{"scope": "global", "budget_usd": 10}]})
     assert items.spending_limits(planned).status == "warn"
-    assert items.spending_limits(planned, api_hard_limits=1).status == "pass"
-    hard = settings(spend={"budgets": [{"scope": "team", "subject": "t", "limit_usd": 10}]})
-    assert items.spending_limits(hard).status == "pass"
+
+
+def test_models_served_under_their_deployment_s_model_name_are_judged_too() -> None:
+    """No ``models`` section: the gateway still serves each deployment under its model
+    name (as the embedded default does); those are what the item judges."""
+    s = settings(models={}, deployments={
+        "a1": {"provider": "a", "model": "m"}, "b1": {"provider": "b", "model": "m"},
+        "solo": {"provider": "a", "model": "s"},
+        "vec": {"provider": "a", "model": "e", "kind": "embeddings"}})  # fmt: skip
+    found = {f.item: f for f in items.fallbacks(s)}
+    assert set(found) == {"fallback: m", "fallback: s", "fallback: e"}
+    assert found["fallback: m"].status == "pass"
+    assert found["fallback: s"].status == "fail"
+    assert found["fallback: e"].status == "warn" and "embeddings" in found["fallback: e"].detail
+    # what the gateway lists wins; a name it serves that nothing here explains is unknown
+    gw = Served("http://gw", ("m", "x"), ({"deployment": "x1", "provider": "p", "model": "x"},
+                                           {"deployment": "x2", "provider": "q", "model": "x"}),
+                None, {})  # fmt: skip
+    found = {f.item: f for f in items.fallbacks(s, gw)}
+    assert set(found) == {"fallback: m", "fallback: x"} and found["fallback: x"].status == "pass"
+    drift = items.matches_gateway(s, gw)
+    assert drift.status == "warn" and "served but not configured: x" in drift.detail
+    assert "configured but not served: e, s" in drift.detail
+    empty = Served("http://gw", (), (), None, {})
+    assert [f.status for f in items.fallbacks(s, empty)] == ["fail"]
+
+
+def test_a_tiered_alias_is_as_good_as_its_tiers() -> None:
+    s = settings(models={"both": {"deployments": ["a1", "b1"]}, "stuck": {"deployments": ["a1"]},
+                         "auto": {"tiers": {"small": "stuck", "large": "both"}},
+                         "fine": {"tiers": {"small": "both"}}})  # fmt: skip
+    found = {f.item: f for f in items.fallbacks(s)}
+    assert (
+        found["fallback: auto"].status == "fail"
+        and "stuck (fail)" in found["fallback: auto"].detail
+    )
+    assert found["fallback: fine"].status == "pass"
 
 
 def test_alerts_must_reach_someone() -> None:

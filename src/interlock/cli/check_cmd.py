@@ -14,6 +14,7 @@ import click
 
 from interlock.check import Finding, evidence, worst
 from interlock.check import config_items as cfg
+from interlock.check.served import read_served
 from interlock.settings import ConfigError, Settings
 
 __all__ = ["check"]
@@ -26,8 +27,9 @@ _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
               help="Configuration file (default: $INTERLOCK_CONFIG or ./interlock.yaml).")  # fmt: skip
 @click.option("--url", default=lambda: os.environ.get("INTERLOCK_URL", "http://127.0.0.1:8080"),
               show_default="$INTERLOCK_URL or http://127.0.0.1:8080", help="The running gateway.")  # fmt: skip
-@click.option("--key", default=None, help="Admin key, to count budgets made through the API "
-              "(default: $INTERLOCK_ADMIN_KEY).")  # fmt: skip
+@click.option("--key", default=None, help="Admin key, to read the gateway's models, deployments "
+              "and budgets (default: $INTERLOCK_ADMIN_KEY, $INTERLOCK_MASTER_KEY, or the "
+              "configuration's auth.master_key).")  # fmt: skip
 @click.option("--peak-rps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Declared peak requests/s (default: launch.peak_rps).")  # fmt: skip
 @click.option("--loadtest-report", type=click.Path(dir_okay=False), default=None,
@@ -49,10 +51,11 @@ def check(config: str | None, url: str, key: str | None, peak_rps: float | None,
     peak = peak_rps or launch.peak_rps
     base = url.rstrip("/")
     findings: list[Finding] = []
-    api_limits = None if offline else _api_hard_limits(base, key)
-    findings.append(cfg.spending_limits(settings, api_limits))
+    served = None if offline else read_served(base, _admin_key(key, settings))
+    findings.append(cfg.matches_gateway(settings, served))
+    findings.append(cfg.spending_limits(settings, served))
     findings.append(cfg.alerts(settings))
-    findings.extend(cfg.fallbacks(settings))
+    findings.extend(cfg.fallbacks(settings, served))
     findings.append(cfg.rate_limits(settings))
     findings.extend(cfg.provider_quota(settings, peak, launch.peak_tpm))
     report = loadtest_report or launch.loadtest_report
@@ -93,20 +96,12 @@ def _load(config: str | None) -> Settings:
     return settings
 
 
-def _api_hard_limits(base: str, key: str | None) -> int | None:
-    """Hard limits created through the admin API (the config cannot see them)."""
-    key = key or os.environ.get("INTERLOCK_ADMIN_KEY") or os.environ.get("INTERLOCK_MASTER_KEY")
-    if not key:
-        return None
-    status, body = evidence.fetch(
-        base + "/admin/budgets", headers={"authorization": f"Bearer {key}"}
-    )
-    if status != 200:
-        return None
-    try:
-        rows = json.loads(body)["data"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return sum(
-        1 for r in rows if r.get("limit_usd") and not str(r.get("id", "")).startswith("cfg-")
-    )
+def _admin_key(key: str | None, settings: Settings) -> str | None:
+    """--key, else the environment's admin or master key, else the configuration's
+    master key (the one the gateway checked here was started with, when it is the same
+    configuration)."""
+    found = key or os.environ.get("INTERLOCK_ADMIN_KEY") or os.environ.get("INTERLOCK_MASTER_KEY")
+    if found:
+        return found
+    master = settings.auth.master_key
+    return master.get_secret_value() if master is not None else None
