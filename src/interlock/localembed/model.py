@@ -41,7 +41,8 @@ class MiniLM:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # also when transformers was imported before
+        disable_bars: Any = hf_logging.disable_progress_bar  # untyped in transformers
+        disable_bars()  # also when transformers was imported before the variable was set
         if threads > 0:
             torch.set_num_threads(threads)
         self._torch: Any = torch
