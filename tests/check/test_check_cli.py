@@ -280,3 +280,31 @@ def test_a_real_fail_stays_a_fail_when_the_gateway_is_read(sim_url: str, tmp_pat
     assert solo["status"] == "fail" and "only provider 'sim-gemini'" in solo["detail"]
     limits = by_item["spending limits"]
     assert limits["status"] == "fail" and "the gateway enforces no budget" in limits["detail"]
+
+
+def test_loadtest_and_check_find_a_gateway_on_another_port_from_its_configuration_alone(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """No --url, no --key, no --model, no INTERLOCK_* variable: the file the gateway runs
+    with says where it listens and its master key; the load test picks a served model."""
+    report = tmp_path / "lt.json"
+    gw = GatewayProcess(None, tmp_path)
+    cfg = ready_config(sim_url, tmp_path / "state", report)
+    cfg["server"] = {"host": "0.0.0.0", "port": gw.port}
+    gw.config = cfg
+    config = tmp_path / "interlock.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    gw.start()
+    try:
+        lt = cli("loadtest", "--config", str(config), "--rate", "20", "--duration", "1",
+                 "--slo", "error_rate=0", "--json", str(report), "--no-progress", cwd=tmp_path)  # fmt: skip
+        assert lt.returncode == 0, lt.stdout + lt.stderr
+        assert f"target      http://127.0.0.1:{gw.port}" in lt.stdout
+        assert json.loads(report.read_text())["config"]["models_discovered"] == {"chat": "chat"}
+        r = cli("check", "--config", str(config), cwd=tmp_path)
+    finally:
+        gw.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"http://127.0.0.1:{gw.port}/readyz answered 200" in r.stdout
+    assert "PASS  configuration matches gateway" in r.stdout
+    assert "0 fail: ready" in r.stdout

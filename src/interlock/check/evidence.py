@@ -78,13 +78,15 @@ def fetch(
         return 0, b""
 
 
-def instance(base: str) -> Finding:
+def instance(base: str, url_from: str | None = None) -> Finding:
     status, body = fetch(base + "/readyz")
     if status == 200:
         return Finding("instance ready", "pass", f"{base}/readyz answered 200")
     if status == 0:
-        return Finding("instance ready", "fail", f"nothing answers at {base}",
-                       "start it (`interlock serve`) or pass --url; --offline skips instance items")  # fmt: skip
+        where = f" (URL from {url_from})" if url_from else ""
+        return Finding("instance ready", "fail", f"nothing answers at {base}{where}",
+                       "start it (`interlock serve`), or give --config (the gateway's), --url or "
+                       "$INTERLOCK_URL; --offline skips instance items")  # fmt: skip
     return Finding("instance ready", "fail", f"/readyz answered {status}: {body[:200]!r}",
                    "see docs/runbooks/database-down.md")  # fmt: skip
 

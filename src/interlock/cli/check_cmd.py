@@ -15,6 +15,7 @@ import click
 from interlock.check import Finding, evidence, worst
 from interlock.check import config_items as cfg
 from interlock.check.served import read_served
+from interlock.cli.remote import find_gateway
 from interlock.settings import ConfigError, Settings
 
 __all__ = ["check"]
@@ -25,8 +26,8 @@ _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 @click.command()
 @click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
               help="Configuration file (default: $INTERLOCK_CONFIG or ./interlock.yaml).")  # fmt: skip
-@click.option("--url", default=lambda: os.environ.get("INTERLOCK_URL", "http://127.0.0.1:8080"),
-              show_default="$INTERLOCK_URL or http://127.0.0.1:8080", help="The running gateway.")  # fmt: skip
+@click.option("--url", default=None, help="The running gateway (default: $INTERLOCK_URL, then "
+              "http://HOST:PORT from the configuration's server section).")  # fmt: skip
 @click.option("--key", default=None, help="Admin key, to read the gateway's models, deployments "
               "and budgets (default: $INTERLOCK_ADMIN_KEY, $INTERLOCK_MASTER_KEY, or the "
               "configuration's auth.master_key).")  # fmt: skip
@@ -41,7 +42,7 @@ _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
     "--offline", is_flag=True, default=False, help="Skip the items that need a running gateway."
 )
 @click.option("--json", "as_json", is_flag=True, default=False)
-def check(config: str | None, url: str, key: str | None, peak_rps: float | None,
+def check(config: str | None, url: str | None, key: str | None, peak_rps: float | None,
           loadtest_report: str | None, runbooks_dir: str | None, prometheus: str | None,
           offline: bool, as_json: bool) -> None:  # fmt: skip
     """Launch readiness: budgets, alerts, fallbacks, rate limits, monitoring, runbooks,
@@ -49,9 +50,10 @@ def check(config: str | None, url: str, key: str | None, peak_rps: float | None,
     settings = _load(config)
     launch = settings.launch
     peak = peak_rps or launch.peak_rps
-    base = url.rstrip("/")
+    target = find_gateway(config, url, key)
+    base = target.url
     findings: list[Finding] = []
-    served = None if offline else read_served(base, _admin_key(key, settings))
+    served = None if offline else read_served(base, target.key)
     findings.append(cfg.matches_gateway(settings, served))
     findings.append(cfg.spending_limits(settings, served))
     findings.append(cfg.alerts(settings))
@@ -66,7 +68,7 @@ def check(config: str | None, url: str, key: str | None, peak_rps: float | None,
         findings.append(Finding("instance and monitoring", "warn", "skipped (--offline)",
                                 "run without --offline against the deployed gateway"))  # fmt: skip
     else:
-        findings.append(evidence.instance(base))
+        findings.append(evidence.instance(base, target.url_from))
         findings.extend(evidence.monitoring(base, prometheus))
     verdict = worst(findings)
     if as_json:
@@ -94,14 +96,3 @@ def _load(config: str | None) -> Settings:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return settings
-
-
-def _admin_key(key: str | None, settings: Settings) -> str | None:
-    """--key, else the environment's admin or master key, else the configuration's
-    master key (the one the gateway checked here was started with, when it is the same
-    configuration)."""
-    found = key or os.environ.get("INTERLOCK_ADMIN_KEY") or os.environ.get("INTERLOCK_MASTER_KEY")
-    if found:
-        return found
-    master = settings.auth.master_key
-    return master.get_secret_value() if master is not None else None

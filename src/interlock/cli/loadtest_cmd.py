@@ -19,6 +19,7 @@ from typing import Any
 import click
 import orjson
 
+from interlock.cli.remote import find_gateway
 from interlock.loadtest.html import render_html
 from interlock.loadtest.models import DiscoveryError, discover_model
 from interlock.loadtest.progress import ProgressBar
@@ -51,9 +52,13 @@ def _slos(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 
 
 @click.command()
-@click.option("--url", default=lambda: os.environ.get("INTERLOCK_URL", "http://127.0.0.1:8080"),
-              show_default="$INTERLOCK_URL or http://127.0.0.1:8080",
-              help="Base URL of any OpenAI-compatible API (with or without /v1).")  # fmt: skip
+@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
+              help="The gateway's configuration, to find its URL (and, for that URL only, its "
+              "master key when no --api-key is given); default: $INTERLOCK_CONFIG, "
+              "./interlock.yaml, or the embedded default.")  # fmt: skip
+@click.option("--url", default=None,
+              help="Base URL of any OpenAI-compatible API, with or without /v1 (default: "
+              "$INTERLOCK_URL, then http://HOST:PORT from the configuration).")  # fmt: skip
 @click.option("--rate", type=click.FloatRange(min=0.01, max=100_000), default=10.0, show_default=True,
               help="Arrival rate, requests/s (the rate reached after --ramp-s).")  # fmt: skip
 @click.option("--duration", type=click.FloatRange(min=0.05, max=86_400), default=10.0, show_default=True,
@@ -87,7 +92,10 @@ def _slos(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 @click.option("--max-tokens", default="32", show_default=True, help="Output length, same forms.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--api-key", default=None, help="Bearer key (default: $INTERLOCK_API_KEY or $OPENAI_API_KEY)."
+    "--api-key",
+    default=None,
+    help="Bearer key (default: $INTERLOCK_API_KEY or $OPENAI_API_KEY; with neither and no "
+    "--url/$INTERLOCK_URL, the configuration's admin key).",
 )
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1, max=3600), default=30.0,
               show_default=True, help="Per-request timeout, seconds.")  # fmt: skip
@@ -104,8 +112,9 @@ def _slos(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 @click.option(
     "--progress/--no-progress", default=True, help="The live progress bar (on a terminal)."
 )
-def loadtest(url: str, rate: float, duration: float, max_requests: int | None, ramp_s: float,
-             start_rate: float, arrival: str, workload_path: str | None, model: str | None,
+def loadtest(config: str | None, url: str | None, rate: float, duration: float,
+             max_requests: int | None, ramp_s: float, start_rate: float, arrival: str,
+             workload_path: str | None, model: str | None,
              embed_model: str | None, mix_text: str, prompt_tokens: str, max_tokens: str,
              seed: int, api_key: str | None, timeout_s: float, connections: int | None,
              slos: list[Slo], json_path: str | None, html_path: str | None,
@@ -113,6 +122,8 @@ def loadtest(url: str, rate: float, duration: float, max_requests: int | None, r
     """Open-loop load test: requests leave at scheduled times whatever the answers do
     (no coordinated omission); latency counts from each request's actual send, and the
     dispatch lag (actual - scheduled send) is reported on its own."""
+    target = find_gateway(config, url, None)
+    url = target.url
     try:
         check_target(url, allow_hosts)
     except TargetRefused as exc:
@@ -127,12 +138,16 @@ def loadtest(url: str, rate: float, duration: float, max_requests: int | None, r
         raise click.UsageError(str(exc)) from None
     pool = connections or default_connections(schedule.peak_rate, timeout_s)
     key = api_key or os.environ.get("INTERLOCK_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    if key is None and target.url_from.startswith("server.host"):
+        # the gateway that configuration describes, so its admin key may go there (a key
+        # is never sent to a URL given on the command line or in $INTERLOCK_URL)
+        key = target.key
     base = api_base(url)
     workload, discovered = _choose_models(workload, base, key, timeout_s)
-    config = RunConfig(base, schedule, workload, key, timeout_s, pool)
+    run_config = RunConfig(base, schedule, workload, key, timeout_s, pool)
     planned = schedule.expected_count()
     with ProgressBar(planned, enabled=progress) as bar:
-        result = _run_async(lambda stop: run(config, bar.update, stop))
+        result = _run_async(lambda stop: run(run_config, bar.update, stop))
     described = {
         "rate": rate, "duration_s": duration, "requests": max_requests, "ramp_s": ramp_s,
         "start_rate": start_rate, "arrival": arrival, "timeout_s": timeout_s, "connections": pool,
