@@ -20,7 +20,7 @@ from aiohttp import web
 from interlock.jobs.queue import Job, JobQueue, JobStatus
 from interlock.webhooks import generate_secret
 from tests.support.databases import db_rows
-from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config
+from tests.support.gateway import MASTER_KEY, GatewayProcess, sim_config, with_cluster_secrets
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 MSG = [{"role": "user", "content": "tell me about trains"}]
@@ -116,7 +116,7 @@ class WorkerProcess:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "worker.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.config_path.write_text(yaml.safe_dump(with_cluster_secrets(config)))
         self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"worker-{time.monotonic_ns()}.log"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +18,12 @@ from typing import Any
 import yaml
 
 MASTER_KEY = "test-master-key-4f9d2c7a1b"
+# The shared secrets of a cluster, as one Secret gives them to every replica and worker of
+# a deployment: `serve` and `worker` refuse a cluster configuration (Redis state, PostgreSQL
+# storage) without them (src/interlock/check/startup.py). Random per test session, the same
+# for every process a session starts; a configuration's own values are never replaced.
+CLUSTER_KEY_HASH_SECRET = "test-pepper-" + secrets.token_urlsafe(24)
+CLUSTER_WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 SIM_KEY = "sim-provider-secret-9a8b7c6d5e"
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -95,6 +104,27 @@ def sim_config(sim_url: str, state_dir: Path, **overrides: Any) -> dict[str, Any
     return cfg
 
 
+def with_cluster_secrets(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with :data:`CLUSTER_KEY_HASH_SECRET` / :data:`CLUSTER_WEBHOOK_SECRET`
+    filled in where it is a cluster configuration that sets none (a copy; a configuration
+    that does not parse, or is not a cluster, is returned as it is)."""
+    from interlock.check.startup import cluster_reasons
+    from interlock.settings import ConfigError, parse_settings
+
+    try:
+        if not cluster_reasons(parse_settings(config, "<test>", dict(os.environ))):
+            return config
+    except ConfigError:
+        return config
+    out = copy.deepcopy(config)
+    auth = out["auth"] = dict(out.get("auth") or {})
+    auth.setdefault("key_hash_secret", CLUSTER_KEY_HASH_SECRET)
+    jobs = out["jobs"] = dict(out.get("jobs") or {})
+    hooks = jobs["webhooks"] = dict(jobs.get("webhooks") or {})
+    hooks.setdefault("secret", CLUSTER_WEBHOOK_SECRET)
+    return out
+
+
 class GatewayProcess:
     def __init__(self, config: dict[str, Any] | None, workdir: Path, *, workers: int = 1,
                  env: dict[str, str] | None = None) -> None:  # fmt: skip
@@ -140,7 +170,7 @@ class GatewayProcess:
                "--port", str(self.port), "--workers", str(self.workers)]  # fmt: skip
         if self.config is not None:
             path = self.workdir / f"interlock-{self.port}.yaml"
-            path.write_text(yaml.safe_dump(self.config))
+            path.write_text(yaml.safe_dump(with_cluster_secrets(self.config)))
             cmd += ["--config", str(path)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,

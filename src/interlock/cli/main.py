@@ -184,11 +184,25 @@ def config() -> None:
 @_config_option
 def config_check(config: str | None) -> None:
     """Validate the configuration and print what it serves."""
+    from interlock.check.startup import problems
     from interlock.providers.registry import build_deployments
     from interlock.routing.catalog import Catalog
+    from interlock.settings import ConfigError
 
     settings = spend_cmds.cli_settings(config)
-    catalog = Catalog(settings, build_deployments(settings))
+    # What `serve`/`worker` would refuse (missing extras, cluster secrets): check/startup.py
+    found = problems(settings)
+    fails = [p for p in found if p.severity == "fail"]
+    for p in found:
+        click.echo(f"{p.severity.upper()} {p.line()}")
+    if fails:
+        click.echo(f"configuration FAIL: {len(fails)} problem(s); `interlock serve` "
+                   "would refuse to start")  # fmt: skip
+        sys.exit(1)
+    try:
+        catalog = Catalog(settings, build_deployments(settings))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"configuration OK: {len(settings.providers)} providers, "
                f"{len(settings.deployments)} deployments, {len(catalog.names())} models")  # fmt: skip
     for route in catalog.routes():

@@ -161,15 +161,32 @@ def resolve(path: str | None, env: Mapping[str, str]) -> tuple[Settings, dict[st
         settings = parse_settings(with_simulator(data, "http://127.0.0.1:9"), source, env)
     else:
         settings = parse_settings(data, source, env)
-    check_deployments(settings)
+    check_deployments(settings, source)
     return settings, data, source
 
 
-def check_deployments(settings: Settings) -> None:
-    """Build every deployment once, so adapter/kind mismatches fail at startup."""
+def check_deployments(settings: Settings, source: str = "<config>") -> None:
+    """Build every deployment once, so adapter/kind mismatches fail at startup; a provider
+    kind whose optional extra is missing fails first, every such provider named."""
+    from interlock.check.startup import provider_problems, refusal
     from interlock.providers.registry import build_deployments
 
+    if (err := refusal(source, provider_problems(settings))) is not None:
+        raise err
     build_deployments(settings)
+
+
+def startup_check(settings: Settings, source: str) -> None:
+    """Refuse, before anything starts or binds, a configuration that needs what this
+    install lacks or a cluster without its shared secrets (check/startup.py); print the
+    warnings (placeholders in embedded mode) to stderr."""
+    from interlock.check.startup import problems, refusal
+
+    found = problems(settings)
+    if (err := refusal(source, found)) is not None:
+        raise err
+    for p in found:
+        click.echo(f"warning: {p.line()}", err=True)
 
 
 async def bootstrap(settings: Settings) -> str | None:
@@ -201,6 +218,7 @@ def serve(config: str | None, host: str | None, port: int | None, workers: int |
     path = config_path(config, env)
     try:
         settings, data, source = resolve(path, env)
+        startup_check(settings, source)
         extended = data
         if settings.simulator.enabled:
             _proc, sim_url = start_simulator(settings)

@@ -53,12 +53,19 @@ def worker(config: str | None, concurrency: int | None, metrics_port: int | None
 
 
 def _resolve(config: str | None) -> Settings:
-    from interlock.cli.serve import config_path, resolve, start_simulator, with_simulator
+    from interlock.cli.serve import (
+        config_path,
+        resolve,
+        start_simulator,
+        startup_check,
+        with_simulator,
+    )
     from interlock.settings import parse_settings
 
     env = dict(os.environ)
     try:
         settings, data, source = resolve(config_path(config, env), env)
+        startup_check(settings, source)  # the worker signs webhooks: same refusals as serve
         if settings.simulator.enabled:
             # The embedded default: this worker gets its own simulated provider.
             _proc, sim_url = start_simulator(settings)
