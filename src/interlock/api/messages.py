@@ -62,8 +62,11 @@ async def count_tokens(ctx: Ctx, gw: Gateway) -> None:
 async def _error(ctx: Ctx, err: InterlockError) -> None:
     if ctx.status == 0:
         ctx.error_code = err.code
+        message = err.message
+        if err.param == "max_completion_tokens":  # the client's max_tokens, renamed inside
+            message = message.replace("max_completion_tokens", "max_tokens")
         await ctx.respond(
-            err.status, anthropic_error_body(err.status, err.code, err.message), err.headers()
+            err.status, anthropic_error_body(err.status, err.code, message), err.headers()
         )
 
 

@@ -164,7 +164,10 @@ class Accountant:
                 # Nothing can be refused: the default only sizes the (informational) hold.
                 cap = self._cfg.default_max_output_tokens
         worst = max((self.worst_on(bound, n, cap) for n in names), default=Decimal(0))
-        reservation = await self.enforcer.reserve(budgets, worst)
+        try:
+            reservation = await self.enforcer.reserve(budgets, worst)
+        except BudgetExceeded as refused:
+            raise await self._refusal(refused, req, bound, names, budgets, cap) from None
         return Admission(
             reservation, tags, worst, budgets=budgets, bound=bound, cap=cap, injected=injected
         )
@@ -213,6 +216,46 @@ class Accountant:
                 retry_after=max(1.0, (end - now).total_seconds()) if end else None,
             )
         return cap
+
+    async def _refusal(
+        self,
+        refused: BudgetExceeded,
+        req: GatewayRequest,
+        bound: RequestBound,
+        names: list[str],
+        budgets: list[Budget],
+        cap: int,
+    ) -> BudgetExceeded:
+        """What the client is told when a hard limit refused the request's worst case.
+
+        When a smaller output cap fits what every hard limit has left right now, waiting
+        is not what helps: the refusal names the largest cap that would be admitted and
+        carries no Retry-After (clients that obey it would stall until the window resets,
+        a day for a daily budget). Only when not even one output token fits is the
+        Retry-After the window's reset."""
+        hard = [b for b in budgets if b.limit_usd is not None]
+        if not hard or not names or not bound.has_output:
+            return refused
+        left: Decimal | None = None
+        for b in hard:
+            rem = Decimal((await self.enforcer.status(b))["remaining_usd"])
+            left = rem if left is None else min(left, rem)
+        assert left is not None
+        fits: int | None = cap
+        for n in names:
+            price = self.prices[n].price
+            assert price is not None
+            room = cap_fitting(bound, self._rules[n], price, left)
+            if room is not None:
+                fits = min(fits, room) if fits is not None else room
+        if fits is None or fits < 1 or fits >= cap:
+            return refused  # nothing smaller fits now (or the refusal was not the output)
+        param = "max_completion_tokens" if "max_completion_tokens" in req.body else "max_tokens"
+        return BudgetExceeded(
+            f"{refused.message}; a smaller request fits what is left now "
+            f"(${format_usd(left)}): {param} up to {fits} would be admitted",
+            param=param,
+        )
 
     def _inject(self, req: GatewayRequest, names: list[str], cap: int) -> None:
         """Write ``cap`` into the body every attempt sends (the adapter re-serialises it).
