@@ -120,6 +120,10 @@ class GatewayRequest:
     # Told about every upstream attempt the executor abandons while the provider may still
     # bill it (set by gateway/abandoned.py, which records and charges each one).
     on_abandoned: Callable[[Abandoned], None] | None = None
+    # Every upstream attempt made for this request so far, across retries, failovers,
+    # fallback aliases and escalation (the executor appends through the plan): what
+    # x-interlock-attempts, the access log and the ledger count.
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 class Chunk:

@@ -82,6 +82,7 @@ class GatewayBase(ABC):
         started: float,
         err: InterlockError | None,
         result: GatewayResponse | GatewayStream | None = None,
+        cache: str = "miss",
     ) -> LedgerRecord: ...
 
     @abstractmethod

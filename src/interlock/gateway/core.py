@@ -442,6 +442,10 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
         if logs.bodies and (info := requestinfo.current()) is not None:
             info.body = body_excerpt(req.raw, self.redact, logs.max_body_chars)
         cache = self._cache_plan(req, principal, route) if store is not None else None
+        # x-interlock-cache, the ledger and the access log say the same: "bypass" when the
+        # cache is not involved (disabled, bypassed by the client, not cacheable), "miss"
+        # when it was (looked up or refreshed) and the answer comes from upstream.
+        cache_status = "miss" if cache is not None else "bypass"
         if cache is not None and cache.decision.read:
             assert store is not None
             with self.tracing.span("cache.lookup", **{"interlock.model": route.alias}):
@@ -497,6 +501,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
                 result = await self._run(req, route, level)
             except InterlockError as err:
                 result = await self._fallback(req, principal, route, level, err)
+            result.cache = cache_status
             if isinstance(result, GatewayResponse) and req.tier_choice is not None:
                 result, admission = await self._escalate(
                     req, principal, route, level, started, admission, result
@@ -511,7 +516,9 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
                 store.land(cache.key, error=err)
             await self.limits.finish(limited, None)
             await self.spend.finish(
-                admission, Decimal(0), self._record(req, principal, route.alias, started, err)
+                admission,
+                Decimal(0),
+                self._record(req, principal, route.alias, started, err, cache=cache_status),
             )
             raise
         except BaseException:
@@ -521,7 +528,8 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
                     cache.key, error=ServiceUnavailable("the coalesced request was cancelled")
                 )
             raise
-        result.cache = "miss" if cache is not None else "bypass"
+        result.attempts = req.attempts  # every upstream attempt, fallback aliases included
+        result.cache = cache_status
         if limited is not None:
             result.headers.extend(limited.headers)
         result.headers.extend(tier_headers(req))
@@ -589,7 +597,10 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
         started: float,
         err: InterlockError | None,
         result: GatewayResponse | GatewayStream | None = None,
+        cache: str = "miss",
     ) -> LedgerRecord:
+        """The request's ledger record; ``cache`` is its cache status when there is no
+        ``result`` (a failure): the same value x-interlock-cache would have said."""
         rec = LedgerRecord(
             request_id=req.request_id or "req_" + secrets.token_hex(12),
             endpoint=req.endpoint.value,
@@ -602,6 +613,8 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
             stream=req.stream,
             latency_ms=(time.perf_counter() - started) * 1000,
             tier=req.tier,
+            attempts=len(req.attempts),
+            cache=result.cache if result is not None else cache,
         )
         # Feature tags on every record (cache hits and refusals included), not only on
         # requests that reached budget admission.

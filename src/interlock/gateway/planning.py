@@ -83,6 +83,7 @@ class PlanningPath(GatewayBase):
             client_deadline=client_deadline,
             before_attempt=req.before_attempt,
             on_abandoned=req.on_abandoned,
+            attempts=req.attempts,
         )
 
     def _prefer_cached_prefix(

@@ -97,6 +97,7 @@ class TierPath(GatewayBase):
             again = await self.spend.admit(req, principal, self._cost_candidates(upper, principal))
         except InterlockError:
             return result, admission  # e.g. the budget cannot cover a second call
+        tried = len(req.attempts)  # the first tier's attempts (its own ledger row)
         try:
             better = await self._run(req, upper, level)
         except InterlockError:
@@ -107,7 +108,7 @@ class TierPath(GatewayBase):
             return result, admission
         first = self._record(req, principal, route.alias, started, None, result)
         first.request_id = f"{first.request_id[:46]}:{choice.tier[:16]}"
-        first.outcome = "escalated"
+        first.outcome, first.attempts = "escalated", tried
         await self.spend.finish(admission, self.spend.cost(result.deployment, result.usage), first)
         self.metrics.tier_escalated(req.model, choice.tier, up.tier, str(failed))
         req.tier, req.tier_choice = up.tier, up

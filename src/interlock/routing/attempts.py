@@ -112,6 +112,9 @@ class Plan:
     # Told about every attempt abandoned while the provider may still bill it (the
     # gateway records and charges each); None: such attempts are cut, as nobody records.
     on_abandoned: Callable[[Abandoned], None] | None = None
+    # Where this plan's attempts are appended: the request's own list (all its attempts,
+    # across the aliases a fallback tries), so the answer counts every one of them.
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 @dataclass(slots=True)

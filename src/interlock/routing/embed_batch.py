@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -114,7 +114,13 @@ class EmbeddingBatcher:
             sub = GatewayRequest(
                 Endpoint.EMBEDDINGS, lead.req.model, body, b"", request_id=lead.req.request_id
             )
-            resp = await self._executor.complete(sub, lead.plan)
+            # One call for several requests: its attempts are counted in each of them.
+            batch = replace(lead.plan, attempts=[])
+            try:
+                resp = await self._executor.complete(sub, batch)
+            finally:
+                for plan in {id(i.plan): i.plan for i in items}.values():
+                    plan.attempts.extend(batch.attempts)
             data = orjson.loads(resp.body)
             got = sorted(data.get("data") or (), key=lambda d: d.get("index", 0))
             if len(got) != len(unique):

@@ -226,7 +226,7 @@ class Executor(StreamingPath):
         return GatewayResponse(200, done.body, done.usage, dep.name, dep.provider)
 
     async def complete(self, req: GatewayRequest, plan: Plan) -> GatewayResponse:
-        tries = Tries()
+        tries = Tries(attempts=plan.attempts)
         self._budget.on_request()
         while (dep := await self._next_try(plan, tries)) is not None:
             try:

@@ -31,7 +31,7 @@ class StreamingPath(ExecutorBase):
     """``Executor.stream``: the streamed path."""
 
     async def stream(self, req: GatewayRequest, plan: Plan) -> GatewayStream:
-        tries = Tries()
+        tries = Tries(attempts=plan.attempts)
         self._budget.on_request()
         while (dep := await self._next_try(plan, tries)) is not None:
             if not self._health.acquire(dep.name, plan.prompt_tokens):
