@@ -80,3 +80,41 @@ async def test_report_routing(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split()[:3] == ["TIER", "REQUESTS", "SHARE"]
     assert "34.4% of always-large" in table.stdout
+
+
+async def test_report_routing_without_a_tiered_alias_never_prints_none(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"
+    cfg = {
+        "state_dir": str(tmp_path / "state"),
+        "storage": {"url": url},
+        "providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "x"}},
+        "deployments": {"d": {"provider": "p", "model": "m", "price": {"input_per_mtok": 1.0,
+                                                                        "output_per_mtok": 2.0}}},
+        "models": {"chat": {"deployments": ["d"]}},  # no alias has tiers
+    }  # fmt: skip
+    (tmp_path / "interlock.yaml").write_text(yaml.safe_dump(cfg))
+    engine = create_engine(StorageSettings(url=url))
+    await run_migrations(engine)
+    rec = LedgerRecord(request_id="u", endpoint="chat", status=200, outcome="ok", model="chat",
+                       deployment="d", prompt_tokens=10, completion_tokens=5,
+                       cost_usd=Decimal("0.00002"))  # fmt: skip
+    data = rec.to_json()
+    data["cost_usd"], data["saved_usd"], data["created_at"] = (
+        rec.cost_usd,
+        Decimal(0),
+        rec.created_at,
+    )
+    await LedgerStore(engine).insert_many([data])
+    await engine.dispose()
+
+    table = run("report", "routing", "--config", "interlock.yaml", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "None" not in table.stdout, table.stdout
+    assert "no tiered alias is configured" in table.stdout
+    assert "untiered aliases are not in this report" in table.stdout
+    got = json.loads(
+        run(
+            "report", "routing", "--config", "interlock.yaml", "--format", "json", cwd=tmp_path
+        ).stdout
+    )
+    assert [r["tier"] for r in got] == ["(all)"] and got[0]["requests"] == 0

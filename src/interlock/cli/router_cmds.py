@@ -120,7 +120,7 @@ def report_routing(
     config: str | None, model: str | None, since: str, until: str | None, fmt: str
 ) -> None:
     """Per tier: share of traffic, cost, and cost against always-large (model selection)."""
-    from interlock.spend.routing_report import routing_savings
+    from interlock.spend.routing_report import baseline_subject, routing_savings
 
     start, end = _window(since, until)
     settings = cli_settings(config)
@@ -140,6 +140,6 @@ def report_routing(
             else "no large-tier price to compare with"
         )
         click.echo(
-            f"\nbaseline: every request's tokens at the large tier of '{alias}' "
+            f"\n{baseline_subject(alias)} "
             f"(${_text(total['cost_usd'])} paid, {ratio}); {_window_line(start, end)}"
         )

@@ -23,7 +23,7 @@ from interlock.spend.prices import Price
 from interlock.spend.reports import _div, _fetch, _money, _raw_where, tokens_cost
 from interlock.storage.tables import ledger
 
-__all__ = ["TierRow", "routing_savings"]
+__all__ = ["TierRow", "baseline_subject", "routing_savings"]
 
 _SHARE = Decimal("0.0001")
 _ZERO = Decimal(0)
@@ -39,6 +39,18 @@ class TierRow(TypedDict):
     cost_share: Decimal
     large_cost_usd: Decimal | None  # the same tokens at the large tier's price
     saved_usd: Decimal | None
+
+
+def baseline_subject(alias: str | None) -> str:
+    """What the report's summary line compares with: the tiered alias whose large tier is
+    the baseline, or, when the configuration has none, that there is no baseline (the
+    ledger's tiers, if any, are then from aliases no longer tiered)."""
+    if alias is None:
+        return (
+            "no tiered alias is configured (models.<alias>.tiers), so there is no "
+            "always-large baseline; requests to untiered aliases are not in this report"
+        )
+    return f"baseline: every request's tokens at the large tier of '{alias}'"
 
 
 async def routing_savings(
