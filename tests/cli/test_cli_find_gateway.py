@@ -84,6 +84,12 @@ def gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             raise RuntimeError((home / "gateway.log").read_text(errors="replace"))
         time.sleep(0.1)
     key = _admin(url, "POST", "/admin/keys", {"name": "search-bot", "models": ["chat"]})
+    req = urllib.request.Request(url + "/v1/chat/completions", method="POST", data=json.dumps(
+        {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    ).encode(), headers={"authorization": f"Bearer {key['key']}",
+                         "content-type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
     _admin(url, "POST", "/admin/budgets",
            {"scope": "key", "subject": key["id"], "window": "daily", "limit_usd": 5})  # fmt: skip
     try:
@@ -136,6 +142,24 @@ def test_outputs_name_keys(gateway: dict[str, Any], tmp_path: Path) -> None:
     assert gateway["config"] in listed.stderr and "(--config)" in listed.stderr
     as_json = run("keys", "list", "--config", gateway["config"], "--json", cwd=tmp_path)
     assert json.loads(as_json.stdout)[0]["name"] == "search-bot"  # stdout is only the JSON
+
+
+def test_report_names_keys(gateway: dict[str, Any], tmp_path: Path) -> None:
+    """report spend/top --by key: the key's name next to its id (the ledger row of the
+    fixture's request may take a moment to be written)."""
+    deadline = time.monotonic() + 20
+    while True:
+        r = run("report", "spend", "--by", "key", "--since", "1d", "--format", "json",
+                "--config", gateway["config"], cwd=tmp_path)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        rows = json.loads(r.stdout)
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(x["group"], x["key_name"]) for x in rows] == [(gateway["key_id"], "search-bot")]
+    table = run("report", "top", "--by", "key", "--since", "1d", "-c", gateway["config"],
+                cwd=tmp_path).stdout  # fmt: skip
+    assert "NAME" in table.splitlines()[0] and "search-bot" in table
 
 
 def test_config_from_environment(gateway: dict[str, Any], tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -377,6 +377,22 @@ _SPEND_COLUMNS = [
 ]
 
 
+def _group_columns(by: str) -> list[tuple[str, str, str]]:
+    """The group column, and the key's name next to a key id."""
+    cols = [("group", by.upper(), "str")]
+    return [*cols, ("key_name", "NAME", "str")] if by == "key" else cols
+
+
+async def _named(engine: Any, by: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Grouped by key: each row gets its key's name (``key_name``; None if unnamed)."""
+    if by != "key":
+        return [dict(r) for r in rows]
+    from interlock.storage.keys import KeyStore
+
+    names = {k.key_id: k.name for k in await KeyStore(engine).list(include_revoked=True)}
+    return [{**r, "key_name": names.get(r["group"])} for r in rows]
+
+
 @click.group()
 def report() -> None:
     """Spend reports from the ledger (reads the database; the server need not run).
@@ -403,10 +419,11 @@ def report_spend(config: str | None, by: str, since: str, until: str | None, fmt
     start, end = _window(since, until)
 
     async def go(engine: Any) -> tuple[Any, Any]:
-        return await spend_by(engine, by, start, end), await totals(engine, start, end)
+        rows = await _named(engine, by, await spend_by(engine, by, start, end))
+        return rows, await totals(engine, start, end)
 
     rows, total = _with_engine(cli_settings(config), go)
-    click.echo(render(rows, [("group", by.upper(), "str"), *_SPEND_COLUMNS], fmt))
+    click.echo(render(rows, [*_group_columns(by), *_SPEND_COLUMNS], fmt))
     if fmt == "table":
         per = total.cost_usd / total.requests if total.requests else Decimal(0)
         click.echo(
@@ -437,12 +454,11 @@ def report_top(
     start, end = _window(since, until)
 
     async def go(engine: Any) -> Any:
-        return await top_spenders(engine, by, start, limit, end)
+        return await _named(engine, by, await top_spenders(engine, by, start, limit, end))
 
     rows = _with_engine(cli_settings(config), go)
     ranked = [{"rank": i, **r} for i, r in enumerate(rows, 1)]
-    click.echo(render(ranked, [("rank", "#", "int"), ("group", by.upper(), "str"),
-                               *_SPEND_COLUMNS], fmt))  # fmt: skip
+    click.echo(render(ranked, [("rank", "#", "int"), *_group_columns(by), *_SPEND_COLUMNS], fmt))
 
 
 @report.command("waste")
