@@ -114,9 +114,10 @@ class Stack:
         data["server"]["workers"] = 1  # 2 cores here, 3 gateway/worker processes already
         data["storage"]["db_schema"] = self.schema
         data["state"]["key_prefix"] = self.prefix
-        data["jobs"]["webhooks"]["allow_hosts"] = ["127.0.0.1"]
+        hooks = data["jobs"]["webhooks"] = data["jobs"].get("webhooks") or {}
+        hooks["allow_hosts"] = ["127.0.0.1"]
+        hooks["base_delay_s"] = 0.1
         data["jobs"]["poll_interval_s"] = 0.05
-        data["jobs"]["webhooks"]["base_delay_s"] = 0.1
         data["launch"]["runbooks_dir"] = str(ROOT / "docs" / "runbooks")  # the bind mount
         path = self.tmp / "interlock.yaml"
         path.write_text(yaml.safe_dump(data))
