@@ -15,8 +15,14 @@ Steps (about 40 s):
    ``capped`` (a hard budget) spends past its limit, and jobs are submitted; a third of
    the way in, one gateway gets SIGKILL;
 4. the verdicts: failed requests vs the requests nginx had in flight on the killed
-   gateway (from its access log: upstream, end time, duration), admitted RPM ≤ limit,
-   admitted spend (PostgreSQL ledger) ≤ budget, every acknowledged job succeeded.
+   gateway (from its access log: upstream, end time, duration), requests each surviving
+   gateway served after the kill, admitted RPM ≤ limit, admitted spend (PostgreSQL
+   ledger) ≤ budget, every acknowledged job succeeded.
+
+The throughput ratio (three processes behind nginx against one) is a figure of this
+report, not a verdict: on two shared cores it moves with whatever else runs (1.02 under
+a parallel test run, 1.83 on a quiet machine), so tests/capacity/test_scaling.py asserts
+only what must hold however busy the machine is.
 
 Run: ``.venv/bin/python bench/scaling.py`` (writes bench/results/scaling-<ts>.json).
 Needs Redis and PostgreSQL at INTERLOCK_TEST_REDIS_URL / INTERLOCK_TEST_PG_URL.
@@ -25,6 +31,7 @@ Needs Redis and PostgreSQL at INTERLOCK_TEST_REDIS_URL / INTERLOCK_TEST_PG_URL.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -77,7 +84,13 @@ def config(work: Path, sim_url: str, schema: str, prefix: str) -> dict[str, Any]
             "key_prefix": prefix,
             "redis_timeout_s": 0.5,
         },
-        "auth": {"master_key": KEY, "cache_ttl_s": 5.0},
+        # cluster mode: every replica and worker shares the key-hash pepper and the
+        # webhook secret (startup refuses to generate one per process)
+        "auth": {
+            "master_key": KEY,
+            "cache_ttl_s": 5.0,
+            "key_hash_secret": secrets.token_urlsafe(32),
+        },
         "providers": {"sim": {"kind": "openai_compatible", "base_url": f"{sim_url}/v1"}},
         "deployments": {
             "small": {
@@ -106,7 +119,12 @@ def config(work: Path, sim_url: str, schema: str, prefix: str) -> dict[str, Any]
         "cache": {"enabled": False},
         "resilience": {"degradation": {"signals": {}}},
         "alerts": {"enabled": False},
-        "jobs": {"run_in_serve": False, "poll_interval_s": 0.05, "metrics_interval_s": 1.0},
+        "jobs": {
+            "run_in_serve": False,
+            "poll_interval_s": 0.05,
+            "metrics_interval_s": 1.0,
+            "webhooks": {"secret": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()},
+        },
     }
 
 
@@ -217,6 +235,21 @@ def in_flight_at(log: Path, port: int, at: float) -> tuple[int, int]:
             n += 1
             failed += status >= 500
     return n, failed
+
+
+def served_after(log: Path, killed_port: int, at: float) -> dict[str, int]:
+    """2xx answers per upstream for requests nginx started after the killed process was
+    gone (``at`` + 0.25 s, as in :func:`in_flight_at`): the survivors' share."""
+    out: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        m = re.match(r"(\S+) (\S+) (\d+) (.*)", line)
+        if not m:
+            continue
+        end, dur, status, ups = float(m[1]), float(m[2]), int(m[3]), m[4]
+        last = ups.split(",")[-1].strip().split(" : ")[-1].strip()
+        if end - dur > at + 0.25 and 200 <= status < 300 and last != f"127.0.0.1:{killed_port}":
+            out[last] = out.get(last, 0) + 1
+    return out
 
 
 async def ledger_sums(schema: str) -> dict[str, Any]:
@@ -429,6 +462,8 @@ def run(
         tail = work / "nginx-access-kill.log"
         tail.write_bytes(access.read_bytes()[kill_log_from:])
         in_flight, failed_there = in_flight_at(tail, ports[1], killed_at)
+        after = served_after(tail, ports[1], killed_at)
+        survivors = {f"127.0.0.1:{q}": after.get(f"127.0.0.1:{q}", 0) for q in (ports[0], ports[2])}
         (work / "kill.json").write_text(json.dumps({"port": ports[1], "at": killed_at}))
         loadtest = json.loads((work / "lt.json").read_text())
         for p in (gws[0], gws[2]):
@@ -464,12 +499,15 @@ def run(
                 "duration_s": duration,
                 "sent": loadtest["requests"]["sent"],
                 "ok": loadtest["requests"]["ok"],
+                "unfinished": loadtest["requests"]["unfinished"],
                 "errors": loadtest["errors"],
                 "p95_ms": loadtest["latency_ms"]["p95"],
             },
             "failed_requests": lt_failed + len(failed_5xx) + side.job_submit_failures,
             "in_flight_on_killed": in_flight,
             "failed_on_killed_per_nginx": failed_there,
+            # 2xx answers per surviving gateway to requests started after the kill
+            "served_after_kill": survivors,
         },
         "rpm": {
             "limit": RPM_LIMIT,
