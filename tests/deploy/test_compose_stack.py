@@ -18,7 +18,8 @@ Checked: the gateways and the separate worker agree on the webhook secret (the i
 finding: each generated its own), a key made on one gateway works on the other, a job
 submitted to a gateway is run by the worker (the gateways do not run jobs), its webhook is
 verified by a receiver with the secret from .env (standardwebhooks), Prometheus metrics
-scraped from both gateways and the worker, and the image's health check script finds the
+scraped from both gateways and the worker, `interlock check` run as in a container reports
+no FAIL but the load test nobody ran, and the image's health check script finds the
 gateway's port.
 """
 
@@ -286,6 +287,16 @@ def test_the_compose_stack_runs_end_to_end(stack: Stack, tmp_path: Path) -> None
             assert "interlock_jobs_queue_depth" in text
             assert metric(text, "interlock_jobs_finished_total") == 0
         assert metric(http.get(gw2 + "/metrics").text, "interlock_requests_total") >= 1
+    # `docker compose exec gateway-1 interlock check`: the container's environment and
+    # configuration, the gateway's port mapped; its only FAIL is the load test not yet run
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+    env |= compose_env(stack.service("gateway-1"), stack.dot)
+    env |= {"INTERLOCK_CONFIG": str(tmp_path / "interlock.yaml"), "INTERLOCK_URL": gw1}
+    out = subprocess.run([sys.executable, "-m", "interlock.cli.main", "check"], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    fails = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 1 and fails[0].split()[1:3] == ["load", "test"], out.stdout + out.stderr
+    assert "PASS  configuration matches gateway" in out.stdout, out.stdout
     # the image's HEALTHCHECK script finds the gateway from INTERLOCK_PORT or server.port
     check = [sys.executable, str(DEPLOY / "healthcheck.py")]
     env = {"PATH": os.environ["PATH"], "INTERLOCK_PORT": str(stack.ports["gateway-1"])}
