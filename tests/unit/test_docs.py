@@ -5,6 +5,10 @@ cell is the field's dotted path in backticks, e.g. ``| `server.port` | ...``. En
 a mapping are written with a placeholder (``providers.<name>.api_key``,
 ``deployments.<name>.timeouts.idle_s``, ``models.<alias>.deployments``), items of a list
 with ``[]`` (``models.<alias>.fallbacks[].on``).
+
+Beyond that table, every ``interlock …`` command line (commands, options, choice values)
+and every dotted configuration key that README.md or any page under docs/ names in code
+must exist in the CLI and the settings models; see the sections below.
 """
 
 from __future__ import annotations
