@@ -206,8 +206,8 @@ def cluster(tmp_path: Path, sim_url: str = "http://127.0.0.1:9", **auth: Any) ->
 def test_cluster_without_shared_secrets_is_refused(tmp_path: Path) -> None:
     config = write(tmp_path, cluster(tmp_path))
     err = refused_serve(tmp_path, config)
-    assert "auth.key_hash_secret: is not set in cluster mode (state.backend is redis)" in err
-    assert "jobs.webhooks.secret: is not set in cluster mode" in err
+    assert "auth.key_hash_secret: is not set (cluster mode: state.backend is redis)" in err
+    assert "jobs.webhooks.secret: is not set (cluster mode: state.backend is redis)" in err
     assert not (tmp_path / "state" / "key_hash_secret").exists()  # nothing was generated
     r = cli(tmp_path, "worker", "--config", config)
     assert r.returncode != 0 and "jobs.webhooks.secret" in r.stderr, r.stdout + r.stderr

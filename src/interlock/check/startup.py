@@ -391,7 +391,7 @@ def secret_problems(settings: Settings) -> list[Problem]:
 
     reasons = cluster_reasons(settings)
     cluster = bool(reasons)
-    mode = f"cluster mode ({', '.join(reasons)})" if cluster else "embedded mode"
+    mode = f"cluster mode: {', '.join(reasons)}" if cluster else "embedded mode"
     sev: Severity = "fail" if cluster else "warn"
     out: list[Problem] = []
 
@@ -410,7 +410,7 @@ def secret_problems(settings: Settings) -> list[Problem]:
         if cluster:
             add(
                 "auth.key_hash_secret",
-                f"is not set in {mode}: each replica would generate its own into its "
+                f"is not set ({mode}): each replica would generate its own into its "
                 "state_dir, and a key created through one replica would be refused by "
                 "the others",
                 random_fix,
@@ -427,7 +427,7 @@ def secret_problems(settings: Settings) -> list[Problem]:
         if cluster:
             add(
                 "jobs.webhooks.secret",
-                f"is not set in {mode}: each replica and worker would generate its own, so "
+                f"is not set ({mode}): each replica and worker would generate its own, so "
                 "receivers could not verify webhooks with the one "
                 "GET /admin/jobs/webhook-secret shows",
                 hook_fix,
