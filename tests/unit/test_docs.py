@@ -557,3 +557,75 @@ def test_simulator_deployments_can_be_listed_under_models(tmp_path: Path) -> Non
     assert "chat -> sim-small, sim-medium" in r.stdout and "big -> sim-large" in r.stdout
     # listed under an alias: no longer an implicit alias of its own
     assert "sim-small -> " not in r.stdout
+
+
+# --- keys of the YAML configuration examples -------------------------------------------
+
+
+def _yaml_problems(model: type[BaseModel], data: dict[Any, Any], path: str) -> list[str]:
+    """Keys of a YAML example that the settings class ``model`` does not have."""
+    hints = get_type_hints(model)
+    fields = {n: n for n in model.model_fields}
+    fields |= {f.alias: n for n, f in model.model_fields.items() if f.alias}
+    problems: list[str] = []
+    for key, value in data.items():
+        where = f"{path}{key}"
+        if key not in fields:
+            problems.append(f"{where}: {model.__name__} has no field {key!r}")
+            continue
+        nested, how = _models_in(hints[fields[key]])
+        if not nested:
+            continue
+        if how == "map" and isinstance(value, dict):
+            items = [(f"{where}.{k}.", v) for k, v in value.items()]
+        elif how == "list" and isinstance(value, list):
+            items = [(f"{where}[].", v) for v in value]
+        elif how == "" and isinstance(value, dict):
+            items = [(f"{where}.", value)]
+        else:
+            continue
+        for sub_path, sub in items:
+            if not isinstance(sub, dict):
+                continue
+            tries = [_yaml_problems(m, sub, sub_path) for m in nested]
+            problems += min(tries, key=len)
+    return problems
+
+
+def documented_config_examples() -> list[tuple[str, dict[Any, Any]]]:
+    """The YAML blocks of the docs that are configuration files (every top-level key a
+    settings field)."""
+    import yaml
+
+    top = set(Settings.model_fields)
+    out: list[tuple[str, dict[Any, Any]]] = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for i, m in enumerate(re.finditer(r"^```ya?ml\n(.*?)^```", text, re.S | re.M)):
+            try:
+                data = yaml.safe_load(m.group(1))
+            except yaml.YAMLError:
+                continue
+            if isinstance(data, dict) and data and set(data) <= top:
+                out.append((f"{path.relative_to(ROOT)} (YAML block {i + 1})", data))
+    return out
+
+
+def test_the_yaml_walk_catches_unknown_keys() -> None:
+    good = {"cache": {"semantic": {"enabled": True}}, "models": {"chat": {"deployments": ["a"]}}}
+    assert _yaml_problems(Settings, good, "") == []
+    bad = {"cache": {"semantic": {"enabeld": True}}, "models": {"chat": {"fallback": []}}}
+    assert len(_yaml_problems(Settings, bad, "")) == 2
+
+
+def test_every_key_of_the_yaml_examples_exists() -> None:
+    examples = documented_config_examples()
+    assert len(examples) > 5, len(examples)
+    problems = [
+        p
+        for where, data in examples
+        for p in (f"{where}: {x}" for x in _yaml_problems(Settings, data, ""))
+    ]
+    assert not problems, "YAML examples in the docs use keys that do not exist:\n" + "\n".join(
+        problems
+    )
