@@ -11,7 +11,7 @@ this module implements with Helm's semantics:
   method ``.Capabilities.APIVersions.Has "group/version"``;
 - functions: quote, nindent, indent, toYaml, not, and, or, eq, ne, empty, default,
   required, fail, hasPrefix, contains, lower, printf (%s/%d only), b64enc, b64dec,
-  randAlphaNum, regexMatch, len, lt, dict (no arguments), index, lookup (``helm template`` answers ``{}``; a test may pass the
+  randAlphaNum, regexMatch, len, lt, splitList, uniq, dict (no arguments), index, lookup (``helm template`` answers ``{}``; a test may pass the
   cluster's objects).
 
 Anything else raises :class:`Unsupported`, so a template that drifts outside the subset fails
@@ -123,6 +123,8 @@ def _functions(lookups: dict[tuple[str, str, str, str], Any]) -> dict[str, Calla
         "randAlphaNum": _rand_alnum,
         "index": _index,
         "dict": lambda: {},
+        "splitList": lambda sep, s: list(str(s)) if sep == "" else str(s).split(sep),
+        "uniq": lambda items: list(dict.fromkeys(items)),
         "len": lambda v: len(v or ""),
         "lt": lambda a, b: a < b,
         "regexMatch": lambda pattern, s: re.search(_go_regex(pattern), str(s)) is not None,
@@ -264,11 +266,11 @@ class _Renderer:
             elif word in ("range", "with", "define", "template", "include", "block"):
                 raise Unsupported(f"unsupported action: {s!r}")
             elif emitting:
-                m = re.fullmatch(r"(\$[A-Za-z_][A-Za-z0-9_]*)\s*(:?=)\s*(.*)", s, re.DOTALL)
-                if m:
-                    if m.group(2) == "=" and m.group(1) not in self.vars:
-                        raise Unsupported(f"assignment to undeclared {m.group(1)}")
-                    self.vars[m.group(1)] = self.pipeline(m.group(3))
+                assign = re.fullmatch(r"(\$[A-Za-z_][A-Za-z0-9_]*)\s*(:?=)\s*(.*)", s, re.DOTALL)
+                if assign:
+                    if assign.group(2) == "=" and assign.group(1) not in self.vars:
+                        raise Unsupported(f"assignment to undeclared {assign.group(1)}")
+                    self.vars[assign.group(1)] = self.pipeline(assign.group(3))
                     continue
                 value = self.pipeline(s)
                 out.append("" if value is None else str(value))

@@ -29,6 +29,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from interlock.check.startup import problems, weak_secret
 from interlock.settings import Settings, parse_settings
 from interlock.webhooks.signing import load_secret
 from tests.deploy.helmlite import TemplateFail, render
@@ -256,6 +257,10 @@ def test_the_default_chart_generates_shared_secrets_the_configuration_accepts() 
     assert isinstance(settings, Settings) and settings.jobs.run_in_serve is False
     assert settings.jobs.webhooks.secret is not None
     assert settings.jobs.webhooks.secret.get_secret_value() == env["INTERLOCK_WEBHOOK_SECRET"]
+    # the gateway's own startup checks (cluster mode) accept what the chart generated
+    assert [p.line() for p in problems(settings) if p.severity == "fail"] == []
+    for name in (*SHARED_SECRETS[:2], "POSTGRES_PASSWORD"):
+        assert weak_secret(env[name]) is None, name
     # the URLs point at the chart's own services
     services = {d["metadata"]["name"] for d in by_kind(docs, "Service")}
     for url in (settings.storage.url, settings.state.redis_url):
@@ -287,11 +292,13 @@ def test_generated_secrets_are_fresh_per_install_and_kept_on_upgrade() -> None:
         ("INTERLOCK_KEY_HASH_SECRET", "change-me-too"),
         ("INTERLOCK_MASTER_KEY", "CHANGEME-please-0123456789"),
         ("INTERLOCK_KEY_HASH_SECRET", "short"),
+        ("INTERLOCK_KEY_HASH_SECRET", "abababababababababab"),
         ("INTERLOCK_WEBHOOK_SECRET", "change-me"),
         ("POSTGRES_PASSWORD", "change-me"),
     ],
 )
 def test_the_chart_refuses_placeholder_secrets(key: str, value: str) -> None:
+    assert weak_secret(value) is not None  # the gateway refuses it too
     values = chart_values()
     values["secret"]["data"][key] = value
     with pytest.raises(TemplateFail, match=key):
