@@ -284,3 +284,21 @@ def test_weak_secret_rules() -> None:
     assert "changeme" in PLACEHOLDERS and all(p.isalnum() and p.islower() for p in PLACEHOLDERS)
     why = weak_secret("change-me-too")
     assert why is not None and "change" not in why
+
+
+def test_the_served_model_names_agree_with_the_gateway_catalog(tmp_path: Path) -> None:
+    """The embedder check reads the served names from settings alone (before any adapter is
+    built); they must be exactly the catalog's, kinds included."""
+    from interlock.check.startup import _route_kinds
+    from interlock.providers.registry import build_deployments
+    from interlock.routing.catalog import Catalog
+    from interlock.settings import parse_settings
+    from tests.support.gateway import sim_config
+
+    cfg = sim_config("http://127.0.0.1:9", tmp_path)
+    cfg["deployments"]["lonely-embed"] = {"provider": "sim", "model": "e5", "kind": "embeddings"}
+    cfg["deployments"]["shadowed"] = {"provider": "sim", "model": "chat"}  # an alias wins
+    cfg["models"]["tiered"] = {"tiers": {"small": "chat", "large": "claude"}}
+    settings = parse_settings(cfg)
+    catalog = Catalog(settings, build_deployments(settings))
+    assert _route_kinds(settings) == {r.alias: r.kind for r in catalog.routes()}

@@ -123,7 +123,8 @@ def installed(module: str) -> bool:
 # as AWS event streams, decoded with botocore.eventstream.
 _PROVIDER_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bedrock": ("aws", ("botocore",)),
-    "vertex": ("google", ("google.auth", "google.oauth2")),
+    # google-auth[requests]: the token refresh goes through google.auth.transport.requests.
+    "vertex": ("google", ("google.auth", "google.oauth2", "requests")),
 }
 
 
