@@ -91,8 +91,10 @@ def _png() -> str:
 
 def _sent_max_tokens(body: dict[str, Any], model: str) -> int:
     if model == "chat":
-        assert "max_tokens" not in body
+        # The spec's name; an openai_compatible upstream gets the same cap as max_tokens
+        # too (self-hosted servers may read only that one), never a different value.
         value: int = body["max_completion_tokens"]
+        assert body.get("max_tokens", value) == value
         return value
     assert "max_completion_tokens" not in body
     value = body["max_tokens"]
