@@ -26,14 +26,15 @@ test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not drill"
+	$(BIN)/python -m pytest -q -m "not drill and not long"
 
 ## drills: the long fault drills (`@pytest.mark.drill`, ~25 min at most: replicas killed,
+## plus the `long` variants of make-test checks that would push make test past 15 min;
 ## Redis frozen, the database cut, slow clients); each prints its figures and appends them
 ## to test-output/drills.json (docs/reliability.md). Needs Redis and PostgreSQL. A drill's
 ## default pytest timeout is 600 s here (120 s in make test); a drill may set its own.
 drills: $(STAMP)
-	$(BIN)/python -m pytest -q -m drill -rA --timeout=600; status=$$?; \
+	$(BIN)/python -m pytest -q -m "drill or long" -rA --timeout=600; status=$$?; \
 	  $(BIN)/python -m tests.drills.report; exit $$status
 
 ## browser: what some tests need from Debian: Chromium + ChromeDriver (the dashboard's

@@ -32,6 +32,7 @@ def bench() -> ModuleType:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~70 s of wrk + nginx + 3 gateways: run by make drills (.ci/run)
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.timeout(120)

@@ -133,12 +133,14 @@ def test_semantic_cache_without_the_local_embedder_is_refused(tmp_path: Path) ->
         assert ok.returncode == 0 and "configuration OK" in ok.stdout, ok.stdout + ok.stderr
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_semantic_cache_with_a_served_embedder_needs_no_local_model(tmp_path: Path) -> None:
     cfg = base(tmp_path, cache={"semantic": {"enabled": True, "embedder": "embed"}})
     r = cli(tmp_path, "config", "check", "--config", write(tmp_path, cfg), hide=LOCAL)
     assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_an_embedder_that_is_not_served_is_refused(tmp_path: Path) -> None:
     for embedder, why in (("no-such-model", "is not a model this gateway serves"),
                           ("chat", "is a chat model")):  # fmt: skip
@@ -147,6 +149,7 @@ def test_an_embedder_that_is_not_served_is_refused(tmp_path: Path) -> None:
         assert "FAIL cache.semantic.embedder" in out and why in out
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_a_route_with_semantic_matching_counts_too(tmp_path: Path) -> None:
     cfg = base(tmp_path)
     cfg["models"]["chat"]["cache"] = {"semantic": True}
@@ -155,6 +158,7 @@ def test_a_route_with_semantic_matching_counts_too(tmp_path: Path) -> None:
     assert "models.<alias>.cache.semantic" in out and "local_embeddings.enabled is false" in out
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_provider_kinds_whose_extra_is_missing_are_all_named(tmp_path: Path) -> None:
     cfg = base(tmp_path)
     cfg["providers"].update({
@@ -174,6 +178,7 @@ def test_provider_kinds_whose_extra_is_missing_are_all_named(tmp_path: Path) -> 
     assert "providers.gcp.kind" not in out
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_postgres_without_asyncpg_and_a_sync_driver_are_refused(tmp_path: Path) -> None:
     cfg = base(tmp_path, storage={"url": "postgresql+asyncpg://u:pw@127.0.0.1:5432/db"})
     out = failed_check(tmp_path, write(tmp_path, cfg), hide=("asyncpg",))
@@ -185,6 +190,7 @@ def test_postgres_without_asyncpg_and_a_sync_driver_are_refused(tmp_path: Path) 
     assert "FAIL storage.url: the PostgreSQL driver 'psycopg" in out and "not supported" in out
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_tracing_without_opentelemetry_is_refused(tmp_path: Path) -> None:
     tel = {"tracing": {"enabled": True, "otlp_endpoint": "http://127.0.0.1:4318"}}
     config = write(tmp_path, base(tmp_path, telemetry=tel))
@@ -216,6 +222,7 @@ def test_cluster_without_shared_secrets_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["change-me", "change-me-too", "CHANGE_ME_IN_PRODUCTION_1",
                                    "short-Secret1", "<your-master-key>", "aaaaaaaaaaaaaaaaaaaa"])  # fmt: skip
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_cluster_placeholder_secrets_are_refused_and_never_echoed(tmp_path: Path,
                                                                   value: str) -> None:  # fmt: skip
     cfg = cluster(tmp_path, master_key=value, key_hash_secret=value)
@@ -231,12 +238,14 @@ def test_cluster_placeholder_secrets_are_refused_and_never_echoed(tmp_path: Path
     assert value not in err and "auth.key_hash_secret" in err
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_a_malformed_webhook_secret_fails_in_any_mode(tmp_path: Path) -> None:
     cfg = base(tmp_path, jobs={"webhooks": {"secret": "not-a-whsec-secret-at-all"}})
     out = failed_check(tmp_path, write(tmp_path, cfg))
     assert "FAIL jobs.webhooks.secret: webhook secret must look like 'whsec_<base64>'" in out
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_embedded_mode_keeps_generated_secrets_and_only_warns(tmp_path: Path) -> None:
     config = write(tmp_path, base(tmp_path, auth={"master_key": "change-me"}))
     r = cli(tmp_path, "config", "check", "--config", config)
@@ -286,6 +295,7 @@ def test_weak_secret_rules() -> None:
     assert why is not None and "change" not in why
 
 
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_the_served_model_names_agree_with_the_gateway_catalog(tmp_path: Path) -> None:
     """The embedder check reads the served names from settings alone (before any adapter is
     built); they must be exactly the catalog's, kinds included."""

@@ -79,6 +79,7 @@ def test_a_replacement_that_cannot_start_leaves_the_others_serving(
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a variant: run by make drills (.ci/run)
 def test_when_no_worker_can_serve_the_gateway_stops(
     sim_url: str, sim: SimControl, tmp_path: Path
 ) -> None:

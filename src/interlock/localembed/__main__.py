@@ -44,12 +44,14 @@ async def serve(args: argparse.Namespace) -> None:
             port = int(addr[1])
             break
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    # Ready only once a SIGTERM is handled: a parent that stops it right after the line
+    # gets a clean shutdown, not the default action (killed by the signal).
+    print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
     try:
         await stop.wait()
     finally:
