@@ -133,22 +133,17 @@ def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[str | Non
     return None, "no --config, no $INTERLOCK_CONFIG, no ./interlock.yaml"
 
 
-def load_cli_config(explicit: str | None, env: Mapping[str, str] | None = None) -> CliConfig:
-    """Parse the configuration as ``serve`` would (the same file, defaults and environment),
-    without starting anything: an enabled simulator's deployments get a placeholder address,
-    which commands that only read the database or talk to a running gateway never use.
-    Deliberately imports neither the gateway nor the provider adapters (``keys list`` must
-    start fast). Raises :class:`ConfigError`."""
-    from interlock.settings import parse_settings, read_yaml
+def raw_config(path: str | None, env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """The configuration as a dict before validation, and where it came from (``serve``
+    and every CLI command read it here)."""
+    from interlock.settings import read_yaml
 
-    env = dict(os.environ) if env is None else env
-    path, found_by = find_config(explicit, env)
     if path is None:
         data: dict[str, Any] = {"simulator": {"enabled": True}}
         data = merge(data, env_providers(env))
         source = "<embedded default>"
     else:
-        loaded = read_yaml(path)
+        loaded = read_yaml(path)  # errors say where, never echo the file's content
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -158,6 +153,20 @@ def load_cli_config(explicit: str | None, env: Mapping[str, str] | None = None) 
         auth = dict(data.get("auth") or {})
         auth.setdefault("master_key", "${INTERLOCK_MASTER_KEY}")
         data["auth"] = auth
+    return data, source
+
+
+def load_cli_config(explicit: str | None, env: Mapping[str, str] | None = None) -> CliConfig:
+    """Parse the configuration as ``serve`` would (the same file, defaults and environment),
+    without starting anything: an enabled simulator's deployments get a placeholder address,
+    which commands that only read the database or talk to a running gateway never use.
+    Deliberately imports neither the gateway nor the provider adapters (``keys list`` must
+    start fast). Raises :class:`ConfigError`."""
+    from interlock.settings import parse_settings
+
+    env = dict(os.environ) if env is None else env
+    path, found_by = find_config(explicit, env)
+    data, source = raw_config(path, env)
     sim = data.get("simulator")
     if isinstance(sim, dict) and sim.get("enabled") is True:
         data = merge(data, simulator_entries("http://127.0.0.1:9"))

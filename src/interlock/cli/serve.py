@@ -19,7 +19,7 @@ from interlock.app import create_app
 from interlock.childproc import start_module_process
 from interlock.cli import defaults, http_server
 from interlock.cli.http_server import GuardedHttpToolsProtocol, ServerLimits
-from interlock.settings import ConfigError, Settings, dump_settings, parse_settings, read_yaml
+from interlock.settings import ConfigError, Settings, dump_settings, parse_settings
 from interlock.storage.files import private_dir
 
 RESOLVED_ENV = "INTERLOCK_RESOLVED_SETTINGS"
@@ -33,24 +33,7 @@ def config_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
     return "interlock.yaml" if Path("interlock.yaml").exists() else None
 
 
-def raw_config(path: str | None, env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
-    """The configuration as a dict before validation, and where it came from."""
-    if path is None:
-        data: dict[str, Any] = {"simulator": {"enabled": True}}
-        data = defaults.merge(data, defaults.env_providers(env))
-        source = "<embedded default>"
-    else:
-        loaded = read_yaml(path)  # errors say where, never echo the file's content
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data, source = loaded, path
-    if env.get("INTERLOCK_MASTER_KEY"):
-        auth = dict(data.get("auth") or {})
-        auth.setdefault("master_key", "${INTERLOCK_MASTER_KEY}")
-        data["auth"] = auth
-    return data, source
+raw_config = defaults.raw_config  # one reader of the file for serve and every command
 
 
 def with_simulator(data: dict[str, Any], sim_url: str) -> dict[str, Any]:
