@@ -46,7 +46,7 @@ from interlock.gateway.planning import PlanningPath
 from interlock.gateway.tiers import TierPath, tier_headers, tier_routers_for
 from interlock.jobs.notify import load_or_create_webhook_secret
 from interlock.providers.registry import Deployment, build_deployments, secrets_of
-from interlock.providers.tokens import estimate_request_tokens
+from interlock.providers.tokens import encoding, estimate_request_tokens
 from interlock.providers.transport import Transport
 from interlock.resilience.degradation import Level
 from interlock.resilience.retry import BudgetConfig, RetryBudget, RetryConfig
@@ -293,6 +293,12 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
         return RateLimits(settings.spend, limiter)
 
     async def start(self) -> None:
+        # The tokenizer that charges aborted and cut streams is loaded now, before any
+        # traffic, in a thread next to the rest of startup: loading it costs ~0.2 s of
+        # CPU that holds the GIL, and on first need mid-traffic that stalled the event
+        # loop while providers kept generating into unread sockets, so the first aborts
+        # of a fresh worker were charged low (docs/decisions.md, "Tokenizer at startup").
+        tokenizer = asyncio.ensure_future(asyncio.to_thread(encoding))
         # State files are private (0600/0700): what an older version left readable by
         # other users is tightened now, with a warning (storage/files.py).
         secure_state(self.settings.state_dir, sqlite_path(self.settings.storage.url))
@@ -323,6 +329,7 @@ class Gateway(AnswerCachePath, EmbeddingsPath, TierPath, PlanningPath, Abandoned
         self.health.start()
         await self.ladder.start()
         self.alerts.start()
+        await tokenizer
         self._started = True
 
     async def close(self) -> None:

@@ -56,9 +56,10 @@ _encoding: Encoding | None = None
 
 
 def encoding() -> Encoding:
-    """The cl100k_base encoding, loaded once per process (~0.2 s), on first need: the
-    common path (providers report usage) never needs it; streams count in a worker
-    thread, so the load does not stall the event loop."""
+    """The cl100k_base encoding, loaded once per process (~0.2 s of CPU that holds the
+    GIL). A gateway loads it at startup, before traffic (``Gateway.start``): loaded on
+    first need, mid-traffic, it stalled the event loop just when aborted streams were
+    being counted. Tools that count offline load it on first need."""
     global _encoding
     enc = _encoding
     if enc is None:
