@@ -44,6 +44,7 @@ def _serves(url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # over 45 s: run by make drills (.ci/run), keeping make test in 15 min
 def test_a_replacement_that_cannot_start_leaves_the_others_serving(
     sim_url: str, sim: SimControl, tmp_path: Path
 ) -> None:

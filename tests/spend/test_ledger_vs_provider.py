@@ -48,6 +48,7 @@ def supervisor_lines(output: str) -> list[str]:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.long  # over 45 s: run by make drills (.ci/run), keeping make test in 15 min
 def test_ledger_matches_provider_through_outage_and_crash(
     sim_url: str, sim: SimControl, tmp_path: Path
 ) -> None:
