@@ -54,6 +54,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from interlock.errors import InterlockError, RequestTimeout, ServiceUnavailable, error_body
+from interlock.resilience.backoff import Backoff
 
 log = logging.getLogger("interlock.server")
 
@@ -67,6 +68,8 @@ _SWEPT_GRACE_S = 2.0
 # the client already thinks is established: closing in a lull is what avoids that.
 _QUIET_S = 0.1
 _QUIET_MAX_S = 3.0
+# A worker slot whose replacement failed to start is retried after 1 s, doubling to 30 s.
+_RESTART = Backoff(1.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +374,7 @@ class Supervisor(Multiprocess):
                 # while other workers serve: they go on serving; this slot is retried with
                 # backoff (1 s doubling to 30 s) instead of taking the gateway down.
                 failures = self._failures.get(idx, 0)
-                due = self._retry_at.setdefault(idx, time.monotonic() + min(30.0, 2.0**failures))
+                due = self._retry_at.setdefault(idx, time.monotonic() + _RESTART.ceiling(failures))
                 if time.monotonic() < due:
                     continue
                 del self._retry_at[idx]

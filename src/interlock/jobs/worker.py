@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import secrets
@@ -39,6 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from interlock.jobs.queue.base import Clock, Job, JobQueue, JobStatus
+from interlock.resilience.backoff import Backoff
 
 log = logging.getLogger("interlock.jobs.worker")
 
@@ -193,7 +195,7 @@ class WorkerPool:
                     failures += 1
                     log.warning("leasing jobs failed (%s); retrying", type(exc).__name__)
                     jobs = []
-                    await self._pause(min(cfg.poll_interval_s * 2**failures, 10.0))
+                    await self._pause(Backoff(cfg.poll_interval_s, 10.0).ceiling(failures))
                     continue
                 got = len(jobs)
                 for job in jobs:
@@ -204,7 +206,7 @@ class WorkerPool:
             # time; back off to 8x the interval (jobs submitted here wake the pool at once,
             # other replicas' jobs wait at most that long).
             idle = 0 if got or self._tasks else min(idle + 1, 3)
-            await self._pause(cfg.poll_interval_s * 2**idle)
+            await self._pause(Backoff(cfg.poll_interval_s, math.inf).ceiling(idle))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass, a slot frees (when full), or the pool stops."""
@@ -308,11 +310,8 @@ class WorkerPool:
         """Exponential with equal jitter: half the ceiling plus a random half, so retries
         of many jobs spread out but none comes back at once; at least Retry-After."""
         cfg = self.config
-        ceiling = min(cfg.retry_max_delay_s, cfg.retry_base_delay_s * 2.0 ** max(attempts - 1, 0))
-        delay = ceiling / 2 + self._rand() * ceiling / 2
-        if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, cfg.retry_max_delay_s))
-        return delay
+        backoff = Backoff(cfg.retry_base_delay_s, cfg.retry_max_delay_s, jitter="equal")
+        return backoff.delay(attempts - 1, self._rand, retry_after_s, cfg.retry_max_delay_s)
 
     async def _record(self, job: Job, outcome: Outcome) -> None:
         for attempt in range(5):
@@ -343,7 +342,7 @@ class WorkerPool:
                 # The store is down: try a little longer, then leave the job to lease
                 # expiry (it will run again: at-least-once).
                 log.warning("job %s: recording the outcome failed (%s)", job.id, type(exc).__name__)
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(Backoff(0.2, math.inf).ceiling(attempt))
         else:
             return
         if finished and self._on_finished is not None:

@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from interlock.resilience.backoff import Backoff
+
 
 @dataclass(frozen=True, slots=True)
 class RetryConfig:
@@ -29,7 +31,7 @@ class RetryConfig:
 
 def backoff_s(cfg: RetryConfig, retry: int, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(max, base * 2**retry)] (retry counts from 0)."""
-    return rng.uniform(0.0, min(cfg.max_delay_s, cfg.base_delay_s * (2**retry)))
+    return Backoff(cfg.base_delay_s, cfg.max_delay_s).delay(retry, rng.random)
 
 
 @dataclass(frozen=True, slots=True)

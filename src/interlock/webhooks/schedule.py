@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-# 2**60 seconds is already far beyond any max_delay_s; the cap avoids float overflow.
-_MAX_EXPONENT = 60
+from interlock.resilience.backoff import Backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +35,23 @@ class RetrySchedule:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite, non-negative number")
 
+    @property
+    def _backoff(self) -> Backoff:
+        return Backoff(self.base_delay_s, self.max_delay_s)
+
     def ceiling(self, retry: int) -> float:
         """Upper bound of the jittered delay before retry number ``retry`` (0-based)."""
-        return min(self.max_delay_s, self.base_delay_s * 2.0 ** min(max(retry, 0), _MAX_EXPONENT))
+        return self._backoff.ceiling(retry)
 
     def backoff(self, retry: int, rand: Callable[[], float]) -> float:
         """Full jitter: uniform in ``[0, ceiling(retry)]`` given ``rand()`` in ``[0, 1]``."""
-        return min(max(rand(), 0.0), 1.0) * self.ceiling(retry)
+        return self._backoff.delay(retry, rand)
 
     def delay(
         self, retry: int, rand: Callable[[], float], retry_after: float | None = None
     ) -> float:
         """The wait before retry ``retry``: backoff, but never less than a (capped) Retry-After."""
-        wait = self.backoff(retry, rand)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_retry_after_s))
-        return wait
+        return self._backoff.delay(retry, rand, retry_after, self.max_retry_after_s)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
