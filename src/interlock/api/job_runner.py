@@ -26,7 +26,6 @@ gateway and receives :func:`run_job` as a callable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -49,6 +48,7 @@ from interlock.jobs.queue import JobQueue, QueueLimits, RedisJobQueue, SqlJobQue
 from interlock.jobs.queue.base import Job, JobStatus, run_request_id
 from interlock.jobs.service import BodyCheck, JobService
 from interlock.jobs.worker import Outcome, PoolConfig, WorkerPool
+from interlock.routing.loop import Periodic
 from interlock.settings import ServerSettings, Settings
 from interlock.spend.cost import format_usd
 from interlock.types import GatewayRequest, GatewayResponse, Principal
@@ -241,17 +241,16 @@ class JobRuntime:
         )
         self.depth_total = 0
         self.pool: WorkerPool | None = None
-        self._loops: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._loops: list[Periodic] = []
+        self._swept = False
         # Runs the pool stopped waiting for (the job was cancelled, its deadline passed)
         # whose upstream call goes on until it is recorded (see _run).
         self._abandoned: set[asyncio.Task[Outcome]] = set()
 
     async def start(self, *, run_pool: bool, concurrency: int | None = None) -> None:
         s = self.settings
-        loop = asyncio.get_running_loop()
         self.gw.ladder.queue_depth = lambda: float(self.depth_total)
-        self._loops.append(loop.create_task(self._every(s.metrics_interval_s, self._metrics)))
+        self._loop(Periodic("job queue metrics", self._metrics, s.metrics_interval_s))
         if not run_pool:
             return
         config = PoolConfig(
@@ -270,10 +269,12 @@ class JobRuntime:
             on_started=self._started,
         )
         self.pool.start()
-        self._loops.append(loop.create_task(self._sweeps()))
-        self._loops.append(
-            loop.create_task(self._every(s.batch.poll_interval_s, self.batch_driver.tick))
-        )
+        self._loop(Periodic("webhook sweep", self._sweep, 30.0))
+        self._loop(Periodic("batch driver", self.batch_driver.tick, s.batch.poll_interval_s))
+
+    def _loop(self, periodic: Periodic) -> None:
+        periodic.start()
+        self._loops.append(periodic)
 
     async def _run(self, job: Job) -> Outcome:
         """One run, shielded from the pool's cancellation: when the pool stops waiting
@@ -311,24 +312,10 @@ class JobRuntime:
         # every priority, from the shared queue, so every replica sees the same value).
         self.depth_total = depth["total"]
 
-    async def _sweeps(self) -> None:
-        try:
-            await self.notifier.sweep(startup=True)
-        except Exception as exc:
-            log.warning("webhook sweep failed (%s)", type(exc).__name__)
-        await self._every(30.0, self.notifier.sweep, first=False)
-
-    async def _every(self, interval_s: float, fn: Any, *, first: bool = True) -> None:
-        if not first:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval_s)
-        while not self._stopping.is_set():
-            try:
-                await fn()
-            except Exception as exc:
-                log.warning("jobs background task failed (%s)", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval_s)
+    async def _sweep(self) -> None:
+        # The first sweep of a process also picks up deliveries a dead one left claimed.
+        await self.notifier.sweep(startup=not self._swept)
+        self._swept = True
 
     async def close(self) -> None:
         """Drain the pool (``jobs.drain_timeout_s``), then stop webhooks and loops."""
@@ -341,10 +328,8 @@ class JobRuntime:
             call.cancel()
         if self._abandoned:
             await asyncio.wait(set(self._abandoned), timeout=10)
-        self._stopping.set()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for periodic in self._loops:
+            await periodic.stop(grace_s=10.0)
         await self.notifier.close()
         await self.queue.close()
 

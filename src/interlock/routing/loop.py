@@ -1,4 +1,9 @@
-"""A periodic background job that stops cleanly (without cancelling it mid-call)."""
+"""A periodic background job that stops cleanly (without cancelling it mid-call).
+
+The one home of background loops: the gateway's budget reload, ledger roll-up and
+semantic-cache sync, the health and ladder loops, and the job runtime's queue metrics,
+webhook sweep and batch driver all run as a :class:`Periodic`.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +23,25 @@ class Periodic:
     can leave it waiting on a half-closed connection.
     """
 
-    def __init__(self, name: str, fn: Callable[[], Awaitable[None]], interval_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[object]],
+        interval_s: float,
+        *,
+        first_after_s: float = 0.0,
+    ) -> None:
         self._name = name
         self._fn = fn
         self._interval = interval_s
+        self._first_after = first_after_s
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        if self._first_after > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._first_after)
         while not self._stopping.is_set():
             try:
                 await self._fn()
