@@ -51,6 +51,7 @@ from interlock.jobs.worker import Outcome, PoolConfig, WorkerPool
 from interlock.routing.loop import Periodic
 from interlock.settings import ServerSettings, Settings
 from interlock.spend.cost import format_usd
+from interlock.state.redis_connect import connect
 from interlock.types import GatewayRequest, GatewayResponse, Principal
 
 log = logging.getLogger("interlock.jobs")
@@ -74,7 +75,15 @@ def build_queue(settings: Settings, gw: Gateway) -> JobQueue:
         retry_after_s=jobs.queue_full_retry_after_s,
     )
     if jobs.backend == "redis":
-        client = Redis.from_url(settings.state.redis_url, socket_timeout=5.0)
+        client = connect(
+            settings.state.redis_url, timeout_s=jobs.redis_timeout_s, decode_responses=False
+        )
+        if not isinstance(client, Redis):
+            # The queue's scripts touch several keys at once, which a cluster refuses.
+            raise ValueError(
+                "jobs.backend redis needs one Redis server (or Sentinel), not a Redis Cluster;"
+                " use jobs.backend sql"
+            )
         return RedisJobQueue(client, settings.state.key_prefix + "jobs:", limits=limits)
     return SqlJobQueue(gw.engine, limits=limits)
 

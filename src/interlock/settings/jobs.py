@@ -37,6 +37,9 @@ class JobBatchSettings(SettingsModel):
 class JobSettings(SettingsModel):
     # auto: the storage database (SQLite or PostgreSQL); redis: state.redis_url.
     backend: Literal["auto", "sql", "redis"] = "auto"
+    # The Redis queue's socket timeout (connect and every call): a lease or completion is
+    # one Lua script, slower than the sub-second state calls of the request path.
+    redis_timeout_s: float = Field(default=5.0, gt=0, le=60)
     # `interlock serve` runs a worker pool in each of its processes too.
     run_in_serve: bool = True
     concurrency: int = Field(default=8, ge=1, le=1024)  # jobs one pool runs at once
