@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
+from interlock.cli.common import config_option
 from interlock.cli.remote import call, find_gateway, gateway_options
 from interlock.settings import AlertSettings, ConfigError, load_settings
 
@@ -66,8 +67,7 @@ def alerts_list(
 
 
 @alerts.command("export")
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
-              help="Take the rules from this file (default: the built-in rules).")  # fmt: skip
+@config_option("Take the rules from this file (default: the built-in rules).")  # fmt: skip
 @click.option("--prometheus", type=click.Path(dir_okay=False, path_type=Path),
               default=DEFAULT_RULES, show_default=True)  # fmt: skip
 @click.option("--grafana", type=click.Path(dir_okay=False, path_type=Path),

@@ -13,14 +13,14 @@ from typing import Any
 import click
 import orjson
 
-from interlock.cli.spend_cmds import (
-    _config_option,
-    _since_option,
-    _until_option,
-    _window,
-    _window_line,
-    _with_engine,
+from interlock.cli.common import (
     cli_settings,
+    database_options,
+    since_option,
+    until_option,
+    window,
+    window_line,
+    with_engine,
 )
 
 __all__ = ["report_capacity"]
@@ -35,9 +35,9 @@ def _num(value: float | int | None, digits: int = 0) -> str:
 
 
 @click.command("capacity")
-@_config_option
-@_since_option
-@_until_option
+@database_options
+@since_option
+@until_option
 @click.option(
     "--replicas",
     type=click.IntRange(1, 10_000),
@@ -73,12 +73,12 @@ def report_capacity(
     from interlock.capacity.report import DEFAULT_MULTIPLES
 
     settings = cli_settings(config)
-    start, end = _window(since, until)
+    start, end = window(since, until)
 
     async def go(engine: Any) -> Any:
         return await read_calls(engine, start, end)
 
-    calls = _with_engine(settings, go)
+    calls = with_engine(settings, go)
     params = CapacityParams.from_settings(
         settings,
         replicas=replicas,
@@ -89,7 +89,7 @@ def report_capacity(
     if as_json:
         click.echo(orjson.dumps(rep.to_json(), option=orjson.OPT_INDENT_2).decode())
         return
-    click.echo(_window_line(start, end) + f"  ({rep.requests:,} requests)")
+    click.echo(window_line(start, end) + f"  ({rep.requests:,} requests)")
     g = rep.gateway
     click.echo(
         f"\ngateway: {g.replicas} replica(s) × {g.replica_rps:,.0f} req/s; "

@@ -15,6 +15,7 @@ import click
 from interlock.check import Finding, evidence, worst
 from interlock.check import config_items as cfg
 from interlock.check.served import read_served
+from interlock.cli.common import config_option
 from interlock.cli.remote import find_gateway
 from interlock.settings import ConfigError, Settings
 
@@ -24,8 +25,7 @@ _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 
 
 @click.command()
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
-              help="Configuration file (default: $INTERLOCK_CONFIG or ./interlock.yaml).")  # fmt: skip
+@config_option("Configuration file (default: $INTERLOCK_CONFIG or ./interlock.yaml).")  # fmt: skip
 @click.option("--url", default=None, help="The running gateway (default: $INTERLOCK_URL, then "
               "http://HOST:PORT from the configuration's server section).")  # fmt: skip
 @click.option("--key", default=None, help="Admin key, to read the gateway's models, deployments "

@@ -19,6 +19,7 @@ from typing import Any
 import click
 import orjson
 
+from interlock.cli.common import config_option
 from interlock.cli.remote import find_gateway
 from interlock.loadtest.html import render_html
 from interlock.loadtest.models import DiscoveryError, discover_model
@@ -52,8 +53,7 @@ def _slos(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
 
 
 @click.command()
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
-              help="The gateway's configuration, to find its URL (and, for that URL only, its "
+@config_option("The gateway's configuration, to find its URL (and, for that URL only, its "
               "master key when no --api-key is given); default: $INTERLOCK_CONFIG, "
               "./interlock.yaml, or the embedded default.")  # fmt: skip
 @click.option("--url", default=None,

@@ -14,6 +14,7 @@ from interlock.cli import (
     alerts_cmd,
     capacity_cmd,
     check_cmd,
+    common,
     loadtest_cmd,
     remote,
     router_cmds,
@@ -25,14 +26,6 @@ from interlock.settings import Settings
 
 T = TypeVar("T")
 
-_config_option = click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default).",
-)
-
 
 @click.group()
 @click.version_option(__version__, prog_name="interlock")
@@ -41,7 +34,7 @@ def cli() -> None:
 
 
 @cli.command()
-@_config_option
+@common.config_file_option
 @click.option("--host", default=None, help="Listen address (default from config: 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default from config: 8080).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes.")
@@ -64,8 +57,6 @@ def sim(ctx: click.Context) -> None:
     sim_main.main(args)
 
 
-
-
 def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
     """``fn(KeyService)`` on the configured database (refused, exit 2, when it or the
     key-hash secret does not exist yet and --init was not given)."""
@@ -80,7 +71,7 @@ def _with_keys(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
         )
         return await fn(KeyService(KeyStore(engine), pepper))
 
-    return spend_cmds._with_engine(settings, go, need_pepper=True)
+    return common.with_engine(settings, go, need_pepper=True)
 
 
 @cli.group()
@@ -89,7 +80,7 @@ def keys() -> None:
 
 
 @keys.command("create")
-@spend_cmds._config_option
+@common.database_options
 @click.option("--name", default=None)
 @click.option("--user", default=None)
 @click.option("--team", default=None)
@@ -115,7 +106,7 @@ def keys_create(
         )
 
     try:
-        rec, token = _with_keys(spend_cmds.cli_settings(config), go)
+        rec, token = _with_keys(common.cli_settings(config), go)
     except click.ClickException:
         raise
     except Exception as exc:  # an InvalidRequest from validation
@@ -129,7 +120,7 @@ def keys_create(
 
 
 @keys.command("list")
-@spend_cmds._config_option
+@common.database_options
 @click.option("--all", "include_revoked", is_flag=True, default=False, help="Include revoked keys.")
 @click.option("--json", "as_json", is_flag=True, default=False)
 def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
@@ -138,7 +129,7 @@ def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
     async def go(svc: Any) -> Any:
         return await svc.list(include_revoked=include_revoked)
 
-    records = [r.public() for r in _with_keys(spend_cmds.cli_settings(config), go)]
+    records = [r.public() for r in _with_keys(common.cli_settings(config), go)]
     if as_json:
         click.echo(orjson.dumps(records).decode())
         return
@@ -157,11 +148,11 @@ def keys_list(config: str | None, include_revoked: bool, as_json: bool) -> None:
     ]
     columns = [(k, k.upper(), "str") for k in
                ("id", "name", "user", "team", "admin", "state", "models", "tags")]  # fmt: skip
-    click.echo(spend_cmds.render(rows, columns, "table"))
+    click.echo(common.render(rows, columns, "table"))
 
 
 @keys.command("revoke")
-@spend_cmds._config_option
+@common.database_options
 @click.argument("key_id")
 def keys_revoke(config: str | None, key_id: str) -> None:
     """Revoke a key; every gateway process stops accepting it within auth.cache_ttl_s."""
@@ -169,7 +160,7 @@ def keys_revoke(config: str | None, key_id: str) -> None:
     async def go(svc: Any) -> Any:
         return await svc.revoke(key_id)
 
-    rec = _with_keys(spend_cmds.cli_settings(config), go)
+    rec = _with_keys(common.cli_settings(config), go)
     if rec is None:
         raise click.ClickException(f"no key with id {key_id}")
     click.echo(f"revoked {rec.key_id}")
@@ -181,7 +172,7 @@ def config() -> None:
 
 
 @config.command("check")
-@_config_option
+@common.config_file_option
 def config_check(config: str | None) -> None:
     """Validate the configuration and print what it serves."""
     from interlock.check.startup import problems
@@ -189,7 +180,7 @@ def config_check(config: str | None) -> None:
     from interlock.routing.catalog import Catalog
     from interlock.settings import ConfigError
 
-    settings = spend_cmds.cli_settings(config)
+    settings = common.cli_settings(config)
     # What `serve`/`worker` would refuse (missing extras, cluster secrets): check/startup.py
     found = problems(settings)
     fails = [p for p in found if p.severity == "fail"]

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
+from interlock.cli.common import config_option
 from interlock.cli.defaults import CliConfig, load_cli_config
 from interlock.settings import ConfigError, Settings
 
@@ -130,13 +131,9 @@ def gateway_options(fn: F) -> F:
         help="The gateway's base URL (default: $INTERLOCK_URL, then http://HOST:PORT from "
         "the configuration's server section).",
     )(fn)
-    fn = click.option(
-        "--config",
-        "-c",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Configuration file the gateway runs with (default: $INTERLOCK_CONFIG, "
-        "./interlock.yaml, or the embedded default).",
+    fn = config_option(
+        "Configuration file the gateway runs with (default: $INTERLOCK_CONFIG, "
+        "./interlock.yaml, or the embedded default)."
     )(fn)
     return fn
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import click
 
-from interlock.cli.spend_cmds import (
-    _config_option,
-    _format_option,
-    _since_option,
-    _text,
-    _until_option,
-    _window,
-    _window_line,
-    _with_engine,
+from interlock.cli.common import (
     cli_settings,
+    database_options,
+    format_option,
     render,
+    since_option,
+    text_of,
+    until_option,
+    window,
+    window_line,
+    with_engine,
 )
 from interlock.settings import Settings
 
@@ -111,25 +111,25 @@ def _large_price(settings: Settings, model: str | None) -> tuple[str | None, Any
 
 
 @click.command("routing")
-@_config_option
+@database_options
 @click.option("--model", default=None, help="The tiered alias whose large tier is the baseline.")
-@_since_option
-@_until_option
-@_format_option
+@since_option
+@until_option
+@format_option
 def report_routing(
     config: str | None, model: str | None, since: str, until: str | None, fmt: str
 ) -> None:
     """Per tier: share of traffic, cost, and cost against always-large (model selection)."""
     from interlock.spend.routing_report import baseline_subject, routing_savings
 
-    start, end = _window(since, until)
+    start, end = window(since, until)
     settings = cli_settings(config)
     alias, price = _large_price(settings, model)
 
     async def go(engine: Any) -> Any:
         return await routing_savings(engine, start, end, price)
 
-    rows = _with_engine(settings, go)
+    rows = with_engine(settings, go)
     click.echo(render(rows, _ROUTING_COLUMNS, fmt))
     if fmt == "table":
         total = rows[-1]
@@ -141,5 +141,5 @@ def report_routing(
         )
         click.echo(
             f"\n{baseline_subject(alias)} "
-            f"(${_text(total['cost_usd'])} paid, {ratio}); {_window_line(start, end)}"
+            f"(${text_of(total['cost_usd'])} paid, {ratio}); {window_line(start, end)}"
         )

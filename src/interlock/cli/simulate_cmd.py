@@ -17,7 +17,7 @@ import click
 import orjson
 import yaml
 
-from interlock.cli.spend_cmds import _prices, _window, _with_engine, cli_settings
+from interlock.cli.common import cli_settings, config_option, load_prices, window, with_engine
 from interlock.settings import Settings
 
 __all__ = ["simulate"]
@@ -45,13 +45,7 @@ def _ms(value: float | None) -> str:
 
 
 @click.command()
-@click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="The candidate configuration (default: $INTERLOCK_CONFIG, ./interlock.yaml).",
-)
+@config_option("The candidate configuration (default: $INTERLOCK_CONFIG, ./interlock.yaml).")
 @click.option(
     "--ledger-config",
     type=click.Path(dir_okay=False),
@@ -154,7 +148,7 @@ def simulate(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--latency") from None
         models[name] = model
-    table = _prices(prices_path)
+    table = load_prices(prices_path)
     launch = settings.launch
     base_opts = SimOptions(
         replicas=replicas,
@@ -225,13 +219,13 @@ def _traffic(
             )
         _, hit = fit_latency_models([])
         return demands, span, models, hit, f"profile {profile}"
-    start, end = _window(since, until)
+    start, end = window(since, until)
     source_settings = cli_settings(ledger_config) if ledger_config else settings
 
     async def go(engine: Any) -> Any:
         return await read_calls(engine, start, end)
 
-    calls = _with_engine(source_settings, go)
+    calls = with_engine(source_settings, go)
     if not calls:
         raise click.ClickException("no ledger rows in the window: widen --since or give --profile")
     demands, span = demands_from_calls(calls)

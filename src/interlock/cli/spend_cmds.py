@@ -7,363 +7,34 @@ Every command prints an aligned table by default, or ``--format csv`` / ``--form
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import click
-import orjson
 
-from interlock.settings import ConfigError, Settings
+from interlock.cli.common import (
+    cli_settings,
+    database_options,
+    echo_json,
+    format_option,
+    load_prices,
+    parse_decimal,
+    parse_rate,
+    parse_when,
+    prices_option,
+    render,
+    since_option,
+    text_of,
+    until_option,
+    upstream_models,
+    window,
+    window_line,
+    with_engine,
+)
 
-T = TypeVar("T")
-
-_FORMATS = ("table", "csv", "json")
 _BY = ("key", "user", "team", "feature", "model", "deployment", "provider", "outcome", "tier")
-_SPAN = re.compile(r"^(\d+)([hdw])$")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-
-_config_file_option = click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default).",
-)
-
-
-def _config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config`` and ``--init`` for a command that opens the state database."""
-    return _config_file_option(_init_option(fn))
-
-
-_format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(_FORMATS),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
-_since_option = click.option(
-    "--since",
-    default="7d",
-    show_default=True,
-    help="Start of the window: 12h, 1d, 7d, 30d, 2w ... back from now, or an ISO date/time (UTC).",
-)
-_until_option = click.option(
-    "--until", default=None, help="End of the window (exclusive; ISO date/time, UTC). Default: now."
-)
-_prices_option = click.option(
-    "--prices",
-    "prices_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Price table file (default: the one packaged with Interlock).",
-)
-
-
-# ── helpers ──────────────────────────────────────────────────────────────────────────
-
-
-def parse_when(value: str, now: datetime | None = None) -> datetime:
-    """``7d`` (back from now) or an ISO date/time (naive means UTC) -> an aware UTC datetime."""
-    now = now or datetime.now(UTC)
-    text = value.strip().lower()
-    span = _SPAN.match(text)
-    if span:
-        return now - timedelta(**{_UNITS[span[2]]: int(span[1])})
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected a span such as 1d, 7d, 30d or an ISO date such as 2026-11-01"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _decimal(value: str, name: str) -> Decimal:
-    try:
-        out = Decimal(value)
-    except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a number", param_hint=name) from None
-    if not out.is_finite():
-        raise click.BadParameter(f"{value!r} is not a finite number", param_hint=name)
-    return out
-
-
-def _rate(value: str, name: str) -> Decimal:
-    out = _decimal(value, name)
-    if not 0 <= out <= 1:
-        raise click.BadParameter("must be between 0 and 1", param_hint=name)
-    return out
-
-
-def cli_settings(config: str | None) -> Settings:
-    """The configuration a CLI command reads, found as ``serve`` finds it (a simulator, if
-    enabled, is not started: its deployments point at a placeholder address, which reading
-    the ledger never uses). Imports neither the gateway nor the provider adapters."""
-    from interlock.cli.defaults import load_cli_config
-
-    try:
-        cfg = load_cli_config(config)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    _ORIGINS[id(cfg.settings)] = (cfg.settings, cfg.origin)
-    return cfg.settings
-
-
-# Settings object -> how its configuration was found (for the messages of the database
-# commands); the settings are kept alive with it so that an id is never reused.
-_ORIGINS: dict[int, tuple[Settings, str]] = {}
-
-
-class StateMissing(click.ClickException):
-    """A database command asked to open state that does not exist (exit status 2)."""
-
-    exit_code = 2
-
-
-def _remember_init(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    ctx.meta["interlock.init"] = value
-    return value
-
-
-_init_option = click.option(
-    "--init",
-    is_flag=True,
-    default=False,
-    expose_value=False,
-    callback=_remember_init,
-    help="Create the database (and state directory) if they do not exist yet. Without it "
-    "a missing one is refused: run in the wrong directory, a command would otherwise "
-    "start an empty database and print nothing.",
-)
-
-
-def _origin(settings: Settings) -> str:
-    entry = _ORIGINS.get(id(settings))
-    return entry[1] if entry is not None and entry[0] is settings else "the configuration"
-
-
-def _db_label(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(settings.storage.url).render_as_string(hide_password=True)
-
-
-def _refuse(settings: Settings, missing: str) -> StateMissing:
-    return StateMissing(
-        f"{missing} does not exist (configuration: {_origin(settings)}). Run the command "
-        "where the gateway runs, or give it the gateway's configuration with --config / "
-        "$INTERLOCK_CONFIG; to start a new, empty one here, add --init"
-    )
-
-
-def _with_engine(
-    settings: Settings,
-    fn: Callable[[Any], Awaitable[T]],
-    *,
-    init: bool | None = None,
-    need_pepper: bool = False,
-) -> T:
-    """Run ``fn(engine)`` on the configured database, migrated to the newest schema.
-
-    Unless ``init``, refuses (exit 2) when the database does not exist yet (SQLite: its
-    file; PostgreSQL: Interlock's tables) or, with ``need_pepper``, when the key-hash
-    secret is neither configured nor kept in the state directory: a new one would make
-    keys the gateway cannot check. Says on stderr which database it uses."""
-    from pathlib import Path
-
-    from interlock.storage.engine import create_engine, run_migrations, sqlite_path
-
-    if init is None:  # the command's --init (see _init_option)
-        ctx = click.get_current_context(silent=True)
-        init = bool(ctx.meta.get("interlock.init")) if ctx is not None else False
-    db_file = sqlite_path(settings.storage.url)
-    if not init:
-        if db_file is not None and not Path(db_file).exists():
-            raise _refuse(settings, f"the database {Path(db_file).resolve()}")
-        pepper = Path(settings.state_dir) / "key_hash_secret"
-        if need_pepper and settings.auth.key_hash_secret is None and not pepper.exists():
-            raise _refuse(
-                settings,
-                f"the key-hash secret {pepper.resolve()} (auth.key_hash_secret is not set)",
-            )
-    click.echo(
-        f"interlock: database {_db_label(settings)} (configuration: {_origin(settings)})",
-        err=True,
-    )
-
-    async def go() -> T:
-        engine = create_engine(settings.storage)
-        try:
-            if not init and db_file is None and not await _has_tables(engine, settings):
-                raise _refuse(settings, f"Interlock's tables in {_db_label(settings)}")
-            if not await _at_head(engine):
-                await run_migrations(engine, settings.storage.db_schema)
-            return await fn(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
-_REVISION = re.compile(r'^(down_)?revision(?:: *[\w| ]+)? *= *(?:"([^"]*)"|None)', re.M)
-
-
-def _head_revision() -> str | None:
-    """The newest migration's revision, read from the migration files' ``revision`` /
-    ``down_revision`` lines (None if they are not one plain chain: then Alembic decides).
-    Importing Alembic to find out costs a CLI command ~0.2 s."""
-    from pathlib import Path
-
-    import interlock.storage
-
-    versions = Path(interlock.storage.__file__).parent / "migrations" / "versions"
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for f in versions.glob("*.py"):
-        found = dict((bool(m[1]), m[2]) for m in _REVISION.finditer(f.read_text()))
-        if False not in found or not found[False]:
-            return None
-        revisions.add(found[False])
-        if found.get(True):
-            parents.add(found[True])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
-
-
-async def _at_head(engine: Any) -> bool:
-    """Whether the database's schema is already the newest (nothing to migrate)."""
-    from sqlalchemy import text
-
-    head = _head_revision()
-    if head is None:
-        return False
-    try:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-    except Exception:  # no table yet, or any doubt: let Alembic decide
-        return False
-    return [r[0] for r in rows] == [head]
-
-
-async def _has_tables(engine: Any, settings: Settings) -> bool:
-    """Whether the (non-SQLite) database already holds Interlock's schema."""
-    from sqlalchemy import inspect
-
-    schema = settings.storage.db_schema
-
-    async with engine.connect() as conn:
-        return bool(
-            await conn.run_sync(lambda c: inspect(c).has_table("alembic_version", schema=schema))
-        )
-
-
-def _upstream(settings: Settings) -> dict[str, tuple[str, str | None]]:
-    """deployment name -> (upstream model id, provider kind), as the gateway prices it."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for name, dep in settings.deployments.items():
-        provider = settings.providers.get(dep.provider)
-        out[name] = (dep.model, provider.kind if provider is not None else None)
-    return out
-
-
-def _prices(path: str | None) -> Any:
-    from interlock.spend.prices import PriceTable, PriceTableError
-
-    try:
-        return PriceTable.load(path)
-    except PriceTableError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _text(value: Any) -> str:
-    from interlock.spend.cost import format_usd
-
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format_usd(value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _text(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, default=_json_default, option=orjson.OPT_INDENT_2).decode())
-
-
-def _cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "usd" and isinstance(value, Decimal):
-        return "$" + _text(value)
-    if kind == "pct" and isinstance(value, Decimal):
-        return f"{value * 100:.2f}%"
-    if kind == "int" and isinstance(value, int):
-        return f"{value:,}"
-    return _text(value) or "-"
-
-
-def render(
-    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]], fmt: str
-) -> str:
-    """Rows as an aligned table, CSV or JSON. ``columns``: (key, header, kind) where kind
-    is ``str``, ``int``, ``usd``, ``pct`` or ``num`` (numbers are right-aligned)."""
-    if fmt == "json":
-        return orjson.dumps(
-            [{k: r.get(k) for k, _, _ in columns} for r in rows],
-            default=_json_default,
-            option=orjson.OPT_INDENT_2,
-        ).decode()
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([k for k, _, _ in columns])
-        for r in rows:
-            writer.writerow([_text(r.get(k)) for k, _, _ in columns])
-        return buf.getvalue().rstrip("\n")
-    cells = [[_cell(r.get(k), kind) for k, _, kind in columns] for r in rows]
-    headers = [h for _, h, _ in columns]
-    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.ljust(w) if kind == "str" else v.rjust(w)
-            for v, w, (_, _, kind) in zip(values, widths, columns, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out.extend(line(c) for c in cells)
-    return "\n".join(out)
-
-
-def _window(since: str, until: str | None) -> tuple[datetime, datetime | None]:
-    start = parse_when(since)
-    end = parse_when(until) if until else None
-    if end is not None and end <= start:
-        raise click.BadParameter("--until must be after --since")
-    return start, end
-
-
-def _window_line(start: datetime, end: datetime | None) -> str:
-    stop = end.isoformat(timespec="seconds") if end else "now"
-    return f"window: {start.isoformat(timespec='seconds')} .. {stop}"
-
 
 # ── interlock report ─────────────────────────────────────────────────────────────────
 
@@ -406,29 +77,29 @@ def report() -> None:
 
 
 @report.command("spend")
-@_config_option
+@database_options
 @click.option("--by", type=click.Choice(_BY), default="team", show_default=True,
               help="Group by (feature: the key's feature tags).")  # fmt: skip
-@_since_option
-@_until_option
-@_format_option
+@since_option
+@until_option
+@format_option
 def report_spend(config: str | None, by: str, since: str, until: str | None, fmt: str) -> None:
     """Cost per team, user, feature, model, ... most expensive first."""
     from interlock.spend.reports import spend_by, totals
 
-    start, end = _window(since, until)
+    start, end = window(since, until)
 
     async def go(engine: Any) -> tuple[Any, Any]:
         rows = await _named(engine, by, await spend_by(engine, by, start, end))
         return rows, await totals(engine, start, end)
 
-    rows, total = _with_engine(cli_settings(config), go)
+    rows, total = with_engine(cli_settings(config), go)
     click.echo(render(rows, [*_group_columns(by), *_SPEND_COLUMNS], fmt))
     if fmt == "table":
         per = total.cost_usd / total.requests if total.requests else Decimal(0)
         click.echo(
-            f"\ntotal: {total.requests:,} requests, ${_text(total.cost_usd)} "
-            f"(${_text(per.quantize(Decimal('1e-10')))} per request); {_window_line(start, end)}"
+            f"\ntotal: {total.requests:,} requests, ${text_of(total.cost_usd)} "
+            f"(${text_of(per.quantize(Decimal('1e-10')))} per request); {window_line(start, end)}"
         )
         click.echo(
             f"tokens: {total.prompt_tokens:,} prompt ({total.cached_tokens:,} cache reads, "
@@ -439,33 +110,33 @@ def report_spend(config: str | None, by: str, since: str, until: str | None, fmt
 
 
 @report.command("top")
-@_config_option
+@database_options
 @click.option("--by", type=click.Choice(_BY), default="user", show_default=True)
-@_since_option
-@_until_option
+@since_option
+@until_option
 @click.option("--limit", type=click.IntRange(1, 10_000), default=10, show_default=True)
-@_format_option
+@format_option
 def report_top(
     config: str | None, by: str, since: str, until: str | None, limit: int, fmt: str
 ) -> None:
     """The top spenders: the groups that spent the most."""
     from interlock.spend.reports import top_spenders
 
-    start, end = _window(since, until)
+    start, end = window(since, until)
 
     async def go(engine: Any) -> Any:
         return await _named(engine, by, await top_spenders(engine, by, start, limit, end))
 
-    rows = _with_engine(cli_settings(config), go)
+    rows = with_engine(cli_settings(config), go)
     ranked = [{"rank": i, **r} for i, r in enumerate(rows, 1)]
     click.echo(render(ranked, [("rank", "#", "int"), *_group_columns(by), *_SPEND_COLUMNS], fmt))
 
 
 @report.command("waste")
-@_config_option
-@_since_option
-@_until_option
-@_format_option
+@database_options
+@since_option
+@until_option
+@format_option
 def report_waste(config: str | None, since: str, until: str | None, fmt: str) -> None:
     """Spend with no useful answer: failed calls, retries, possible hedges, fallbacks.
 
@@ -474,14 +145,14 @@ def report_waste(config: str | None, since: str, until: str | None, fmt: str) ->
     """
     from interlock.spend.reports import waste
 
-    start, end = _window(since, until)
+    start, end = window(since, until)
 
     async def go(engine: Any) -> Any:
         return await waste(engine, start, end)
 
-    w = _with_engine(cli_settings(config), go)
+    w = with_engine(cli_settings(config), go)
     if fmt == "json":
-        _echo_json(w)
+        echo_json(w)
         return
     rows: list[dict[str, Any]] = [
         {"metric": "requests", "requests": w["requests"], "cost_usd": w["cost_usd"]},
@@ -498,7 +169,7 @@ def report_waste(config: str | None, since: str, until: str | None, fmt: str) ->
             ("share", "SHARE", "pct")]  # fmt: skip
     click.echo(render(rows, cols, fmt))
     if fmt == "table":
-        click.echo(f"\n{_window_line(start, end)}")
+        click.echo(f"\n{window_line(start, end)}")
 
 
 _OPT_COLUMNS = [
@@ -528,9 +199,9 @@ def _targets(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @report.command("optimise")
-@_config_option
-@_since_option
-@_until_option
+@database_options
+@since_option
+@until_option
 @click.option(
     "--cache-hit-rate",
     default="0.2",
@@ -551,8 +222,8 @@ def _targets(values: tuple[str, ...]) -> dict[str, str]:
     help="The cheaper model to price MODEL's tokens at (default: the cheapest of "
     "its family, else of its vendor). Repeatable.",
 )
-@_prices_option
-@_format_option
+@prices_option
+@format_option
 def report_optimise(config: str | None, since: str, until: str | None, cache_hit_rate: str,
                     batch_discount: str, targets: tuple[str, ...], prices_path: str | None,
                     fmt: str) -> None:  # fmt: skip
@@ -564,23 +235,23 @@ def report_optimise(config: str | None, since: str, until: str | None, cache_hit
     """
     from interlock.spend.reports import optimisation
 
-    start, end = _window(since, until)
-    hit = _rate(cache_hit_rate, "--cache-hit-rate")
-    discount = _rate(batch_discount, "--batch-discount")
-    table = _prices(prices_path)
+    start, end = window(since, until)
+    hit = parse_rate(cache_hit_rate, "--cache-hit-rate")
+    discount = parse_rate(batch_discount, "--batch-discount")
+    table = load_prices(prices_path)
     named = _targets(targets)
     settings = cli_settings(config)
 
     async def go(engine: Any) -> Any:
-        return await optimisation(engine, start, table, until=end, upstream=_upstream(settings),
+        return await optimisation(engine, start, table, until=end, upstream=upstream_models(settings),
                                   cache_hit_rate=hit, batch_discount=discount, targets=named)  # fmt: skip
 
-    rows = _with_engine(settings, go)
+    rows = with_engine(settings, go)
     if fmt == "table":
         click.echo("What-ifs, not measurements (savings over the window):")
     click.echo(render(rows, _OPT_COLUMNS, fmt))
     if fmt == "table":
-        click.echo(f"\n{_window_line(start, end)}; prices: table {table.version}")
+        click.echo(f"\n{window_line(start, end)}; prices: table {table.version}")
 
 
 # ── interlock estimate ───────────────────────────────────────────────────────────────
@@ -623,8 +294,8 @@ _MONTHLY_COLUMNS = [
     help="Safety factor for longer prompts, retries and growth (2-3x is usual).",
 )
 @click.option("--compare", "others", default="", help="More models to compare, comma-separated.")
-@_prices_option
-@_format_option
+@prices_option
+@format_option
 def estimate_monthly(model: str, requests_per_month: int, input_tokens: int, output_tokens: int,
                      buffer: str, others: str, prices_path: str | None, fmt: str) -> None:  # fmt: skip
     """A month's cost: requests x tokens per request x price, with a buffer.
@@ -633,13 +304,13 @@ def estimate_monthly(model: str, requests_per_month: int, input_tokens: int, out
     """
     from interlock.spend.estimate import compare
 
-    factor = _decimal(buffer, "--buffer")
+    factor = parse_decimal(buffer, "--buffer")
     if factor < 1:
         raise click.BadParameter("must be at least 1", param_hint="--buffer")
     models = [model, *(m.strip() for m in others.split(",") if m.strip())]
     try:
         rows = compare(models, requests_per_month, input_tokens, output_tokens,
-                       _prices(prices_path), factor)  # fmt: skip
+                       load_prices(prices_path), factor)  # fmt: skip
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     click.echo(render(rows, _MONTHLY_COLUMNS, fmt))
@@ -649,32 +320,32 @@ def estimate_monthly(model: str, requests_per_month: int, input_tokens: int, out
 
 
 @estimate.command("ledger")
-@_config_option
+@database_options
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
               help="Days of recorded traffic to project from.")  # fmt: skip
 @click.option("--cache-hit-rate", default=None, help="What-if: this share served from cache.")
 @click.option("--cheaper-tier", default=None, help="What-if: every token priced at this model.")
-@_prices_option
-@_format_option
+@prices_option
+@format_option
 def estimate_ledger(config: str | None, days: int, cache_hit_rate: str | None,
                     cheaper_tier: str | None, prices_path: str | None, fmt: str) -> None:  # fmt: skip
     """Project this month's cost from recorded traffic, with what-ifs."""
     from interlock.spend.estimate import from_ledger
 
-    hit = _rate(cache_hit_rate, "--cache-hit-rate") if cache_hit_rate else Decimal(0)
-    table = _prices(prices_path)
+    hit = parse_rate(cache_hit_rate, "--cache-hit-rate") if cache_hit_rate else Decimal(0)
+    table = load_prices(prices_path)
     settings = cli_settings(config)
 
     async def go(engine: Any) -> Any:
         return await from_ledger(engine, days, table, cheaper_tier=cheaper_tier,
-                                 cache_hit_rate=hit, upstream=_upstream(settings))  # fmt: skip
+                                 cache_hit_rate=hit, upstream=upstream_models(settings))  # fmt: skip
 
     try:
-        r = _with_engine(settings, go)
+        r = with_engine(settings, go)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     if fmt == "json":
-        _echo_json(r)
+        echo_json(r)
         return
     rows: list[dict[str, Any]] = [
         {"scenario": "observed", "detail": f"{r['days']} days, {r['requests']:,} requests",
@@ -716,8 +387,8 @@ def estimate_ledger(config: str | None, days: int, cache_hit_rate: str | None,
 )
 @click.option("--input-tokens", type=click.IntRange(0), required=True, help="Per request.")
 @click.option("--output-tokens", type=click.IntRange(0), required=True, help="Per request.")
-@_prices_option
-@_format_option
+@prices_option
+@format_option
 def estimate_break_even(model: str, gpu_usd_per_hour: str, tokens_per_second: str,
                         utilisation: str, input_tokens: int, output_tokens: int,
                         prices_path: str | None, fmt: str) -> None:  # fmt: skip
@@ -729,26 +400,26 @@ def estimate_break_even(model: str, gpu_usd_per_hour: str, tokens_per_second: st
     """
     from interlock.spend.estimate import break_even
 
-    entry = _prices(prices_path).match(model)
+    entry = load_prices(prices_path).match(model)
     if entry is None:
         raise click.ClickException(f"no price for model {model!r} in the price table")
     try:
         r = break_even(entry.price, input_tokens, output_tokens,
-                       _decimal(gpu_usd_per_hour, "--gpu-usd-per-hour"),
-                       _decimal(tokens_per_second, "--tokens-per-second"),
-                       _decimal(utilisation, "--utilisation"))  # fmt: skip
+                       parse_decimal(gpu_usd_per_hour, "--gpu-usd-per-hour"),
+                       parse_decimal(tokens_per_second, "--tokens-per-second"),
+                       parse_decimal(utilisation, "--utilisation"))  # fmt: skip
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     r = {"model": model, "priced_as": entry.id, **r}
     if fmt == "json":
-        _echo_json(r)
+        echo_json(r)
         return
     volume = r["break_even_requests_per_month"]
     rows: list[dict[str, Any]] = [
-        {"metric": "api cost per 1M tokens", "value": "$" + _text(r["api_cost_per_1M"])},
-        {"metric": "self-hosted cost per 1M tokens", "value": "$" + _text(r["self_hosted_cost_per_1M"])},
-        {"metric": "api cost per request", "value": "$" + _text(r["api_cost_per_request"])},
-        {"metric": "one GPU, all month", "value": "$" + _text(r["gpu_monthly_usd"])},
+        {"metric": "api cost per 1M tokens", "value": "$" + text_of(r["api_cost_per_1M"])},
+        {"metric": "self-hosted cost per 1M tokens", "value": "$" + text_of(r["self_hosted_cost_per_1M"])},
+        {"metric": "api cost per request", "value": "$" + text_of(r["api_cost_per_request"])},
+        {"metric": "one GPU, all month", "value": "$" + text_of(r["gpu_monthly_usd"])},
         {"metric": "requests one GPU serves a month", "value": f"{r['requests_per_gpu_month']:,}"},
         {"metric": "break-even requests per month",
          "value": f"{volume:,}" if volume is not None else "never (the API is cheaper per token)"},
@@ -768,7 +439,7 @@ def spend() -> None:
 
 
 @spend.command("reconcile")
-@_config_option
+@database_options
 @click.option(
     "--since",
     default="1d",
@@ -782,7 +453,7 @@ def spend() -> None:
     "providers' usage_api.settle_delay_s, so that their usage is complete).",
 )
 @click.option("--dry-run", is_flag=True, default=False, help="Compare only; change nothing.")
-@_format_option
+@format_option
 def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bool,
                   fmt: str) -> None:  # fmt: skip
     """Replace the worst-case cost of `replica_lost` rows (requests in flight on a process
@@ -816,7 +487,7 @@ def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bo
                                dry_run=dry_run)  # fmt: skip
 
     try:
-        report = _with_engine(settings, go)
+        report = with_engine(settings, go)
     except (ReconcileError, OSError) as exc:
         raise click.ClickException(f"the usage API could not be read: {exc}") from None
     rows = [
@@ -828,7 +499,7 @@ def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bo
         for ln in report.lines
     ]  # fmt: skip
     if fmt == "json":
-        _echo_json({"lines": rows, "rewritten": report.rewritten, "skipped": report.skipped,
+        echo_json({"lines": rows, "rewritten": report.rewritten, "skipped": report.skipped,
                     "before_usd": report.before_usd, "after_usd": report.after_usd,
                     "dry_run": dry_run})  # fmt: skip
         return
@@ -842,6 +513,6 @@ def reconcile_cmd(config: str | None, since: str, until: str | None, dry_run: bo
         click.echo(render(rows, cols, fmt))
     if fmt == "table":
         verb = "would rewrite" if dry_run else "rewrote"
-        click.echo(f"{verb} {report.rewritten} replica_lost row(s): ${_text(report.before_usd)} "
-                   f"-> ${_text(report.after_usd)}; {report.skipped} left at their worst case "
+        click.echo(f"{verb} {report.rewritten} replica_lost row(s): ${text_of(report.before_usd)} "
+                   f"-> ${text_of(report.after_usd)}; {report.skipped} left at their worst case "
                    "(too recent, or reachable through a provider without usage_api)")  # fmt: skip

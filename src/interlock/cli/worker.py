@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from interlock.cli.common import config_option
 from interlock.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -26,12 +27,8 @@ READY_PREFIX = "interlock worker running"
 
 
 @click.command()
-@click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default).",
+@config_option(
+    "Configuration file (default: $INTERLOCK_CONFIG, ./interlock.yaml, or the embedded default)."
 )
 @click.option(
     "--concurrency",
