@@ -7,7 +7,7 @@ import os
 import time
 
 from interlock.api.http import ClientGone, Ctx, Receive, Scope, Send
-from interlock.api.job_runner import start_jobs, stop_jobs
+from interlock.api.job_runner import JobRuntime
 from interlock.api.observe import Observed
 from interlock.api.router import resolve
 from interlock.errors import InterlockError
@@ -23,6 +23,7 @@ class InterlockApp:
     def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
         self.settings = settings
         self.gateway = gateway or Gateway(settings)
+        self.jobs = JobRuntime(self.gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -38,14 +39,14 @@ class InterlockApp:
                 try:
                     logs.configure(self.gateway.settings.telemetry.logs, self.gateway.redact)
                     await self.gateway.start()
-                    await start_jobs(self.gateway, run_pool=self.gateway.settings.jobs.run_in_serve)
+                    await self.jobs.start(run_pool=self.gateway.settings.jobs.run_in_serve)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                await stop_jobs(self.gateway)  # drains the worker pool first
+                await self.jobs.close()  # drains the worker pool first
                 await self.gateway.close()
                 mark_process_dead(os.getpid())
                 await send({"type": "lifespan.shutdown.complete"})
@@ -54,6 +55,7 @@ class InterlockApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = Ctx(scope, receive, send)
         ctx.body_timeout_s = self.settings.server.body_timeout_s
+        ctx.jobs = self.jobs
         gw = self.gateway
         ctx.response_headers.append((b"x-interlock-degradation", gw.ladder.label))
         route = "unmatched"

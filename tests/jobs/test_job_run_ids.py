@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.api.job_runner import body_check, run_job, runtime, stop_jobs
+from interlock.api.job_runner import JobRuntime, body_check, run_job
 from interlock.app import create_app
 from interlock.gateway import Gateway
 from interlock.jobs.queue import Job, JobQueue, JobStatus, RedisJobQueue, SqlJobQueue
@@ -219,7 +219,6 @@ async def gw(
     try:
         yield g
     finally:
-        await stop_jobs(g)
         await g.close()
         if schema is not None:
             engine = create_engine(g.settings.storage.model_copy(update={"db_schema": None}))
@@ -228,6 +227,16 @@ async def gw(
             await engine.dispose()
         if kind == "redis":
             delete_redis_keys(prefix)
+
+
+@pytest.fixture
+async def rt(gw: Gateway) -> AsyncIterator[JobRuntime]:
+    """The job runtime over ``gw``, as the app's composition root builds it (no pool)."""
+    runtime = JobRuntime(gw)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
 
 
 async def job_rows(engine: AsyncEngine, job_id: str) -> dict[str, dict[str, Any]]:
@@ -248,9 +257,8 @@ def sim_bill(gw: Gateway, sim: SimControl, deployment: str) -> tuple[Decimal, in
 
 
 async def test_a_requeued_dead_letter_keeps_both_runs_in_the_ledger(
-    gw: Gateway, sim: SimControl
+    gw: Gateway, rt: JobRuntime, sim: SimControl
 ) -> None:
-    rt = runtime(gw)
     principal = await rt.principals.get("master")
     job, _ = await rt.service.submit(
         "master",
@@ -301,12 +309,11 @@ async def test_a_requeued_dead_letter_keeps_both_runs_in_the_ledger(
 
 @pytest.mark.parametrize("gw", ["sqlite"], indirect=True)
 async def test_a_run_cancelled_at_the_provider_is_recorded_at_what_it_cost(
-    gw: Gateway, sim: SimControl
+    gw: Gateway, rt: JobRuntime, sim: SimControl
 ) -> None:
     """The owner cancels a job while its run is at the provider: the job is cancelled at
     once, and the call, billed all the same, finishes in the background and gets its
     ledger row with the provider's usage (not a worst case left for a later replay)."""
-    rt = runtime(gw)
     principal = await rt.principals.get("master")
     sim.set_faults([{"type": "latency", "ms": 800, "count": 1}])
     job, _ = await rt.service.submit(

@@ -12,7 +12,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,6 +25,9 @@ from interlock.errors import (
     error_body,
 )
 from interlock.telemetry.redact import redact_key_shapes
+
+if TYPE_CHECKING:
+    from interlock.api.job_runner import JobRuntime
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +49,7 @@ class Ctx:
         "_headers",
         "body_timeout_s",
         "error_code",
+        "jobs",
         "model",
         "path_params",
         "receive",
@@ -67,6 +71,9 @@ class Ctx:
         # The whole body must arrive within this of the first read (server.body_timeout_s,
         # set by the app); None: no bound (in-process callers).
         self.body_timeout_s: float | None = None
+        # The app's job runtime (queue, job and batch services), handed over per request by
+        # the composition root (app.py); None where none runs (in-process callers).
+        self.jobs: JobRuntime | None = None
         self.status = 0
         self.model = "-"  # metrics label: a configured alias, never raw client input
         self.error_code: str | None = None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -350,26 +349,3 @@ def _abandoned_done(tasks: set[asyncio.Task[Outcome]]) -> Callable[[asyncio.Task
             log.warning("an abandoned job run failed: %r", task.exception())
 
     return done
-
-
-_RUNTIMES: weakref.WeakKeyDictionary[Gateway, JobRuntime] = weakref.WeakKeyDictionary()
-
-
-def runtime(gw: Gateway) -> JobRuntime:
-    """This process's job runtime for ``gw`` (created on first use, without a pool)."""
-    rt = _RUNTIMES.get(gw)
-    if rt is None:
-        rt = _RUNTIMES[gw] = JobRuntime(gw)
-    return rt
-
-
-async def start_jobs(gw: Gateway, *, run_pool: bool, concurrency: int | None = None) -> JobRuntime:
-    rt = runtime(gw)
-    await rt.start(run_pool=run_pool, concurrency=concurrency)
-    return rt
-
-
-async def stop_jobs(gw: Gateway) -> None:
-    rt = _RUNTIMES.pop(gw, None)
-    if rt is not None:
-        await rt.close()

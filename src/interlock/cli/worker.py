@@ -73,17 +73,18 @@ def _resolve(config: str | None) -> Settings:
 
 
 async def _run(settings: Settings, concurrency: int | None, metrics_port: int | None) -> int:
-    from interlock.api.job_runner import start_jobs, stop_jobs
+    from interlock.api.job_runner import JobRuntime
     from interlock.gateway import Gateway
 
     gw = Gateway(settings)
     await gw.start()
+    rt = JobRuntime(gw)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        rt = await start_jobs(gw, run_pool=True, concurrency=concurrency)
+        await rt.start(run_pool=True, concurrency=concurrency)
         if metrics_port is not None:
             _serve_metrics(gw, metrics_port)
         assert rt.pool is not None
@@ -96,7 +97,7 @@ async def _run(settings: Settings, concurrency: int | None, metrics_port: int | 
         click.echo("interlock worker: draining")
         sys.stdout.flush()
     finally:
-        await stop_jobs(gw)
+        await rt.close()
         await gw.close()
     click.echo("interlock worker: stopped")
     return 0
