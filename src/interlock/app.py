@@ -7,9 +7,9 @@ import os
 import time
 
 from interlock.api.http import ClientGone, Ctx, Receive, Scope, Send
-from interlock.api.job_runner import JobRuntime
 from interlock.api.observe import Observed
 from interlock.api.router import resolve
+from interlock.api.services import Services
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway
 from interlock.settings import Settings
@@ -23,7 +23,7 @@ class InterlockApp:
     def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
         self.settings = settings
         self.gateway = gateway or Gateway(settings)
-        self.jobs = JobRuntime(self.gateway)
+        self.services = Services.build(self.gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -39,14 +39,14 @@ class InterlockApp:
                 try:
                     logs.configure(self.gateway.settings.telemetry.logs, self.gateway.redact)
                     await self.gateway.start()
-                    await self.jobs.start(run_pool=self.gateway.settings.jobs.run_in_serve)
+                    await self.services.jobs.start(run_pool=self.gateway.settings.jobs.run_in_serve)
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                await self.jobs.close()  # drains the worker pool first
+                await self.services.jobs.close()  # drains the worker pool first
                 await self.gateway.close()
                 mark_process_dead(os.getpid())
                 await send({"type": "lifespan.shutdown.complete"})
@@ -55,7 +55,7 @@ class InterlockApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = Ctx(scope, receive, send)
         ctx.body_timeout_s = self.settings.server.body_timeout_s
-        ctx.jobs = self.jobs
+        ctx.services = self.services
         gw = self.gateway
         ctx.response_headers.append((b"x-interlock-degradation", gw.ladder.label))
         route = "unmatched"

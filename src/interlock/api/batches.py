@@ -147,6 +147,6 @@ async def cancel_batch(ctx: Ctx, gw: Gateway) -> None:
 
 def _jobs(ctx: Ctx) -> JobRuntime:
     """The job runtime the app handed this request (app.py builds it, once)."""
-    if ctx.jobs is None:
+    if ctx.services is None:
         raise ServiceUnavailable("jobs are not available in this process")
-    return ctx.jobs
+    return ctx.services.jobs

@@ -15,7 +15,7 @@ from interlock.api.admin import require_admin
 from interlock.api.http import Ctx
 from interlock.dashboard.assets import SECURITY_HEADERS, Asset, asset
 from interlock.dashboard.snapshot import snapshot
-from interlock.errors import NotFound
+from interlock.errors import NotFound, ServiceUnavailable
 from interlock.gateway import Gateway
 
 
@@ -58,4 +58,6 @@ async def data(ctx: Ctx, gw: Gateway) -> None:
     """One sample of every live figure (admin keys only)."""
     await require_admin(ctx, gw)
     ctx.response_headers.append((b"cache-control", b"no-store"))
-    await ctx.respond_json(200, await snapshot(gw))
+    if ctx.services is None:
+        raise ServiceUnavailable("the dashboard is not available in this process")
+    await ctx.respond_json(200, await snapshot(gw, ctx.services.dashboard_spend))

@@ -27,7 +27,7 @@ from interlock.errors import (
 from interlock.telemetry.redact import redact_key_shapes
 
 if TYPE_CHECKING:
-    from interlock.api.job_runner import JobRuntime
+    from interlock.api.services import Services
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,7 +49,6 @@ class Ctx:
         "_headers",
         "body_timeout_s",
         "error_code",
-        "jobs",
         "model",
         "path_params",
         "receive",
@@ -57,6 +56,7 @@ class Ctx:
         "response_headers",
         "scope",
         "send",
+        "services",
         "started",
         "status",
     )
@@ -71,9 +71,9 @@ class Ctx:
         # The whole body must arrive within this of the first read (server.body_timeout_s,
         # set by the app); None: no bound (in-process callers).
         self.body_timeout_s: float | None = None
-        # The app's job runtime (queue, job and batch services), handed over per request by
-        # the composition root (app.py); None where none runs (in-process callers).
-        self.jobs: JobRuntime | None = None
+        # What the composition root (app.py) built next to the gateway: the job runtime,
+        # the dashboard's spend cache. None where none runs (in-process callers).
+        self.services: Services | None = None
         self.status = 0
         self.model = "-"  # metrics label: a configured alias, never raw client input
         self.error_code: str | None = None

@@ -125,6 +125,6 @@ async def webhook_secret(ctx: Ctx, gw: Gateway) -> None:
 
 def _jobs(ctx: Ctx) -> JobRuntime:
     """The job runtime the app handed this request (app.py builds it, once)."""
-    if ctx.jobs is None:
+    if ctx.services is None:
         raise ServiceUnavailable("jobs are not available in this process")
-    return ctx.jobs
+    return ctx.services.jobs

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from interlock.dashboard.promread import Samples, collect
 from interlock.dashboard.spend import SpendCache
@@ -22,14 +21,6 @@ from interlock.resilience.degradation import Level
 
 _CIRCUIT_NAMES = {0: "closed", 1: "half_open", 2: "open"}
 _CIRCUIT_VALUES = {v: k for k, v in _CIRCUIT_NAMES.items()}
-_spend_caches: WeakKeyDictionary[Gateway, SpendCache] = WeakKeyDictionary()
-
-
-def _spend_cache(gw: Gateway) -> SpendCache:
-    cache = _spend_caches.get(gw)
-    if cache is None:
-        cache = _spend_caches[gw] = SpendCache(gw.engine, gw.spend.enforcer)
-    return cache
 
 
 def circuits(gw: Gateway, samples: Samples) -> list[dict[str, Any]]:
@@ -88,9 +79,11 @@ def queue(samples: Samples) -> dict[str, Any]:
     }
 
 
-async def snapshot(gw: Gateway) -> dict[str, Any]:
+async def snapshot(gw: Gateway, spend_cache: SpendCache) -> dict[str, Any]:
+    """``spend_cache``: the process's one cache of the ledger's spend figures (built by
+    the app, :class:`interlock.api.services.Services`)."""
     samples = collect(gw.metrics)
-    spend, budgets = await _spend_cache(gw).get()
+    spend, budgets = await spend_cache.get()
     figures = traffic(samples, typed_errors=hasattr(gw.metrics, "errors"))
     # The gauge counts this very poll as in flight; the operator asked about the others.
     figures["in_flight"] = max(0, figures["in_flight"] - 1)
