@@ -59,6 +59,7 @@ def api(sim_url: str, tmp_path: Path, sim: SimControl) -> Iterator[GatewayProces
     g.stop()
 
 
+@pytest.mark.long  # ~15 s of replicas/processes: run by make drills (.ci/run)
 def test_sigkilled_workers_lose_no_job(api: GatewayProcess) -> None:
     state = api.workdir / "state"
     t0 = time.monotonic()

@@ -29,6 +29,7 @@ def bench() -> ModuleType:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~15 s of replicas/processes: run by make drills (.ci/run)
 @pytest.mark.timeout(180)
 def test_one_x_prediction_matches_a_real_load_test(tmp_path: Path) -> None:
     result = bench().validate(tmp_path, rate=15.0, duration=8.0)

@@ -22,6 +22,7 @@ PRICE_IN, PRICE_OUT = Decimal(500), Decimal(2000)  # USD per 1M tokens: ~$0.04 a
 
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.long  # ~15 s of replicas/processes: run by make drills (.ci/run)
 def test_hard_limit_is_not_overshot_by_four_replicas(
     sim_url: str, sim: SimControl, tmp_path: Path
 ) -> None:

@@ -79,6 +79,7 @@ def test_tpm_limit_from_config(sim_url: str, sim: SimControl, tmp_path: Path) ->
 
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.long  # ~15 s of replicas/processes: run by make drills (.ci/run)
 def test_rpm_is_exact_across_four_replicas(sim_url: str, sim: SimControl, tmp_path: Path) -> None:
     require("Redis", "127.0.0.1", 6379)
     cfg = sim_config(sim_url, tmp_path / "state",
