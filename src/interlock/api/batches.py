@@ -13,8 +13,9 @@ import orjson
 
 from interlock.api import multipart
 from interlock.api.http import Ctx, parse_json_object
-from interlock.api.job_runner import JobRuntime, body_check
-from interlock.errors import InvalidRequest, ServiceUnavailable, error_payload
+from interlock.api.job_runner import body_check
+from interlock.api.services import services_of
+from interlock.errors import InvalidRequest, error_payload
 from interlock.gateway import Gateway
 from interlock.jobs.batch.lines import InvalidBatchFile
 from interlock.jobs.batch.views import batch_view, file_view
@@ -39,7 +40,7 @@ async def upload_file(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
     ctype = ctx.header(b"content-type")
     multipart.boundary(ctype)  # 415 before reading a large body of the wrong kind
-    service = _jobs(ctx).batches
+    service = services_of(ctx, "batches are").jobs.batches
     raw = await ctx.read_body(service.settings.max_file_bytes + MULTIPART_OVERHEAD)
     parts = multipart.parse(raw, ctype)
     for name in parts:
@@ -74,7 +75,7 @@ async def upload_file(ctx: Ctx, gw: Gateway) -> None:
 async def list_files(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
     q = ctx.query()
-    found, more = await _jobs(ctx).batches.list_files(
+    found, more = await services_of(ctx, "batches are").jobs.batches.list_files(
         principal.key_id, q.get("purpose"), q.get("limit"), q.get("after"), q.get("order")
     )
     await ctx.respond_json(200, _page([file_view(f) for f in found], more))
@@ -82,20 +83,24 @@ async def list_files(ctx: Ctx, gw: Gateway) -> None:
 
 async def get_file(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
-    rec = await _jobs(ctx).batches.get_file(principal.key_id, ctx.path_params["file_id"])
+    rec = await services_of(ctx, "batches are").jobs.batches.get_file(
+        principal.key_id, ctx.path_params["file_id"]
+    )
     await ctx.respond_json(200, file_view(rec))
 
 
 async def delete_file(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
     file_id = ctx.path_params["file_id"]
-    await _jobs(ctx).batches.delete_file(principal.key_id, file_id)
+    await services_of(ctx, "batches are").jobs.batches.delete_file(principal.key_id, file_id)
     await ctx.respond_json(200, {"id": file_id, "object": "file", "deleted": True})
 
 
 async def file_content(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
-    rec, data = await _jobs(ctx).batches.content(principal.key_id, ctx.path_params["file_id"])
+    rec, data = await services_of(ctx, "batches are").jobs.batches.content(
+        principal.key_id, ctx.path_params["file_id"]
+    )
     ctx.status = 200
     # The filename is client input: keep it from breaking out of the header.
     name = "".join(c for c in rec.filename if c.isprintable() and c not in '"\\;')
@@ -122,31 +127,32 @@ async def create_batch(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
     cfg = gw.settings.server
     data = parse_json_object(ctx, await ctx.read_body(cfg.max_body_bytes), cfg.max_json_depth)
-    batch = await _jobs(ctx).batches.create(principal.key_id, principal.team, data)
+    batch = await services_of(ctx, "batches are").jobs.batches.create(
+        principal.key_id, principal.team, data
+    )
     await ctx.respond_json(200, batch_view(batch))
 
 
 async def list_batches(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
     q = ctx.query()
-    found, more = await _jobs(ctx).batches.list(principal.key_id, q.get("limit"), q.get("after"))
+    found, more = await services_of(ctx, "batches are").jobs.batches.list(
+        principal.key_id, q.get("limit"), q.get("after")
+    )
     await ctx.respond_json(200, _page([batch_view(b) for b in found], more))
 
 
 async def get_batch(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
-    batch = await _jobs(ctx).batches.get(principal.key_id, ctx.path_params["batch_id"])
+    batch = await services_of(ctx, "batches are").jobs.batches.get(
+        principal.key_id, ctx.path_params["batch_id"]
+    )
     await ctx.respond_json(200, batch_view(batch))
 
 
 async def cancel_batch(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
-    batch = await _jobs(ctx).batches.cancel(principal.key_id, ctx.path_params["batch_id"])
+    batch = await services_of(ctx, "batches are").jobs.batches.cancel(
+        principal.key_id, ctx.path_params["batch_id"]
+    )
     await ctx.respond_json(200, batch_view(batch))
-
-
-def _jobs(ctx: Ctx) -> JobRuntime:
-    """The job runtime the app handed this request (app.py builds it, once)."""
-    if ctx.services is None:
-        raise ServiceUnavailable("jobs are not available in this process")
-    return ctx.services.jobs

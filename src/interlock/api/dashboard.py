@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from interlock.api.admin import require_admin
 from interlock.api.http import Ctx
+from interlock.api.services import services_of
 from interlock.dashboard.assets import SECURITY_HEADERS, Asset, asset
 from interlock.dashboard.snapshot import snapshot
-from interlock.errors import NotFound, ServiceUnavailable
+from interlock.errors import NotFound
 from interlock.gateway import Gateway
 
 
@@ -58,6 +59,5 @@ async def data(ctx: Ctx, gw: Gateway) -> None:
     """One sample of every live figure (admin keys only)."""
     await require_admin(ctx, gw)
     ctx.response_headers.append((b"cache-control", b"no-store"))
-    if ctx.services is None:
-        raise ServiceUnavailable("the dashboard is not available in this process")
-    await ctx.respond_json(200, await snapshot(gw, ctx.services.dashboard_spend))
+    spend = services_of(ctx, "the dashboard is").dashboard_spend
+    await ctx.respond_json(200, await snapshot(gw, spend))

@@ -15,9 +15,10 @@ import orjson
 
 from interlock.api.admin import require_admin
 from interlock.api.http import Ctx, parse_json_object
-from interlock.api.job_runner import JobRuntime, body_check
+from interlock.api.job_runner import body_check
 from interlock.api.openai_routes import request_tags
-from interlock.errors import InvalidRequest, ServiceUnavailable
+from interlock.api.services import services_of
+from interlock.errors import InvalidRequest
 from interlock.gateway import Gateway
 from interlock.jobs.service import job_view
 
@@ -44,7 +45,7 @@ async def create_job(ctx: Ctx, gw: Gateway) -> None:
     raw = await ctx.read_body(cfg.max_body_bytes)
     data = parse_json_object(ctx, raw, cfg.max_json_depth)
     _fold_tags(ctx, data)
-    rt = _jobs(ctx)
+    rt = services_of(ctx, "jobs are").jobs
     job, created = await rt.service.submit(
         principal.key_id,
         principal.team,
@@ -64,7 +65,7 @@ async def create_job(ctx: Ctx, gw: Gateway) -> None:
 async def list_jobs(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
     q = ctx.query()
-    jobs, more = await _jobs(ctx).service.list(
+    jobs, more = await services_of(ctx, "jobs are").jobs.service.list(
         principal.key_id, q.get("status"), q.get("limit"), q.get("after")
     )
     data = [job_view(j) for j in jobs]
@@ -82,13 +83,15 @@ async def list_jobs(ctx: Ctx, gw: Gateway) -> None:
 
 async def get_job(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
-    job = await _jobs(ctx).service.get(principal.key_id, ctx.path_params["job_id"])
+    job = await services_of(ctx, "jobs are").jobs.service.get(
+        principal.key_id, ctx.path_params["job_id"]
+    )
     await ctx.respond_json(200, job_view(job))
 
 
 async def cancel_job(ctx: Ctx, gw: Gateway) -> None:
     principal = await gw.authenticate(ctx.bearer())
-    rt = _jobs(ctx)
+    rt = services_of(ctx, "jobs are").jobs
     job, cancelled = await rt.service.cancel(principal.key_id, ctx.path_params["job_id"])
     if cancelled:
         rt.cancelled(job)
@@ -104,7 +107,7 @@ async def dead_letters(ctx: Ctx, gw: Gateway) -> None:
         limit = 0
     if not 1 <= limit <= 1000:
         raise InvalidRequest("'limit' must be an integer between 1 and 1000", param="limit")
-    jobs = await _jobs(ctx).queue.dead_letters(limit)
+    jobs = await services_of(ctx, "jobs are").jobs.queue.dead_letters(limit)
     await ctx.respond_json(
         200, {"object": "list", "data": [job_view(j, with_owner=True) for j in jobs]}
     )
@@ -112,19 +115,12 @@ async def dead_letters(ctx: Ctx, gw: Gateway) -> None:
 
 async def requeue_job(ctx: Ctx, gw: Gateway) -> None:
     await require_admin(ctx, gw)
-    job = await _jobs(ctx).service.requeue(ctx.path_params["job_id"])
+    job = await services_of(ctx, "jobs are").jobs.service.requeue(ctx.path_params["job_id"])
     await ctx.respond_json(200, job_view(job, with_owner=True))
 
 
 async def webhook_secret(ctx: Ctx, gw: Gateway) -> None:
     await require_admin(ctx, gw)
-    rt = _jobs(ctx)
+    rt = services_of(ctx, "jobs are").jobs
     source = "config" if gw.settings.jobs.webhooks.secret is not None else "state_dir"
     await ctx.respond_json(200, {"secret": rt.webhook_secret, "source": source})
-
-
-def _jobs(ctx: Ctx) -> JobRuntime:
-    """The job runtime the app handed this request (app.py builds it, once)."""
-    if ctx.services is None:
-        raise ServiceUnavailable("jobs are not available in this process")
-    return ctx.services.jobs

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from interlock.api.http import Ctx
 from interlock.api.job_runner import JobRuntime
 from interlock.dashboard.spend import SpendCache
+from interlock.errors import ServiceUnavailable
 from interlock.gateway import Gateway
 
 
@@ -22,3 +24,11 @@ class Services:
     @classmethod
     def build(cls, gw: Gateway) -> Services:
         return cls(JobRuntime(gw), SpendCache(gw.engine, gw.spend.enforcer))
+
+
+def services_of(ctx: Ctx, what: str) -> Services:
+    """The services the app handed this request; 503 where none run (in-process callers
+    of a handler, without the app)."""
+    if ctx.services is None:
+        raise ServiceUnavailable(f"{what} not available in this process")
+    return ctx.services
